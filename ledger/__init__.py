@@ -1,0 +1,1 @@
+"""The stateful ledger: storage, sequencing, checkpoints, envelopes, documents, audit and the CLI."""

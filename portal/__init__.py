@@ -1,0 +1,1 @@
+"""The public verification portal and the JSON API (aiohttp + jinja2)."""
