@@ -1,0 +1,454 @@
+"""The Merkle log on SQLite, stored as C2SP tlog-tiles.
+
+Tables (all log tables refuse UPDATE and DELETE by trigger, see `ledger.schema`):
+- `entry_chunks(start, count, data)`: the exact leaf bytes in C2SP entry-bundle encoding (uint16
+  length prefixes), one row per commit and bundle: a chunk never crosses a bundle boundary, so a
+  bundle is the concatenation of its chunks and a partial bundle is a prefix of them.
+- `tiles(level, idx, hashes, mid)`: full tiles, 256 hashes each, plus the 16 hashes of the tree level
+  four above the tile's base (`mid`), so a proof reads a tile and hashes at most ~22 nodes in it.
+- `tile_edge(level, idx, hashes)`: the right-edge (partial) tile of each level; it may only grow, or
+  move on to the next index once the full tile is stored. Any partial tile `.p/W` of a published
+  checkpoint is a prefix of it.
+- `checkpoints(size, root, note, created)`: every signed checkpoint.
+
+Vocabulary: `stage` *sequences* entries (gives them indexes) and *integrates* them into the working
+tree; `commit` writes a signed checkpoint with them in the same transaction (*published*), and only
+then is anything acknowledged. Memory stays flat: the writer keeps only the compact range and the
+edge tiles; opening reads the edge and the last checkpoint, nothing O(n).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ledger import schema
+from ledger.errors import IntegrityError, NotFoundError, RefusedError, StorageError
+from ledger.keys import LogSigner
+from verifier.checkpoint import Checkpoint, parse_checkpoint
+from verifier.merkle import (
+    complete_subtrees,
+    consistency_ranges,
+    fold_right,
+    inclusion_ranges,
+    root_of_hashes,
+)
+from verifier.note import verify_note
+
+TILE_WIDTH = 256
+MAX_ENTRY_SIZE = 0xFFFF  # entry bundles prefix each entry with a big-endian uint16 length
+_sha256 = hashlib.sha256
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    first_index: int
+    size: int
+    root: bytes
+    checkpoint: str
+
+
+@dataclass
+class _Tree:
+    """The writer's working state: the compact range and the edge of every tile level."""
+
+    size: int
+    stack: list[bytes]
+    edges: list[list[bytes]]
+    mids: list[list[bytes]]
+
+    def copy(self) -> _Tree:
+        return _Tree(self.size, list(self.stack), [list(e) for e in self.edges], [list(m) for m in self.mids])
+
+    def root(self) -> bytes:
+        return fold_right(self.stack)
+
+
+def _chunks(first: int, entries: list[bytes]) -> list[tuple[int, int, bytes]]:
+    """Cut staged entries into bundle-aligned chunks in entry-bundle encoding."""
+    out = []
+    pos, end = 0, len(entries)
+    while pos < end:
+        start = first + pos
+        n = min(end - pos, TILE_WIDTH - start % TILE_WIDTH)
+        part = entries[pos : pos + n]
+        out.append((start, n, b"".join([len(e).to_bytes(2, "big") + e for e in part])))
+        pos += n
+    return out
+
+
+def iter_bundle(data: bytes) -> list[bytes]:
+    """Split entry-bundle bytes (uint16 big-endian length prefixes) into entries."""
+    out, pos = [], 0
+    while pos < len(data):
+        n = int.from_bytes(data[pos : pos + 2], "big")
+        out.append(data[pos + 2 : pos + 2 + n])
+        pos += 2 + n
+    if pos != len(data):
+        raise IntegrityError("an entry chunk is truncated")
+    return out
+
+
+def _split(blob: bytes) -> list[bytes]:
+    return [blob[i : i + 32] for i in range(0, len(blob), 32)]
+
+
+class TileLog:
+    """One SQLite database holding the log. One writer (the caller serialises writes); many readers."""
+
+    def __init__(self, path: Path, signer: LogSigner, conn: sqlite3.Connection, clock: Clock) -> None:
+        self.path = path
+        self.signer = signer
+        self.origin = signer.name
+        self.conn = conn
+        self.clock = clock
+        self.checkpoint_file = path.with_suffix(".checkpoint")
+        self._local = threading.local()
+        self._tile_cache: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._tree = self._load_tree()
+        self._work: _Tree | None = None
+        self._cp_fd: int | None = None
+        self._staged: list[bytes] = []
+        self._full_tiles: list[tuple[int, int, bytes, bytes]] = []
+        self._published: tuple[int, bytes, str] = self._load_latest()
+
+    # ---- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: Path, signer: LogSigner, clock: Clock = utc_now) -> TileLog:
+        if path.exists():
+            raise RefusedError(f"{path} already exists; refusing to overwrite a log", code="exists")
+        conn = schema.connect(path)
+        schema.create(conn)
+        log = cls(path, signer, conn, clock)
+        log.begin()
+        log.commit()  # the empty tree's checkpoint, so a log always has one
+        return log
+
+    @classmethod
+    def open(cls, path: Path, signer: LogSigner, clock: Clock = utc_now) -> TileLog:
+        if not path.exists():
+            raise NotFoundError(f"no ledger database at {path}; run `ledger init` first", code="no_ledger")
+        conn = schema.connect(path)
+        schema.create(conn)
+        log = cls(path, signer, conn, clock)
+        log._check_against_outside_checkpoint()
+        return log
+
+    def _load_tree(self) -> _Tree:
+        rows = self.conn.execute("SELECT level, idx, hashes FROM tile_edge ORDER BY level").fetchall()
+        edges = [_split(h) for _, _, h in rows]
+        size = rows[0][1] * TILE_WIDTH + len(edges[0]) if rows else 0
+        stack: list[bytes] = []
+        for level in range(len(edges) - 1, -1, -1):
+            hashes, pos = edges[level], 0
+            for b in range(7, -1, -1):
+                if len(hashes) >> b & 1:
+                    stack.append(root_of_hashes(hashes[pos : pos + (1 << b)]))
+                    pos += 1 << b
+        mids = [[root_of_hashes(e[i : i + 16]) for i in range(0, len(e) - 15, 16)] for e in edges]
+        if not edges:
+            edges, mids = [[]], [[]]
+        return _Tree(size, stack, edges, mids)
+
+    def _load_latest(self) -> tuple[int, bytes, str]:
+        row = self.conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        if row is None:
+            return (0, self._tree.root(), "")
+        size, root, note = row
+        if size != self._tree.size or root != self._tree.root():
+            raise IntegrityError(
+                f"the tiles hold a tree of size {self._tree.size} but the last checkpoint is for size {size}; "
+                "the database is damaged (run `ledger audit`)"
+            )
+        return (int(size), bytes(root), str(note))
+
+    def _check_against_outside_checkpoint(self) -> None:
+        try:
+            text = self.checkpoint_file.read_text()
+        except FileNotFoundError:
+            return
+        try:
+            signed = parse_checkpoint(text)
+            verify_note(signed.note, [self.signer.verifier])
+        except Exception:
+            return  # a torn or foreign file proves nothing either way; it is rewritten on the next commit
+        cp = signed.checkpoint
+        if cp.size > self.size:
+            raise IntegrityError(
+                f"tree size {self.size} is smaller than the last published {cp.size} "
+                f"(kept in {self.checkpoint_file}); this database looks restored from an old backup "
+                "(see `ledger audit`)",
+                code="restored_backup",
+            )
+        if self.root_at(cp.size) != cp.root:
+            raise IntegrityError(
+                f"the tree at size {cp.size} differs from the checkpoint published in {self.checkpoint_file}; "
+                "this database has forked from what was published",
+                code="forked",
+            )
+
+    def close(self) -> None:
+        if self._cp_fd is not None:
+            os.close(self._cp_fd)
+            self._cp_fd = None
+        self.conn.close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+
+    # ---- writing -------------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """The size of the latest published (committed) tree."""
+        return self._published[0]
+
+    @property
+    def latest_checkpoint(self) -> str:
+        return self._published[2]
+
+    @property
+    def pending_size(self) -> int:
+        return self._work.size if self._work is not None else self._tree.size
+
+    def begin(self) -> None:
+        if self._work is not None:
+            raise StorageError("a write transaction is already open")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot start a write transaction: {e}") from e
+        self._work = self._tree.copy()
+
+    def stage(self, entries: Sequence[bytes]) -> tuple[int, list[bytes]]:
+        """Sequence and integrate entries into the open transaction; return (first index, leaf hashes)."""
+        t = self._work
+        if t is None:
+            raise StorageError("stage() outside a transaction")
+        for i, e in enumerate(entries):
+            if len(e) > MAX_ENTRY_SIZE:
+                raise RefusedError(f"entry {i} is {len(e)} bytes; an entry holds at most {MAX_ENTRY_SIZE}",
+                                   code="entry_too_large", status=413)
+        first = t.size
+        leaves: list[bytes] = []
+        add_leaf = leaves.append
+        sha = _sha256
+        stack, edges, mids, full = t.stack, t.edges, t.mids, self._full_tiles
+        push, pop = stack.append, stack.pop
+        edge0 = edges[0]
+        size = first
+        for e in entries:
+            node = sha(b"\x00" + e).digest()
+            add_leaf(node)
+            edge0.append(node)
+            size += 1
+            n, level = size, 0
+            while not n & 1:
+                node = sha(b"\x01" + pop() + node).digest()
+                level += 1
+                n >>= 1
+                r = level & 7
+                if r == 4:
+                    mids[level >> 3].append(node)
+                elif r == 0:
+                    tl = level >> 3
+                    full.append((tl - 1, (size >> (8 * tl)) - 1, b"".join(edges[tl - 1]), b"".join(mids[tl - 1])))
+                    edges[tl - 1].clear()
+                    mids[tl - 1].clear()
+                    if tl == len(edges):
+                        edges.append([])
+                        mids.append([])
+                    edges[tl].append(node)
+            push(node)
+        t.size = size
+        self._staged.extend(entries)
+        return first, leaves
+
+    def commit(self) -> AppendResult:
+        """Write the staged entries, tiles and a new signed checkpoint, and COMMIT. Then it is acknowledged."""
+        t = self._work
+        if t is None:
+            raise StorageError("commit() outside a transaction")
+        try:
+            c = self.conn
+            first = self._tree.size
+            if self._staged:
+                c.executemany("INSERT INTO entry_chunks(start, count, data) VALUES (?, ?, ?)",
+                              _chunks(first, self._staged))
+            if self._full_tiles:
+                c.executemany("INSERT INTO tiles(level, idx, hashes, mid) VALUES (?, ?, ?, ?)", self._full_tiles)
+            for level, edge in enumerate(t.edges):
+                idx = t.size >> (8 * (level + 1))
+                c.execute(
+                    "INSERT INTO tile_edge(level, idx, hashes) VALUES (?, ?, ?) ON CONFLICT(level) "
+                    "DO UPDATE SET idx = excluded.idx, hashes = excluded.hashes",
+                    (level, idx, b"".join(edge)),
+                )
+            root = t.root()
+            body = Checkpoint(self.origin, t.size, root).body()
+            note = body + "\n" + self.signer.sign(body).line()
+            if t.size != self._published[0] or not self._published[2]:
+                c.execute(
+                    "INSERT INTO checkpoints(size, root, note, created) VALUES (?, ?, ?, ?)",
+                    (t.size, root, note, self.clock().isoformat(timespec="milliseconds")),
+                )
+            else:
+                note = self._published[2]
+            c.execute("COMMIT")
+        except BaseException as e:
+            self.rollback()
+            if isinstance(e, sqlite3.Error):
+                raise StorageError(f"could not write to the ledger database: {e}; nothing was acknowledged") from e
+            raise
+        self._tree, self._work = t, None
+        self._staged, self._full_tiles = [], []
+        self._published = (t.size, root, note)
+        self._write_checkpoint_file(note)
+        return AppendResult(first, t.size, root, note)
+
+    def rollback(self) -> None:
+        self._work = None
+        self._staged, self._full_tiles = [], []
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+    def append_batch(self, entries: Sequence[bytes]) -> AppendResult:
+        self.begin()
+        try:
+            self.stage(entries)
+        except BaseException:
+            self.rollback()
+            raise
+        return self.commit()
+
+    def _write_checkpoint_file(self, note: str) -> None:
+        # Written after COMMIT, so the file never runs ahead of the database: at open, a database
+        # smaller than the file was restored from a backup.
+        # Rewritten in place (no rename, no fsync: it is on the hot path); a torn file is ignored at open.
+        data = note.encode()
+        try:
+            if self._cp_fd is None:
+                self._cp_fd = os.open(self.checkpoint_file, os.O_RDWR | os.O_CREAT, 0o644)
+            os.pwrite(self._cp_fd, data, 0)
+            os.ftruncate(self._cp_fd, len(data))
+        except OSError:
+            pass  # the database is the record; the file is a tripwire and is rewritten next commit
+
+    # ---- reading -------------------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = schema.connect(self.path, readonly=True)
+            self._local.conn = conn
+        return conn
+
+    def tile(self, level: int, index: int, min_width: int = TILE_WIDTH) -> tuple[bytes, bytes | None]:
+        """The hashes of tile (level, index) with at least min_width hashes, and its mid hashes if full."""
+        key = (level, index)
+        with self._cache_lock:
+            hit = self._tile_cache.get(key)
+            if hit is not None:
+                self._tile_cache.move_to_end(key)
+                return hit[:8192], hit[8192:]
+        r = self._reader()
+        row = r.execute("SELECT hashes, mid FROM tiles WHERE level = ? AND idx = ?", key).fetchone()
+        if row is not None:
+            blob = bytes(row[0]) + bytes(row[1])
+            with self._cache_lock:
+                self._tile_cache[key] = blob
+                if len(self._tile_cache) > 1024:
+                    self._tile_cache.popitem(last=False)
+            return blob[:8192], blob[8192:]
+        row = r.execute("SELECT hashes FROM tile_edge WHERE level = ? AND idx = ?", key).fetchone()
+        if row is None or len(row[0]) < 32 * min_width:
+            raise NotFoundError(f"tile {level}/{index} of width {min_width} is not in the log")
+        return bytes(row[0]), None
+
+    def node(self, level: int, index: int) -> bytes:
+        """The hash of the complete subtree at tree `level` covering leaves [index*2^level, (index+1)*2^level)."""
+        tl, r = level >> 3, level & 7
+        start = index << r
+        n, off, cnt = start >> 8, start & 255, 1 << r
+        hashes, mid = self.tile(tl, n, off + cnt)
+        if r == 0:
+            return hashes[off * 32 : off * 32 + 32]
+        if mid and r >= 4:
+            return root_of_hashes(_split(mid[(off >> 4) * 32 : ((off + cnt) >> 4) * 32]))
+        return root_of_hashes(_split(hashes[off * 32 : (off + cnt) * 32]))
+
+    def hash_range(self, start: int, end: int) -> bytes:
+        return fold_right([self.node(lv, ix) for lv, ix in complete_subtrees(start, end)])
+
+    def _check_size(self, size: int) -> None:
+        if not 0 <= size <= self.size:
+            raise NotFoundError(f"tree size {size} is beyond the published size {self.size}", code="bad_size")
+
+    def root_at(self, size: int) -> bytes:
+        self._check_size(size)
+        return self.hash_range(0, size)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        self._check_size(size)
+        if not 0 <= index < size:
+            raise NotFoundError(f"entry {index} is not in a tree of size {size}", code="bad_index")
+        return [self.hash_range(a, b) for a, b in inclusion_ranges(index, size)]
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        self._check_size(size2)
+        if not 0 < size1 <= size2:
+            raise RefusedError(f"no consistency proof from size {size1} to {size2}", code="bad_size")
+        return [self.hash_range(a, b) for a, b in consistency_ranges(size1, size2)]
+
+    def entry(self, index: int) -> bytes:
+        if not 0 <= index < self.size:
+            raise NotFoundError(f"entry {index} is not in the log (size {self.size})", code="bad_index")
+        row = self._reader().execute(
+            "SELECT start, data FROM entry_chunks WHERE start <= ? ORDER BY start DESC LIMIT 1", (index,)
+        ).fetchone()
+        entries = iter_bundle(bytes(row[1])) if row else []
+        if row is None or index - row[0] >= len(entries):
+            raise IntegrityError(f"entry {index} is missing from storage (run `ledger audit`)")
+        return entries[index - row[0]]
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        """Entries [start, end) of the published log."""
+        end = min(end, self.size)
+        rows = self._reader().execute(
+            "SELECT start, data FROM entry_chunks WHERE start >= ? AND start < ? ORDER BY start",
+            (start - start % TILE_WIDTH, end),
+        ).fetchall()
+        out: list[bytes] = []
+        first = rows[0][0] if rows else start
+        for _, data in rows:
+            out.extend(iter_bundle(bytes(data)))
+        return out[start - first : end - first]
+
+    def entry_bundle(self, index: int, width: int = TILE_WIDTH) -> bytes:
+        start = index * TILE_WIDTH
+        if not 1 <= width <= TILE_WIDTH or start + width > self.size:
+            raise NotFoundError(f"entry bundle {index} of width {width} is not in the log")
+        return b"".join(len(e).to_bytes(2, "big") + e for e in self.entries(start, start + width))
+
+    def checkpoint_at(self, size: int) -> str:
+        row = self._reader().execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no checkpoint was published at size {size}")
+        return str(row[0])

@@ -1,0 +1,85 @@
+"""The SQLite schema: log tables (append-only, enforced by triggers) and projections.
+
+Log tables: entry_chunks, tiles, tile_edge (grow-only), checkpoints, anchors. Projections (envelopes,
+parties, documents, copies) are rebuilt from the log by `ledger audit`. Private tables (openings,
+api_keys, tenants' references) hold what must never enter the public log.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+
+APPEND_ONLY = ("entry_chunks", "tiles", "checkpoints")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entry_chunks (start INTEGER PRIMARY KEY, count INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tiles (
+    level INTEGER NOT NULL, idx INTEGER NOT NULL, hashes BLOB NOT NULL, mid BLOB NOT NULL,
+    PRIMARY KEY (level, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tile_edge (level INTEGER PRIMARY KEY, idx INTEGER NOT NULL, hashes BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL, created TEXT NOT NULL);
+
+CREATE TABLE IF NOT EXISTS envelopes (
+    env TEXT PRIMARY KEY, tenant TEXT NOT NULL, ref TEXT NOT NULL, status TEXT NOT NULL,
+    seq INTEGER NOT NULL, last_leaf TEXT NOT NULL, first_index INTEGER NOT NULL, last_index INTEGER NOT NULL,
+    created TEXT NOT NULL, updated TEXT NOT NULL, state TEXT NOT NULL,
+    UNIQUE (tenant, ref));
+CREATE TABLE IF NOT EXISTS envelope_entries (env TEXT NOT NULL, seq INTEGER NOT NULL, idx INTEGER NOT NULL,
+    PRIMARY KEY (env, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS copies (
+    code TEXT PRIMARY KEY, env TEXT NOT NULL, document INTEGER NOT NULL, copy INTEGER NOT NULL,
+    idx INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS openings (
+    commitment TEXT PRIMARY KEY, env TEXT NOT NULL, salt TEXT NOT NULL, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS refs (
+    env TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, ordinal INTEGER NOT NULL,
+    PRIMARY KEY (env, kind, ref)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS copies_env ON copies (env);
+"""
+
+
+def _triggers() -> str:
+    out = []
+    for t in APPEND_ONLY:
+        for op in ("UPDATE", "DELETE"):
+            out.append(
+                f"CREATE TRIGGER IF NOT EXISTS {t}_no_{op.lower()} BEFORE {op} ON {t} "
+                f"BEGIN SELECT RAISE(ABORT, 'log table {t} is append-only: {op} refused'); END;"
+            )
+    out.append(
+        "CREATE TRIGGER IF NOT EXISTS tile_edge_grow_only BEFORE UPDATE ON tile_edge WHEN NOT ("
+        " NEW.level = OLD.level AND ("
+        "  (NEW.idx = OLD.idx AND length(NEW.hashes) >= length(OLD.hashes)"
+        "   AND substr(NEW.hashes, 1, length(OLD.hashes)) = OLD.hashes)"
+        "  OR (NEW.idx > OLD.idx AND EXISTS (SELECT 1 FROM tiles WHERE level = OLD.level AND idx = OLD.idx))))"
+        " BEGIN SELECT RAISE(ABORT, 'log table tile_edge may only grow'); END;"
+    )
+    out.append(
+        "CREATE TRIGGER IF NOT EXISTS tile_edge_no_delete BEFORE DELETE ON tile_edge "
+        "BEGIN SELECT RAISE(ABORT, 'log table tile_edge is append-only: DELETE refused'); END;"
+    )
+    return "\n".join(out)
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open the database: WAL, synchronous=FULL (an acknowledged entry survives power loss)."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # Fewer, larger WAL checkpoints: each one costs an fsync of the main database file.
+        conn.execute("PRAGMA wal_autocheckpoint=8192")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def create(conn: sqlite3.Connection) -> None:
+    db = sqlite_utils.Database(conn)
+    db.executescript(SCHEMA + _triggers())

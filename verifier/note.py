@@ -1,0 +1,242 @@
+"""C2SP signed notes (c2sp.org/signed-note) with Ed25519 keys, and tlog-cosignature/v1 witness keys.
+
+A note is UTF-8 text ending in a newline, a blank line, then one or more lines
+`— <key name> base64(keyID[4] || signature)`. The key ID of an Ed25519 key is
+SHA-256(name || 0x0A || 0x01 || pubkey)[:4]; its verifier key string is
+`name+hex(keyID)+base64(0x01 || pubkey)`. Witness cosignatures (c2sp.org/tlog-cosignature, type
+0x04) sign `cosignature/v1\\ntime <t>\\n` followed by the checkpoint body, and carry the 8-byte
+timestamp before the Ed25519 signature.
+
+This module parses, signs and verifies; it does no I/O. Signatures from unknown keys are ignored
+(signed-note §Signatures); a signature from a known key that fails to verify rejects the note.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import struct
+from dataclasses import dataclass
+from typing import Protocol
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from verifier.errors import FormatError, SignatureError
+
+MAX_NOTE_SIZE = 1 << 16
+MAX_SIGNATURES = 100
+SIG_ED25519 = 0x01
+SIG_COSIGNATURE = 0x04
+_DASH = "\u2014 "
+
+
+def key_id(name: str, sig_type: int, public_key: bytes) -> bytes:
+    """The 4-byte key ID of signed-note §Signatures."""
+    return hashlib.sha256(name.encode() + b"\n" + bytes([sig_type]) + public_key).digest()[:4]
+
+
+def _check_name(name: str) -> None:
+    if not name or any(c.isspace() or c == "+" for c in name):
+        raise FormatError(f"key name {name!r} is empty or contains a space or '+'")
+
+
+@dataclass(frozen=True)
+class NoteSignature:
+    name: str
+    key_id: bytes
+    signature: bytes
+
+    def line(self) -> str:
+        return f"{_DASH}{self.name} {base64.b64encode(self.key_id + self.signature).decode()}\n"
+
+
+@dataclass(frozen=True)
+class Note:
+    """A parsed signed note: its text (with the final newline) and its signature lines."""
+
+    text: str
+    signatures: tuple[NoteSignature, ...]
+
+    def to_text(self) -> str:
+        return self.text + "\n" + "".join(s.line() for s in self.signatures)
+
+    def with_signature(self, sig: NoteSignature) -> Note:
+        kept = tuple(s for s in self.signatures if (s.name, s.key_id) != (sig.name, sig.key_id))
+        return Note(self.text, kept + (sig,))
+
+
+def parse_note(data: bytes | str) -> Note:
+    """Parse a signed note, refusing anything the spec forbids, with the reason."""
+    if isinstance(data, bytes):
+        if len(data) > MAX_NOTE_SIZE:
+            raise FormatError(f"note is {len(data)} bytes, more than {MAX_NOTE_SIZE}")
+        try:
+            s = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise FormatError(f"note is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    else:
+        s = data
+        if len(s.encode()) > MAX_NOTE_SIZE:
+            raise FormatError(f"note is more than {MAX_NOTE_SIZE} bytes")
+    for c in s:
+        if c < " " and c != "\n":
+            raise FormatError(f"note contains the control character {c!r}")
+    if not s.endswith("\n"):
+        raise FormatError("note does not end with a newline")
+    split = s.rfind("\n\n")
+    if split < 0:
+        raise FormatError("note has no blank line between its text and its signatures")
+    text, sig_block = s[: split + 1], s[split + 2 :]
+    if not text.strip("\n"):
+        raise FormatError("note text is empty")
+    sigs: list[NoteSignature] = []
+    for line in sig_block[:-1].split("\n"):
+        if not line.startswith(_DASH):
+            raise FormatError(f"signature line {line[:40]!r} does not start with an em dash and a space")
+        name, sep, b64 = line[len(_DASH) :].rpartition(" ")
+        if not sep:
+            raise FormatError(f"signature line {line[:40]!r} has no key name")
+        _check_name(name)
+        try:
+            raw = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise FormatError(f"signature of {name!r} is not valid base64") from None
+        if len(raw) < 5:
+            raise FormatError(f"signature of {name!r} is too short")
+        sigs.append(NoteSignature(name, raw[:4], raw[4:]))
+    if not sigs:
+        raise FormatError("note has no signatures")
+    if len(sigs) > MAX_SIGNATURES:
+        raise FormatError(f"note has {len(sigs)} signatures, more than {MAX_SIGNATURES}")
+    return Note(text, tuple(sigs))
+
+
+class NoteVerifier(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def key_id(self) -> bytes: ...
+
+    def verify(self, text: str, signature: bytes) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Ed25519Verifier:
+    """A signed-note Ed25519 verifier key (type 0x01)."""
+
+    name: str
+    key_id: bytes
+    public_key: bytes
+
+    @classmethod
+    def from_string(cls, vkey: str) -> Ed25519Verifier:
+        """Parse `name+hex(keyID)+base64(0x01||pubkey)`."""
+        parts = vkey.strip().split("+")
+        if len(parts) != 3:
+            raise FormatError("verifier key must be name+hexkeyid+base64key")
+        name, hexid, b64 = parts
+        _check_name(name)
+        try:
+            kid = bytes.fromhex(hexid)
+            raw = base64.b64decode(b64, validate=True)
+        except (ValueError, binascii.Error):
+            raise FormatError("verifier key has a bad key ID or base64 key") from None
+        if len(kid) != 4 or len(raw) != 33 or raw[0] != SIG_ED25519:
+            raise FormatError("verifier key is not an Ed25519 signed-note key")
+        if key_id(name, SIG_ED25519, raw[1:]) != kid:
+            raise FormatError("verifier key ID does not match its name and public key")
+        return cls(name, kid, raw[1:])
+
+    def to_string(self) -> str:
+        b64 = base64.b64encode(bytes([SIG_ED25519]) + self.public_key).decode()
+        return f"{self.name}+{self.key_id.hex()}+{b64}"
+
+    def verify(self, text: str, signature: bytes) -> bool:
+        try:
+            Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, text.encode())
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class CosignatureVerifier:
+    """A tlog-cosignature/v1 witness key (type 0x04). `last_time` is set by a successful verify."""
+
+    name: str
+    key_id: bytes
+    public_key: bytes
+
+    @classmethod
+    def from_public_key(cls, name: str, public_key: bytes) -> CosignatureVerifier:
+        _check_name(name)
+        return cls(name, key_id(name, SIG_COSIGNATURE, public_key), public_key)
+
+    def verify(self, text: str, signature: bytes) -> bool:
+        if len(signature) != 8 + 64:
+            return False
+        (ts,) = struct.unpack(">Q", signature[:8])
+        msg = f"cosignature/v1\ntime {ts}\n{text}".encode()
+        try:
+            Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature[8:], msg)
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+
+class Ed25519Signer:
+    """Signs notes with an Ed25519 private key under a key name."""
+
+    def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
+        _check_name(name)
+        self.name = name
+        self._key = private_key
+        pub = private_key.public_key().public_bytes_raw()
+        self.verifier = Ed25519Verifier(name, key_id(name, SIG_ED25519, pub), pub)
+
+    def sign(self, text: str) -> NoteSignature:
+        return NoteSignature(self.name, self.verifier.key_id, self._key.sign(text.encode()))
+
+
+class CosignatureSigner:
+    """Signs checkpoints as a witness (tlog-cosignature/v1) at an explicit Unix time."""
+
+    def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
+        pub = private_key.public_key().public_bytes_raw()
+        self.verifier = CosignatureVerifier.from_public_key(name, pub)
+        self._key = private_key
+
+    def sign(self, text: str, unix_time: int) -> NoteSignature:
+        msg = f"cosignature/v1\ntime {unix_time}\n{text}".encode()
+        sig = struct.pack(">Q", unix_time) + self._key.sign(msg)
+        return NoteSignature(self.verifier.name, self.verifier.key_id, sig)
+
+
+def sign_note(text: str, *signers: Ed25519Signer) -> Note:
+    if not text.endswith("\n"):
+        raise FormatError("note text must end with a newline")
+    return Note(text, tuple(s.sign(text) for s in signers))
+
+
+def verify_note(note: Note, verifiers: list[NoteVerifier]) -> list[NoteVerifier]:
+    """Verify a note against known keys; return the verifiers whose signatures verified.
+
+    Raises SignatureError when a known key's signature fails, or when no known key signed.
+    """
+    known = {(v.name, v.key_id): v for v in verifiers}
+    ok: list[NoteVerifier] = []
+    for sig in note.signatures:
+        v = known.get((sig.name, sig.key_id))
+        if v is None:
+            continue  # unknown keys are ignored (signed-note §Signatures)
+        if not v.verify(note.text, sig.signature):
+            raise SignatureError(f"signature by {sig.name} does not verify")
+        if v not in ok:
+            ok.append(v)
+    if not ok:
+        names = ", ".join(sorted({v.name for v in verifiers})) or "none"
+        raise SignatureError(f"note carries no signature from a trusted key (trusted: {names})")
+    return ok
