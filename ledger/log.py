@@ -121,6 +121,7 @@ class TileLog:
         self._tree = self._load_tree()
         self._work: _Tree | None = None
         self._cp_fd: int | None = None
+        self.transactions = 0
         self._staged: list[bytes] = []
         self._full_tiles: list[tuple[int, int, bytes, bytes]] = []
         self._published: tuple[int, bytes, str] = self._load_latest()
@@ -233,6 +234,7 @@ class TileLog:
         except sqlite3.Error as e:
             raise StorageError(f"cannot start a write transaction: {e}") from e
         self._work = self._tree.copy()
+        self.transactions += 1
 
     def stage(self, entries: Sequence[bytes]) -> tuple[int, list[bytes]]:
         """Sequence and integrate entries into the open transaction; return (first index, leaf hashes)."""

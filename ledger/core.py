@@ -1,0 +1,310 @@
+"""The ledger: envelopes, their events and the log, behind one sequencer.
+
+`Ledger.init(home)` makes the home folder (database, log key, blob store, config);
+`Ledger.open(home)` opens it. `submit(tenant, events)` validates a request of events against the
+lifecycle, turns them into entries (personal data only as salted commitments, openings kept in a
+private table), sequences them and resolves once they are durable. A request is atomic: if one
+event is refused, none of its events are written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ledger import qr
+from ledger.blobs import BlobStore
+from ledger.config import Config, load_config
+from ledger.errors import NotFoundError, RefusedError
+from ledger.events import InputEvent, parse_events
+from ledger.keys import LogSigner
+from ledger.log import AppendResult, Clock, TileLog, utc_now
+from ledger.sequencer import Finish, Sequencer
+from verifier.checkpoint import parse_checkpoint
+from verifier.entry import Entry, canonical
+from verifier.errors import FormatError
+from verifier.lifecycle import EnvelopeState, LifecycleError, apply
+from verifier.tlogproof import TlogProof
+
+DB_NAME = "ledger.db"
+KEY_NAME = "log.key"
+
+
+def commit_value(value: dict[str, Any]) -> tuple[str, str, str]:
+    """A salted commitment SHA-256(salt || canonical JSON): (commitment hex, salt hex, value JSON)."""
+    salt = secrets.token_bytes(32)
+    body = canonical(value)
+    return hashlib.sha256(salt + body).hexdigest(), salt.hex(), body.decode()
+
+
+def format_time(clock: Clock) -> str:
+    return clock().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@dataclass
+class _Env:
+    env: str
+    tenant: str
+    ref: str
+    state: EnvelopeState | None
+    seq: int
+    last_leaf: str
+    refs: dict[tuple[str, str], int]
+    new: bool = False
+    first_index: int = -1
+    new_refs: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+class _Request:
+    """One request of events from one tenant: validated and staged atomically by the sequencer."""
+
+    def __init__(self, ledger: Ledger, tenant: str, events: list[InputEvent]) -> None:
+        self.ledger, self.tenant, self.events = ledger, tenant, events
+        self.size = len(events)
+
+    def stage(self, log: TileLog) -> Finish:
+        led = self.ledger
+        cache = led._batch_cache(log)
+        touched: dict[str, _Env] = {}
+        entries: list[Entry] = []
+        openings: list[tuple[str, str, str, str]] = []
+        copies: list[tuple[str, str, int, int, int]] = []  # code, env, document, copy, entry position
+        codes: list[str | None] = []
+        for i, ev in enumerate(self.events):
+            rec = touched.get(ev.envelope)
+            if rec is None:
+                base = led._load_env(self.tenant, ev.envelope, cache)
+                rec = _copy(base) if base is not None else None  # a refused request leaves the cache as it was
+            if ev.type == "envelope.created":
+                if rec is not None:
+                    raise RefusedError(f"event {i}: envelope {ev.envelope!r} already exists", code="envelope_exists",
+                                       status=409)
+                rec = _Env(secrets.token_hex(16), self.tenant, ev.envelope, None, 0, "", {}, new=True)
+            elif rec is None:
+                raise RefusedError(f"event {i}: no envelope {ev.envelope!r}", code="unknown_envelope", status=404)
+            data, code = _entry_data(i, ev, rec, openings)
+            time = format_time(led.clock)
+            try:
+                rec.state = apply(rec.state, ev.type, data, time)
+                entry = Entry.build(rec.env, rec.seq, ev.type, time, rec.last_leaf, data)
+            except LifecycleError as e:
+                raise RefusedError(f"event {i} ({ev.type} on {ev.envelope!r}): {e}", code=e.code, status=409) from None
+            except FormatError as e:
+                raise RefusedError(f"event {i}: {e}", code="invalid_event", status=422) from None
+            if code is not None:
+                copies.append((code, rec.env, data["document"], data["copy"], len(entries)))
+            codes.append(code)
+            rec.seq += 1
+            rec.last_leaf = entry.leaf.hex()
+            touched[ev.envelope] = rec
+            entries.append(entry)
+        first, _ = log.stage([e.raw for e in entries])
+        led._write_projections(log, first, entries, touched, openings, copies)
+        for ref, rec in touched.items():
+            cache[(self.tenant, ref)] = rec
+        acks = [
+            {"index": first + k, "leaf_hash": e.leaf.hex(), "envelope": ev.envelope, "env": e.env, "seq": e.seq,
+             "type": e.type, "time": e.time, **({"code": c} if c else {})}
+            for k, (e, ev, c) in enumerate(zip(entries, self.events, codes, strict=True))
+        ]
+
+        def finish(r: AppendResult) -> list[dict[str, Any]]:
+            for a in acks:
+                a["checkpoint_size"] = r.size
+            return acks
+
+        return finish
+
+
+def _copy(rec: _Env) -> _Env:
+    return _Env(rec.env, rec.tenant, rec.ref, rec.state, rec.seq, rec.last_leaf, dict(rec.refs), rec.new,
+                rec.first_index, list(rec.new_refs))
+
+
+def _ordinal(i: int, rec: _Env, kind: str, ref: str) -> int:
+    n = rec.refs.get((kind, ref))
+    if n is None:
+        raise RefusedError(f"event {i}: envelope {rec.ref!r} has no {kind} {ref!r}", code=f"unknown_{kind}",
+                           status=404)
+    return n
+
+
+def _entry_data(i: int, ev: InputEvent, rec: _Env,
+                openings: list[tuple[str, str, str, str]]) -> tuple[dict[str, Any], str | None]:
+    """Turn an input event into public entry data: ordinals, hashes and commitments only."""
+    f = ev.fields
+
+    def commit(value: dict[str, Any]) -> str:
+        c, salt, body = commit_value(value)
+        openings.append((c, rec.env, salt, body))
+        return c
+
+    def new_ordinal(kind: str, ref: str) -> int:
+        if (kind, ref) in rec.refs:
+            raise RefusedError(f"event {i}: envelope {rec.ref!r} already has a {kind} {ref!r}",
+                               code=f"{kind}_exists", status=409)
+        n = 1 + sum(1 for k, _ in rec.refs if k == kind)
+        rec.refs[(kind, ref)] = n
+        rec.new_refs.append((kind, ref, n))
+        return n
+
+    t = ev.type
+    d: dict[str, Any] = {}
+    code = None
+    if t == "envelope.created":
+        d["title"] = commit({"title": f["title"]})
+    elif t == "document.added":
+        d = {"document": new_ordinal("document", f["document"]), "sha256": f["sha256"], "size": f["size"],
+             "name": commit({"name": f["name"]}), "download": f.get("download", "none")}
+    elif t == "party.added":
+        ident = {"name": f["name"], **({"contact": f["contact"]} if "contact" in f else {})}
+        d = {"party": new_ordinal("party", f["party"]), "role": f["role"],
+             "order": f.get("order", 1 if f["role"] == "signer" else 0), "identity": commit(ident),
+             "kind": f.get("kind", "person")}
+    elif t == "copy.printed":
+        n = _ordinal(i, rec, "document", f["document"])
+        state = rec.state
+        done = state.copies[n - 1] if state is not None and n <= len(state.copies) else 0
+        code = qr.new_code()
+        d = {"document": n, "copy": done + 1, "code": qr.code_hash(code)}
+    else:
+        for k, v in f.items():
+            if k == "party":
+                d[k] = _ordinal(i, rec, "party", v)
+            elif k == "document":
+                d[k] = _ordinal(i, rec, "document", v)
+            elif k in ("reason", "by"):
+                d[k] = commit({k: v})
+            else:
+                d[k] = v
+    return d, code
+
+
+class Ledger:
+    def __init__(self, home: Path, config: Config, log: TileLog, clock: Clock) -> None:
+        self.home, self.config, self.log, self.clock = home, config, log, clock
+        self.blobs = BlobStore(home / "blobs", max_size=config.max_document_bytes)
+        self.sequencer = Sequencer(log, max_batch=config.batch_max, max_delay_ms=config.batch_delay_ms)
+        self._cache: dict[tuple[str, str], _Env] = {}
+        self._cache_batch = -1
+
+    # ---- lifecycle of the ledger itself -------------------------------------------------------
+
+    @classmethod
+    def init(cls, home: Path, *, origin: str | None = None, clock: Clock = utc_now) -> Ledger:
+        home.mkdir(parents=True, exist_ok=True)
+        if (home / DB_NAME).exists():
+            raise RefusedError(f"a ledger already exists in {home}", code="exists", status=409)
+        cfg_path = home / "config.toml"
+        config = load_config(home)
+        if origin:
+            config = Config(**{**{k: getattr(config, k) for k in Config.keys()}, "origin": origin})
+        if not cfg_path.exists() or origin:
+            cfg_path.write_text(config.to_toml())
+        signer = LogSigner.generate(config.origin)
+        signer.save(home / KEY_NAME)
+        log = TileLog.create(home / DB_NAME, signer, clock)
+        return cls(home, config, log, clock)
+
+    @classmethod
+    def open(cls, home: Path, *, clock: Clock = utc_now) -> Ledger:
+        config = load_config(home)
+        signer = LogSigner.load(home / KEY_NAME, config.origin)
+        log = TileLog.open(home / DB_NAME, signer, clock)
+        return cls(home, config, log, clock)
+
+    def close(self) -> None:
+        self.sequencer.close()
+        self.log.close()
+
+    @property
+    def verifier_key(self) -> str:
+        return self.log.signer.verifier.to_string()
+
+    # ---- writing ------------------------------------------------------------------------------
+
+    def submit(self, tenant: str, events: list[InputEvent] | bytes | list[Any]) -> Future[Any]:
+        if not (isinstance(events, list) and events and isinstance(events[0], InputEvent)):
+            events = parse_events(events, max_bytes=self.config.max_request_bytes,
+                                  max_events=self.config.max_events_per_request)
+        return self.sequencer.submit(_Request(self, tenant, events))  # type: ignore[arg-type]
+
+    def append(self, tenant: str, events: list[InputEvent] | bytes | list[Any]) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.submit(tenant, events).result()
+        return result
+
+    def _batch_cache(self, log: TileLog) -> dict[tuple[str, str], _Env]:
+        # Valid within one write transaction only: a failed batch must not leave stale state behind.
+        if self._cache_batch != log.transactions:
+            self._cache = {}
+            self._cache_batch = log.transactions
+        return self._cache
+
+    def _load_env(self, tenant: str, ref: str, cache: dict[tuple[str, str], _Env]) -> _Env | None:
+        hit = cache.get((tenant, ref))
+        if hit is not None:
+            return hit
+        row = self.log.conn.execute(
+            "SELECT env, seq, last_leaf, state FROM envelopes WHERE tenant = ? AND ref = ?", (tenant, ref)
+        ).fetchone()
+        if row is None:
+            return None
+        env, seq, last_leaf, state = row
+        refs = {(k, r): n for k, r, n in self.log.conn.execute(
+            "SELECT kind, ref, ordinal FROM refs WHERE env = ?", (env,))}
+        return _Env(env, tenant, ref, EnvelopeState.from_json(json.loads(state)), seq, last_leaf, refs)
+
+    def _write_projections(self, log: TileLog, first: int, entries: list[Entry], touched: dict[str, _Env],
+                           openings: list[tuple[str, str, str, str]],
+                           copies: list[tuple[str, str, int, int, int]]) -> None:
+        c = log.conn
+        now = entries[-1].time
+        c.executemany("INSERT INTO envelope_entries(env, seq, idx) VALUES (?, ?, ?)",
+                      [(e.env, e.seq, first + k) for k, e in enumerate(entries)])
+        for rec in touched.values():
+            assert rec.state is not None
+            last = max(first + k for k, e in enumerate(entries) if e.env == rec.env)
+            if rec.new:
+                c.execute(
+                    "INSERT INTO envelopes(env, tenant, ref, status, seq, last_leaf, first_index, last_index, created,"
+                    " updated, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (rec.env, rec.tenant, rec.ref, rec.state.status, rec.seq, rec.last_leaf,
+                     min(first + k for k, e in enumerate(entries) if e.env == rec.env), last, now, now,
+                     json.dumps(rec.state.to_json())))
+                rec.new = False
+            else:
+                c.execute("UPDATE envelopes SET status = ?, seq = ?, last_leaf = ?, last_index = ?, updated = ?,"
+                          " state = ? WHERE env = ?",
+                          (rec.state.status, rec.seq, rec.last_leaf, last, now, json.dumps(rec.state.to_json()),
+                           rec.env))
+            c.executemany("INSERT INTO refs(env, kind, ref, ordinal) VALUES (?, ?, ?, ?)",
+                          [(rec.env, k, r, n) for k, r, n in rec.new_refs])
+            rec.new_refs = []
+        c.executemany("INSERT INTO openings(commitment, env, salt, value) VALUES (?, ?, ?, ?)", openings)
+        c.executemany("INSERT INTO copies(code, env, document, copy, idx) VALUES (?, ?, ?, ?, ?)",
+                      [(code, env, doc, cp, first + pos) for code, env, doc, cp, pos in copies])
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def envelope(self, tenant: str, ref: str) -> dict[str, Any]:
+        r = self.log._reader()
+        row = r.execute("SELECT env, status, seq, first_index, last_index, created, updated, state FROM envelopes"
+                        " WHERE tenant = ? AND ref = ?", (tenant, ref)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no envelope {ref!r}", code="unknown_envelope")
+        env, status, seq, first, last, created, updated, state = row
+        return {"envelope": ref, "env": env, "status": status, "events": seq, "first_index": first,
+                "last_index": last, "created": created, "updated": updated, "state": json.loads(state)}
+
+    def prove(self, index: int, size: int | None = None) -> TlogProof:
+        """A C2SP tlog-proof of entry `index` against the checkpoint of `size` (default: the latest)."""
+        size = self.log.size if size is None else size
+        if not 0 <= index < size:
+            raise NotFoundError(f"entry {index} is not in a tree of size {size}", code="bad_index")
+        note = self.log.checkpoint_at(size) if size != self.log.size else self.log.latest_checkpoint
+        return TlogProof(index, tuple(self.log.inclusion_proof(index, size)), parse_checkpoint(note))
