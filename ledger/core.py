@@ -76,32 +76,14 @@ class _Request:
         copies: list[tuple[str, str, int, int, int]] = []  # code, env, document, copy, entry position
         codes: list[str | None] = []
         for i, ev in enumerate(self.events):
-            rec = touched.get(ev.envelope)
-            if rec is None:
-                base = led._load_env(self.tenant, ev.envelope, cache)
-                rec = _copy(base) if base is not None else None  # a refused request leaves the cache as it was
-            if ev.type == "envelope.created":
-                if rec is not None:
-                    raise RefusedError(f"event {i}: envelope {ev.envelope!r} already exists", code="envelope_exists",
-                                       status=409)
-                rec = _Env(secrets.token_hex(16), self.tenant, ev.envelope, None, 0, "", {}, new=True)
-            elif rec is None:
-                raise RefusedError(f"event {i}: no envelope {ev.envelope!r}", code="unknown_envelope", status=404)
-            data, code = _entry_data(i, ev, rec, openings)
-            time = format_time(led.clock)
             try:
-                rec.state = apply(rec.state, ev.type, data, time)
-                entry = Entry.build(rec.env, rec.seq, ev.type, time, rec.last_leaf, data)
-            except LifecycleError as e:
-                raise RefusedError(f"event {i} ({ev.type} on {ev.envelope!r}): {e}", code=e.code, status=409) from None
-            except FormatError as e:
-                raise RefusedError(f"event {i}: {e}", code="invalid_event", status=422) from None
+                entry, code, data, rec = self._one(i, ev, touched, cache, openings)
+            except RefusedError as e:
+                e.event = i
+                raise
             if code is not None:
                 copies.append((code, rec.env, data["document"], data["copy"], len(entries)))
             codes.append(code)
-            rec.seq += 1
-            rec.last_leaf = entry.leaf.hex()
-            touched[ev.envelope] = rec
             entries.append(entry)
         first, _ = log.stage([e.raw for e in entries])
         led._write_projections(log, first, entries, touched, openings, copies)
@@ -119,6 +101,34 @@ class _Request:
             return acks
 
         return finish
+
+    def _one(self, i: int, ev: InputEvent, touched: dict[str, _Env], cache: dict[tuple[str, str], _Env],
+             openings: list[tuple[str, str, str, str]]) -> tuple[Entry, str | None, dict[str, Any], _Env]:
+        led = self.ledger
+        rec = touched.get(ev.envelope)
+        if rec is None:
+            base = led._load_env(self.tenant, ev.envelope, cache)
+            rec = _copy(base) if base is not None else None  # a refused request leaves the cache as it was
+        if ev.type == "envelope.created":
+            if rec is not None:
+                raise RefusedError(f"event {i}: envelope {ev.envelope!r} already exists", code="envelope_exists",
+                                   status=409)
+            rec = _Env(secrets.token_hex(16), self.tenant, ev.envelope, None, 0, "", {}, new=True)
+        elif rec is None:
+            raise RefusedError(f"event {i}: no envelope {ev.envelope!r}", code="unknown_envelope", status=404)
+        data, code = _entry_data(i, ev, rec, openings)
+        time = format_time(led.clock)
+        try:
+            rec.state = apply(rec.state, ev.type, data, time)
+            entry = Entry.build(rec.env, rec.seq, ev.type, time, rec.last_leaf, data)
+        except LifecycleError as e:
+            raise RefusedError(f"event {i} ({ev.type} on {ev.envelope!r}): {e}", code=e.code, status=409) from None
+        except FormatError as e:
+            raise RefusedError(f"event {i}: {e}", code="invalid_event", status=422) from None
+        rec.seq += 1
+        rec.last_leaf = entry.leaf.hex()
+        touched[ev.envelope] = rec
+        return entry, code, data, rec
 
 
 def _copy(rec: _Env) -> _Env:

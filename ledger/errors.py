@@ -12,6 +12,7 @@ from __future__ import annotations
 class LedgerError(Exception):
     code = "ledger_error"
     status = 500
+    event: int | None = None  # for a refused request: the position of the event that was refused
 
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
         super().__init__(message)

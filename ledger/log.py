@@ -105,6 +105,46 @@ def _split(blob: bytes) -> list[bytes]:
     return [blob[i : i + 32] for i in range(0, len(blob), 32)]
 
 
+def integrate(t: _Tree, entries: Sequence[bytes], full: list[tuple[int, int, bytes, bytes]]) -> list[bytes]:
+    """Fold entries into the tree: update the compact range and edges, append completed tiles to `full`.
+
+    The hot loop of the log: one leaf hash and, amortised, one node hash per entry. Nodes four levels
+    above a tile's base are kept as the tile's `mid` hashes.
+    """
+    leaves: list[bytes] = []
+    add_leaf = leaves.append
+    sha = _sha256
+    stack, edges, mids = t.stack, t.edges, t.mids
+    push, pop = stack.append, stack.pop
+    edge0 = edges[0]
+    size = t.size
+    for e in entries:
+        node = sha(b"\x00" + e).digest()
+        add_leaf(node)
+        edge0.append(node)
+        size += 1
+        n, level = size, 0
+        while not n & 1:
+            node = sha(b"\x01" + pop() + node).digest()
+            level += 1
+            n >>= 1
+            r = level & 7
+            if r == 4:
+                mids[level >> 3].append(node)
+            elif r == 0:
+                tl = level >> 3
+                full.append((tl - 1, (size >> (8 * tl)) - 1, b"".join(edges[tl - 1]), b"".join(mids[tl - 1])))
+                edges[tl - 1].clear()
+                mids[tl - 1].clear()
+                if tl == len(edges):
+                    edges.append([])
+                    mids.append([])
+                edges[tl].append(node)
+        push(node)
+    t.size = size
+    return leaves
+
+
 class TileLog:
     """One SQLite database holding the log. One writer (the caller serialises writes); many readers."""
 
@@ -246,37 +286,7 @@ class TileLog:
                 raise RefusedError(f"entry {i} is {len(e)} bytes; an entry holds at most {MAX_ENTRY_SIZE}",
                                    code="entry_too_large", status=413)
         first = t.size
-        leaves: list[bytes] = []
-        add_leaf = leaves.append
-        sha = _sha256
-        stack, edges, mids, full = t.stack, t.edges, t.mids, self._full_tiles
-        push, pop = stack.append, stack.pop
-        edge0 = edges[0]
-        size = first
-        for e in entries:
-            node = sha(b"\x00" + e).digest()
-            add_leaf(node)
-            edge0.append(node)
-            size += 1
-            n, level = size, 0
-            while not n & 1:
-                node = sha(b"\x01" + pop() + node).digest()
-                level += 1
-                n >>= 1
-                r = level & 7
-                if r == 4:
-                    mids[level >> 3].append(node)
-                elif r == 0:
-                    tl = level >> 3
-                    full.append((tl - 1, (size >> (8 * tl)) - 1, b"".join(edges[tl - 1]), b"".join(mids[tl - 1])))
-                    edges[tl - 1].clear()
-                    mids[tl - 1].clear()
-                    if tl == len(edges):
-                        edges.append([])
-                        mids.append([])
-                    edges[tl].append(node)
-            push(node)
-        t.size = size
+        leaves = integrate(t, entries, self._full_tiles)
         self._staged.extend(entries)
         return first, leaves
 

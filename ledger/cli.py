@@ -1,0 +1,179 @@
+"""The `ledger` command line. Every command is documented in the README (a test checks).
+
+Exit codes: 0 success, 1 the ledger could not do it (storage, integrity, audit failure),
+2 the input or the request was refused (nothing was written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ledger.config import home_dir
+from ledger.errors import LedgerError, RefusedError
+
+COMMANDS = ("init", "serve", "append", "import", "status", "prove", "checkpoint", "audit", "demo")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ledger", description="Evidence ledger: an append-only, verifiable log "
+                                "of contract signing events.")
+    p.add_argument("--home", help="ledger folder (default: $LEDGER_HOME or ./data)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="command")
+
+    s = sub.add_parser("init", help="create a ledger: database, log key, config; print the verifier key")
+    s.add_argument("--origin", help="the log's origin (key name), e.g. ledger.example.com/log")
+
+    s = sub.add_parser("serve", help="serve the portal, the log tiles and the API")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--workers", type=int, default=1, help="number of processes sharing the port")
+
+    s = sub.add_parser("append", help="append events (one JSON object or an array) from a file or stdin")
+    s.add_argument("file", nargs="?", default="-", help="JSON file, or - for stdin (default)")
+    s.add_argument("--tenant", default="default")
+
+    s = sub.add_parser("import", help="bulk-append JSON Lines (one event a line), with a progress bar")
+    s.add_argument("file", help="JSON Lines file, or - for stdin")
+    s.add_argument("--tenant", default="default")
+    s.add_argument("--batch", type=int, default=1000, help="events per atomic request (default 1000)")
+
+    s = sub.add_parser("status", help="log size, latest checkpoint, envelopes by status")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--envelope", help="show one envelope (your reference)")
+    s.add_argument("--tenant", default="default")
+
+    s = sub.add_parser("prove", help="print a C2SP tlog-proof for an entry")
+    s.add_argument("index", type=int)
+    s.add_argument("--size", type=int, help="tree size to prove against (default: latest)")
+    s.add_argument("--entry", action="store_true", help="print the entry bytes after the proof, base64")
+
+    sub.add_parser("checkpoint", help="print the latest signed checkpoint")
+
+    s = sub.add_parser("audit", help="recompute and check everything; names the first wrong index or row")
+    s.add_argument("--json", action="store_true")
+
+    sub.add_parser("demo", help="create demo envelopes in every state and print their QR URLs")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    home = home_dir(args.home)
+    try:
+        return int(_run(args, home) or 0)
+    except RefusedError as e:
+        print(f"ledger: refused ({e.code}): {e}", file=sys.stderr)
+        return 2
+    except LedgerError as e:
+        print(f"ledger: error ({e.code}): {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _read_input(name: str, limit: int) -> bytes:
+    f = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
+    try:
+        data = f.read(limit + 1)
+    finally:
+        if f is not sys.stdin.buffer:
+            f.close()
+    if len(data) > limit:
+        raise RefusedError(f"input is larger than the limit of {limit} bytes; use `ledger import` for bulk loads",
+                           code="too_large")
+    return data
+
+
+def _run(args: argparse.Namespace, home: Path) -> int | None:
+    from ledger.core import Ledger
+
+    if args.command == "init":
+        led = Ledger.init(home, origin=args.origin)
+        print(f"initialised a ledger in {home}", file=sys.stderr)
+        print(f"origin: {led.config.origin}", file=sys.stderr)
+        print(led.verifier_key)
+        led.close()
+        return 0
+    if args.command == "serve":
+        from portal.server import serve
+
+        serve(home, host=args.host, port=args.port, workers=args.workers)
+        return 0
+    led = Ledger.open(home)
+    try:
+        return _with_ledger(args, led)
+    finally:
+        led.close()
+
+
+def _with_ledger(args: argparse.Namespace, led: Any) -> int:
+    if args.command == "append":
+        data = _read_input(args.file, led.config.max_request_bytes)
+        for ack in led.append(args.tenant, data):
+            print(json.dumps(ack, ensure_ascii=False))
+        return 0
+    if args.command == "import":
+        from ledger.bulk import import_json_lines
+
+        import_json_lines(led, args.file, args.tenant, args.batch)
+        return 0
+    if args.command == "status":
+        return _status(args, led)
+    if args.command == "prove":
+        import base64
+
+        proof = led.prove(args.index, args.size)
+        sys.stdout.write(proof.to_text())
+        if args.entry:
+            print(base64.b64encode(led.log.entry(args.index)).decode())
+        return 0
+    if args.command == "checkpoint":
+        sys.stdout.write(led.log.latest_checkpoint)
+        return 0
+    if args.command == "audit":
+        from ledger.audit import audit
+
+        rep = audit(led.log)
+        if args.json:
+            print(json.dumps(rep.to_json(), indent=2))
+        else:
+            print(f"entries {rep.size}, checkpoints {rep.checkpoints}, full tiles {rep.tiles}, "
+                  f"envelopes {rep.envelopes}")
+            for p in rep.problems:
+                print(f"PROBLEM: {p}")
+            print("audit passed" if rep.ok else f"audit FAILED: {len(rep.problems)} problem(s), first above")
+        return 0 if rep.ok else 1
+    if args.command == "demo":
+        from ledger.demo import create_demo
+        from ledger.qr import grouped
+
+        base = f"http://{led.config.host}:{led.config.port}"
+        for d in create_demo(led):
+            print(f"{d['status']:<10} {d['envelope']:<18} {base}/v/{d['code']}   ({grouped(d['code'])})")
+        return 0
+    raise AssertionError(args.command)
+
+
+def _status(args: argparse.Namespace, led: Any) -> int:
+    if args.envelope:
+        print(json.dumps(led.envelope(args.tenant, args.envelope), indent=2, ensure_ascii=False))
+        return 0
+    by_status = dict(led.log.conn.execute("SELECT status, count(*) FROM envelopes GROUP BY status").fetchall())
+    info = {"home": str(led.home), "origin": led.config.origin, "size": led.log.size,
+            "verifier_key": led.verifier_key, "envelopes": by_status, "checkpoint": led.log.latest_checkpoint}
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"ledger     {info['home']}\norigin     {info['origin']}\nentries    {info['size']}\n"
+              f"key        {info['verifier_key']}")
+        print("envelopes  " + (", ".join(f"{k} {v}" for k, v in sorted(by_status.items())) or "none"))
+        print("checkpoint\n" + "\n".join("  " + ln for ln in info["checkpoint"].splitlines()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Demo data: envelopes in every state, with real PDF documents and printed copies (QR codes)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import Any
+
+from reportlab.lib.pagesizes import A4
+from reportlab.pdfgen import canvas
+
+from ledger.core import Ledger
+
+TENANT = "demo"
+
+
+def demo_pdf(title: str, body: str) -> bytes:
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=A4, invariant=True)
+    c.setTitle(title)
+    c.setFont("Helvetica-Bold", 18)
+    c.drawString(72, 760, title)
+    c.setFont("Helvetica", 11)
+    for i, line in enumerate(body.split("\n")):
+        c.drawString(72, 720 - 16 * i, line)
+    c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+def _envelope(ledger: Ledger, ref: str, title: str, parties: list[tuple[str, str, int]],
+              download: str = "public") -> tuple[list[dict[str, Any]], str]:
+    pdf = demo_pdf(title, f"Reference {ref}\nThis agreement is a demonstration document.")
+    sha, size = ledger.blobs.put(pdf)
+    ev: list[dict[str, Any]] = [
+        {"type": "envelope.created", "envelope": ref, "title": title},
+        {"type": "document.added", "envelope": ref, "document": "main", "sha256": sha, "size": size,
+         "name": f"{ref}.pdf", "download": download},
+    ]
+    for pid, name, order in parties:
+        ev.append({"type": "party.added", "envelope": ref, "party": pid, "role": "signer", "order": order,
+                   "name": name})
+    ev.append({"type": "envelope.sent", "envelope": ref})
+    return ev, sha
+
+
+def _sign(ref: str, pid: str, sha: str, method: str = "face", channel: str = "app") -> list[dict[str, Any]]:
+    signed = hashlib.sha256(f"{sha}:{pid}".encode()).hexdigest()
+    return [
+        {"type": "party.viewed", "envelope": ref, "party": pid},
+        {"type": "party.authenticated", "envelope": ref, "party": pid, "method": method},
+        {"type": "party.signed", "envelope": ref, "party": pid, "channel": channel, "document": "main",
+         "signed_sha256": signed, "seal": hashlib.sha256(f"seal:{pid}".encode()).hexdigest()},
+    ]
+
+
+def create_demo(ledger: Ledger) -> list[dict[str, str]]:
+    """Create the demo envelopes; return one printed copy per envelope: ref, status, code."""
+    two = [("lessor", "Zhang San", 1), ("lessee", "Li Si", 2)]
+    out: list[dict[str, str]] = []
+
+    def run(ref: str, events: list[dict[str, Any]]) -> None:
+        acks = ledger.append(TENANT, events)
+        code = next((a["code"] for a in acks if "code" in a), "")
+        out.append({"envelope": ref, "status": ledger.envelope(TENANT, ref)["status"], "code": code})
+
+    ev, sha = _envelope(ledger, "DEMO-COMPLETED", "Office lease agreement", two)
+    ev += _sign("DEMO-COMPLETED", "lessor", sha, "ukey", "ukey") + _sign("DEMO-COMPLETED", "lessee", sha, "sms", "h5")
+    ev += [{"type": "envelope.completed", "envelope": "DEMO-COMPLETED"},
+           {"type": "copy.printed", "envelope": "DEMO-COMPLETED", "document": "main"}]
+    run("DEMO-COMPLETED", ev)
+
+    ev, sha = _envelope(ledger, "DEMO-IN-PROGRESS", "Equipment purchase contract", two, download="code")
+    ev += _sign("DEMO-IN-PROGRESS", "lessor", sha)
+    ev += [{"type": "copy.printed", "envelope": "DEMO-IN-PROGRESS", "document": "main"}]
+    run("DEMO-IN-PROGRESS", ev)
+
+    ev, sha = _envelope(ledger, "DEMO-WITHDRAWN", "Consulting agreement", two)
+    ev += [{"type": "copy.printed", "envelope": "DEMO-WITHDRAWN", "document": "main"},
+           {"type": "envelope.withdrawn", "envelope": "DEMO-WITHDRAWN", "reason": "Wrong counterparty"}]
+    run("DEMO-WITHDRAWN", ev)
+
+    ev, sha = _envelope(ledger, "DEMO-DECLINED", "Freight carriage agreement", two, download="none")
+    ev += _sign("DEMO-DECLINED", "lessor", sha)
+    ev += [{"type": "copy.printed", "envelope": "DEMO-DECLINED", "document": "main"},
+           {"type": "party.authenticated", "envelope": "DEMO-DECLINED", "party": "lessee", "method": "password"},
+           {"type": "party.declined", "envelope": "DEMO-DECLINED", "party": "lessee", "reason": "Price changed"}]
+    run("DEMO-DECLINED", ev)
+
+    ev, sha = _envelope(ledger, "DEMO-VOID", "Vehicle lease", two)
+    ev += _sign("DEMO-VOID", "lessor", sha) + _sign("DEMO-VOID", "lessee", sha, "fingerprint", "mini-program")
+    ev += [{"type": "envelope.completed", "envelope": "DEMO-VOID"},
+           {"type": "copy.printed", "envelope": "DEMO-VOID", "document": "main"},
+           {"type": "void.requested", "envelope": "DEMO-VOID", "party": "lessor", "reason": "Signed in error"},
+           {"type": "void.consented", "envelope": "DEMO-VOID", "party": "lessee"},
+           {"type": "envelope.voided", "envelope": "DEMO-VOID"}]
+    run("DEMO-VOID", ev)
+    return out
