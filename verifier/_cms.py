@@ -1,7 +1,8 @@
-"""CMS building blocks for checking RFC 3161 time-stamp tokens.
+"""CMS and certificate building blocks for checking RFC 3161 time-stamp tokens.
 
 What it does: parse certificates (DER or PEM), find a SignerInfo's certificate by its identifier
-(RFC 5652 §5.3), check the ESS signing-certificate attributes (RFC 2634 §5.4, RFC 5035 §3,
+(RFC 5652 §5.3), check that the TSTInfo tsa name and the extended key usage fit that certificate
+(RFC 3161 §2.4.2, §2.3), check the ESS signing-certificate attributes (RFC 2634 §5.4, RFC 5035 §3,
 RFC 5816 §2.2.1), check the message-digest attribute and verify the signature over the signed
 attributes (RFC 5652 §5.4) with RSA PKCS#1 v1.5, RSA-PSS, ECDSA or Ed25519.
 
@@ -248,3 +249,46 @@ def verify_signature(signer_info: cms.SignerInfo, cert: x509.Certificate, signed
             "bad_signature", f"{sig_name} signature does not verify with the signer certificate's key"
         ) from exc
     return f"{sig_name} with {hash_name}" if sig_name != "ed25519" else "ed25519"
+
+
+def check_tsa_name(tsa: str, cert: x509.Certificate) -> None:
+    """The TSTInfo tsa field, as `general_name_text` gives it, MUST name the signer (RFC 3161 §2.4.2)."""
+    names = [f"directory_name: {cert.subject.human_friendly}"]
+    if cert.subject_alt_name_value is not None:
+        names += [general_name_text(name) for name in cert.subject_alt_name_value]
+    if tsa not in names:
+        raise CheckFailed("tsa_name_mismatch", f"TSTInfo tsa {tsa!r} is not a name of the signer certificate")
+
+
+def general_name_text(name: x509.GeneralName) -> str:
+    """A GeneralName as "<kind>: <value>", for reports and for comparing names."""
+    value = name.chosen.human_friendly if name.name == "directory_name" else name.native
+    return f"{name.name}: {value}"
+
+
+_TIME_STAMPING = "1.3.6.1.5.5.7.3.8"
+
+
+def check_time_stamping_eku(cert: x509.Certificate) -> str:
+    """Extended key usage timeStamping, critical and the only purpose; key usage fits (RFC 3161 §2.3)."""
+    extensions = [
+        ext for ext in cert["tbs_certificate"]["extensions"] if ext["extn_id"].native == "extended_key_usage"
+    ]
+    if not extensions:
+        raise CheckFailed("eku_missing", "the signer certificate has no extended key usage (RFC 3161 §2.3)")
+    eku = extensions[0]
+    purposes = [purpose.dotted for purpose in eku["extn_value"].parsed]
+    if _TIME_STAMPING not in purposes:
+        raise CheckFailed("eku_missing", "the signer certificate's extended key usage lacks timeStamping")
+    if not eku["critical"].native:
+        raise CheckFailed(
+            "eku_not_critical", "the timeStamping extended key usage is not marked critical (RFC 3161 §2.3)"
+        )
+    if len(extensions) > 1 or len(purposes) > 1:
+        raise CheckFailed(
+            "eku_not_exclusive", "timeStamping must be the only extended key usage (RFC 3161 §2.3)"
+        )
+    usage = cert.key_usage_value
+    if usage is not None and not usage.native & {"digital_signature", "non_repudiation"}:
+        raise CheckFailed("bad_key_usage", "key usage allows neither digitalSignature nor nonRepudiation")
+    return "timeStamping, critical, sole purpose"

@@ -105,7 +105,7 @@ class TstInfo:
             accuracy=accuracy,
             ordering=bool(tst["ordering"].native),
             nonce=tst["nonce"].native,
-            tsa=_general_name_text(tst["tsa"]) if is_present(tst["tsa"]) else None,
+            tsa=_cms.general_name_text(tst["tsa"]) if is_present(tst["tsa"]) else None,
         )
 
 
@@ -197,7 +197,7 @@ def verify_timestamp(
     # (4) message digest and signature (RFC 5652 §5.4, §11.1, §11.2)
     run.step(4, "signature", lambda: _step_signature(parsed))
     # (5) EKU timeStamping, critical and alone (RFC 3161 §2.3)
-    run.step(5, "extended key usage timeStamping", lambda: _step_eku(cert))
+    run.step(5, "extended key usage timeStamping", lambda: _cms.check_time_stamping_eku(cert))
     # (6) path to a trusted root valid at genTime (RFC 5280 §6.1, RFC 3161 §4)
     run.step(6, "certificate chain", lambda: _step_chain(cert, parsed["certs"], trusted_roots, tst.gen_time))
     # (7) message imprint (RFC 3161 §2.4.2)
@@ -286,25 +286,9 @@ def _step_signer(parsed: dict[str, Any], extra_certs: Sequence[bytes]) -> str:
     signer_info = signer_infos[0]
     cert = _cms.find_signer(signer_info, certs)
     if tst.tsa is not None:
-        _check_tsa_name(tst, cert)
+        _cms.check_tsa_name(tst.tsa, cert)
     parsed.update(tst=tst, signer_info=signer_info, cert=cert, certs=certs)
     return f"signer {cert.subject.human_friendly!r}, serial {cert.serial_number}"
-
-
-def _check_tsa_name(tst: TstInfo, cert: x509.Certificate) -> None:
-    # RFC 3161 §2.4.2: a tsa field MUST match a subject name of the signing certificate.
-    names = [f"directory_name: {cert.subject.human_friendly}"]
-    if cert.subject_alt_name_value is not None:
-        names += [_general_name_text(name) for name in cert.subject_alt_name_value]
-    if tst.tsa not in names:
-        raise CheckFailed(
-            "tsa_name_mismatch", f"TSTInfo tsa {tst.tsa!r} is not a name of the signer certificate"
-        )
-
-
-def _general_name_text(name: x509.GeneralName) -> str:
-    value = name.chosen.human_friendly if name.name == "directory_name" else name.native
-    return f"{name.name}: {value}"
 
 
 def _step_signature(parsed: dict[str, Any]) -> str:
@@ -324,33 +308,6 @@ def _step_signature(parsed: dict[str, Any]) -> str:
         )
     used = _cms.verify_signature(signer_info, parsed["cert"], _cms.signed_attrs_der(signer_info))
     return f"{used} signature verifies"
-
-
-_TIME_STAMPING = "1.3.6.1.5.5.7.3.8"
-
-
-def _step_eku(cert: x509.Certificate) -> str:
-    extensions = [
-        ext for ext in cert["tbs_certificate"]["extensions"] if ext["extn_id"].native == "extended_key_usage"
-    ]
-    if not extensions:
-        raise CheckFailed("eku_missing", "the signer certificate has no extended key usage (RFC 3161 §2.3)")
-    eku = extensions[0]
-    purposes = [purpose.dotted for purpose in eku["extn_value"].parsed]
-    if _TIME_STAMPING not in purposes:
-        raise CheckFailed("eku_missing", "the signer certificate's extended key usage lacks timeStamping")
-    if not eku["critical"].native:
-        raise CheckFailed(
-            "eku_not_critical", "the timeStamping extended key usage is not marked critical (RFC 3161 §2.3)"
-        )
-    if len(extensions) > 1 or len(purposes) > 1:
-        raise CheckFailed(
-            "eku_not_exclusive", "timeStamping must be the only extended key usage (RFC 3161 §2.3)"
-        )
-    usage = cert.key_usage_value
-    if usage is not None and not usage.native & {"digital_signature", "non_repudiation"}:
-        raise CheckFailed("bad_key_usage", "key usage allows neither digitalSignature nor nonRepudiation")
-    return "timeStamping, critical, sole purpose"
 
 
 def _step_chain(

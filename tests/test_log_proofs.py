@@ -1,0 +1,166 @@
+"""Proofs computed from tile storage equal the naive RFC 6962 reference; mutated proofs never verify."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.keys import LogSigner
+from ledger.log import TileLog
+from tests.naive_merkle import consistency, mth, path
+from verifier.errors import VerificationError
+from verifier.merkle import leaf_hash, verify_consistency, verify_inclusion
+
+N = 3000
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> tuple[TileLog, list[bytes]]:
+    rng = random.Random(7)
+    log = TileLog.create(tmp_path_factory.mktemp("log") / "l.db", LogSigner.generate("test.example/log"))
+    entries: list[bytes] = []
+    while len(entries) < N:
+        batch = [rng.randbytes(rng.randrange(0, 40)) for _ in range(rng.choice([1, 2, 7, 255, 256, 257, 600]))]
+        log.append_batch(batch)
+        entries += batch
+    return log, entries
+
+
+@given(st.data())
+def test_inclusion_equals_reference(big: tuple[TileLog, list[bytes]], data: st.DataObject) -> None:
+    log, entries = big
+    size = data.draw(st.integers(1, log.size))
+    index = data.draw(st.integers(0, size - 1))
+    proof = log.inclusion_proof(index, size)
+    assert proof == path(index, entries[:size])
+    root = log.root_at(size)
+    assert root == mth(entries[:size])
+    verify_inclusion(index, size, leaf_hash(entries[index]), proof, root)
+
+
+@given(st.data())
+def test_consistency_equals_reference(big: tuple[TileLog, list[bytes]], data: st.DataObject) -> None:
+    log, entries = big
+    size2 = data.draw(st.integers(1, log.size))
+    size1 = data.draw(st.integers(1, size2))
+    proof = log.consistency_proof(size1, size2)
+    assert proof == consistency(size1, entries[:size2])
+    verify_consistency(size1, size2, log.root_at(size1), log.root_at(size2), proof)
+
+
+# Size changes are covered by the public vectors: a different size can share the same path shape.
+MUTATIONS = ["flip", "drop", "extra", "swap", "index+1"]
+
+
+@given(st.data(), st.sampled_from(MUTATIONS))
+def test_mutated_inclusion_proofs_fail(big: tuple[TileLog, list[bytes]], data: st.DataObject, how: str) -> None:
+    log, entries = big
+    size = data.draw(st.integers(2, log.size))
+    index = data.draw(st.integers(0, size - 1))
+    proof = log.inclusion_proof(index, size)
+    root = log.root_at(size)
+    leaf = leaf_hash(entries[index])
+    if how == "flip":
+        k = data.draw(st.integers(0, len(proof) - 1))
+        bit = data.draw(st.integers(0, 255))
+        h = bytearray(proof[k])
+        h[bit // 8] ^= 1 << (bit % 8)
+        proof[k] = bytes(h)
+    elif how == "drop":
+        proof.pop(data.draw(st.integers(0, len(proof) - 1)))
+    elif how == "extra":
+        proof.insert(data.draw(st.integers(0, len(proof))), os.urandom(32))
+    elif how == "swap":
+        if len(proof) < 2 or proof[0] == proof[1]:
+            return
+        proof[0], proof[1] = proof[1], proof[0]
+    elif how == "index+1":
+        index = (index + 1) % size
+        if entries[index] == entries[(index - 1) % size]:
+            return  # identical leaves: the proof is legitimately ambiguous
+    with pytest.raises(VerificationError):
+        verify_inclusion(index, size, leaf, proof, root)
+
+
+@given(st.data())
+def test_mutated_consistency_proofs_fail(big: tuple[TileLog, list[bytes]], data: st.DataObject) -> None:
+    log, entries = big
+    size2 = data.draw(st.integers(2, log.size))
+    size1 = data.draw(st.integers(1, size2 - 1))
+    proof = log.consistency_proof(size1, size2)
+    r1, r2 = log.root_at(size1), log.root_at(size2)
+    k = data.draw(st.integers(0, len(proof) - 1))
+    bit = data.draw(st.integers(0, 255))
+    h = bytearray(proof[k])
+    h[bit // 8] ^= 1 << (bit % 8)
+    bad = proof[:k] + [bytes(h)] + proof[k + 1 :]
+    with pytest.raises(VerificationError):
+        verify_consistency(size1, size2, r1, r2, bad)
+    with pytest.raises(VerificationError):
+        verify_consistency(size1, size2, r1, r2, proof[:-1])
+    with pytest.raises(VerificationError):
+        verify_consistency(size1, size2, r1, r2, proof + [os.urandom(32)])
+
+
+@given(st.lists(st.integers(1, 300), min_size=1, max_size=8))
+def test_any_batching_gives_the_same_tree(tmp_path_factory: pytest.TempPathFactory, batches: list[int]) -> None:
+    """However entries are split into commits, the tiles, roots and reopened state agree with the reference."""
+    path_ = tmp_path_factory.mktemp("b") / "l.db"
+    signer = LogSigner.generate("test.example/log")
+    log = TileLog.create(path_, signer)
+    entries: list[bytes] = []
+    for n in batches:
+        batch = [os.urandom(8) for _ in range(n)]
+        res = log.append_batch(batch)
+        entries += batch
+        assert res.root == mth(entries)
+    log.close()
+    log = TileLog.open(path_, signer)
+    assert log.size == len(entries) and log.root_at(len(entries)) == mth(entries)
+    more = [b"after reopen"]
+    assert log.append_batch(more).root == mth(entries + more)
+    log.close()
+
+
+def test_proofs_beyond_published_size_are_refused(big: tuple[TileLog, list[bytes]]) -> None:
+    log, _ = big
+    from ledger.errors import LedgerError
+
+    with pytest.raises(LedgerError):
+        log.inclusion_proof(0, log.size + 1)
+    with pytest.raises(LedgerError):
+        log.inclusion_proof(log.size, log.size)
+    with pytest.raises(LedgerError):
+        log.consistency_proof(0, 5)
+
+
+def test_opening_reads_no_entries(tmp_path: Path) -> None:
+    """Opening reads the edge tiles, the last checkpoint and O(log n) tiles (to check the outside checkpoint)."""
+    signer = LogSigner.generate("test.example/log")
+    log = TileLog.create(tmp_path / "l.db", signer)
+    log.append_batch([b"x"] * 5000)
+    log.close()
+    import sqlite3
+
+    statements: list[str] = []
+    orig = sqlite3.connect
+
+    def tracing_connect(*a, **k):  # type: ignore[no-untyped-def]
+        c = orig(*a, **k)
+        c.set_trace_callback(statements.append)
+        return c
+
+    sqlite3.connect = tracing_connect  # type: ignore[assignment]
+    try:
+        TileLog.open(tmp_path / "l.db", signer).close()
+    finally:
+        sqlite3.connect = orig  # type: ignore[assignment]
+    touched = " ".join(statements)
+    assert "FROM tile_edge" in touched and "FROM checkpoints" in touched
+    assert "entry_chunks" not in touched.replace("CREATE TABLE IF NOT EXISTS entry_chunks", "")
+    assert sum("FROM tiles " in st for st in statements) <= 8
