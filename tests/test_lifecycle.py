@@ -1,0 +1,239 @@
+"""The envelope lifecycle (DESIGN.md §3): every allowed transition, every refusal with its own code."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger.audit import audit
+from ledger.core import Ledger
+from ledger.errors import RefusedError
+
+T = "tenant-a"
+H = hashlib.sha256(b"doc").hexdigest()
+
+
+@pytest.fixture
+def led(tmp_path: Path) -> Iterator[Ledger]:
+    ledger = Ledger.init(tmp_path / "home")
+    yield ledger
+    assert audit(ledger.log).ok, audit(ledger.log).problems
+    ledger.close()
+
+
+def ev(type: str, env: str = "E1", **fields: Any) -> dict[str, Any]:
+    return {"type": type, "envelope": env, **fields}
+
+
+def draft(env: str = "E1", signers: tuple[tuple[str, int], ...] = (("a", 1), ("b", 2)), cc: bool = False) -> list:
+    out = [ev("envelope.created", env, title="Contract"),
+           ev("document.added", env, document="d", sha256=H, size=10, name="c.pdf")]
+    out += [ev("party.added", env, party=p, role="signer", order=o, name=f"Person {p}") for p, o in signers]
+    if cc:
+        out.append(ev("party.added", env, party="cc", role="cc", name="Observer"))
+    return out
+
+
+def sign(p: str, env: str = "E1") -> list:
+    return [ev("party.authenticated", env, party=p, method="sms"),
+            ev("party.signed", env, party=p, channel="web", document="d", signed_sha256=H)]
+
+
+def sent(env: str = "E1", **kw: Any) -> list:
+    return draft(env, **kw) + [ev("envelope.sent", env)]
+
+
+def completed(env: str = "E1") -> list:
+    return sent(env) + sign("a", env) + sign("b", env) + [ev("envelope.completed", env)]
+
+
+def status(led: Ledger, env: str = "E1") -> str:
+    return str(led.envelope(T, env)["status"])
+
+
+def refused(led: Ledger, events: list, code: str) -> RefusedError:
+    before = led.log.size
+    with pytest.raises(RefusedError) as info:
+        led.append(T, events)
+    assert info.value.code == code, str(info.value)
+    assert led.log.size == before, "a refused request must write nothing"
+    return info.value
+
+
+def test_happy_path_to_completion(led: Ledger) -> None:
+    acks = led.append(T, completed())
+    assert [a["seq"] for a in acks] == list(range(len(acks)))
+    assert status(led) == "completed"
+    assert acks[-1]["checkpoint_size"] == led.log.size
+
+
+def test_parallel_signers_with_equal_order_sign_in_any_order(led: Ledger) -> None:
+    led.append(T, sent(signers=(("a", 1), ("b", 1), ("c", 2))))
+    refused(led, sign("c"), "out_of_order")
+    led.append(T, sign("b"))
+    refused(led, sign("c"), "out_of_order")
+    led.append(T, sign("a") + sign("c") + [ev("envelope.completed")])
+    assert status(led) == "completed"
+
+
+def test_signing_order_is_enforced(led: Ledger) -> None:
+    led.append(T, sent())
+    err = refused(led, sign("b"), "out_of_order")
+    assert "wait for parties 1" in str(err)
+
+
+def test_sign_requires_authentication(led: Ledger) -> None:
+    led.append(T, sent())
+    refused(led, [ev("party.signed", party="a", channel="web", document="d", signed_sha256=H)], "not_authenticated")
+
+
+def test_double_signature_refused(led: Ledger) -> None:
+    led.append(T, sent() + sign("a"))
+    refused(led, [ev("party.signed", party="a", channel="web", document="d", signed_sha256=H)], "already_signed")
+
+
+def test_cc_cannot_sign_but_may_view(led: Ledger) -> None:
+    led.append(T, sent(cc=True) + [ev("party.viewed", party="cc")])
+    refused(led, sign("cc"), "not_a_signer")
+
+
+def test_complete_requires_every_signer(led: Ledger) -> None:
+    led.append(T, sent() + sign("a"))
+    refused(led, [ev("envelope.completed")], "not_all_signed")
+
+
+def test_send_requires_documents_and_signers(led: Ledger) -> None:
+    led.append(T, [ev("envelope.created", title="x")])
+    refused(led, [ev("envelope.sent")], "no_documents")
+    led.append(T, [ev("document.added", document="d", sha256=H, size=1, name="n")])
+    refused(led, [ev("envelope.sent")], "no_signers")
+
+
+@pytest.mark.parametrize("event", [
+    ev("party.signed", party="a", channel="web", document="d", signed_sha256=H),
+    ev("party.authenticated", party="a", method="face"),
+    ev("envelope.completed"),
+    ev("copy.printed", document="d"),
+    ev("party.declined", party="a"),
+])
+def test_nothing_happens_before_sending(led: Ledger, event: dict) -> None:
+    led.append(T, draft())
+    refused(led, [event], "wrong_state")
+
+
+@pytest.mark.parametrize("event", [
+    ev("document.added", document="d2", sha256=H, size=1, name="n"),
+    ev("party.added", party="z", role="signer", name="Late"),
+    ev("envelope.sent"),
+])
+def test_no_changes_after_sending(led: Ledger, event: dict) -> None:
+    led.append(T, sent())
+    refused(led, [event], "wrong_state")
+
+
+def test_withdraw_before_completion_from_draft_and_sent(led: Ledger) -> None:
+    led.append(T, draft("E1") + [ev("envelope.withdrawn", "E1", reason="typo")])
+    led.append(T, sent("E2") + sign("a", "E2") + [ev("envelope.withdrawn", "E2")])
+    assert status(led, "E1") == status(led, "E2") == "withdrawn"
+
+
+def test_withdraw_after_completion_refused(led: Ledger) -> None:
+    led.append(T, completed())
+    refused(led, [ev("envelope.withdrawn")], "withdraw_after_completion")
+
+
+def test_decline_closes_the_envelope(led: Ledger) -> None:
+    led.append(T, sent() + [ev("party.declined", party="a", reason="no")])
+    assert status(led) == "declined"
+    refused(led, sign("b"), "envelope_closed")
+    refused(led, [ev("envelope.withdrawn")], "envelope_closed")
+    led.append(T, [ev("evidence.exported", by="legal team")])
+
+
+def test_void_needs_every_signers_consent(led: Ledger) -> None:
+    led.append(T, completed() + [ev("copy.printed", document="d")])
+    refused(led, [ev("envelope.voided")], "void_not_requested")
+    refused(led, [ev("void.consented", party="b")], "void_not_requested")
+    led.append(T, [ev("void.requested", party="a", reason="error")])
+    refused(led, [ev("void.requested", party="b")], "void_already_requested")
+    refused(led, [ev("void.consented", party="a")], "already_consented")
+    refused(led, [ev("envelope.voided")], "void_consent_missing")
+    led.append(T, [ev("void.consented", party="b"), ev("envelope.voided")])
+    assert status(led) == "voided"
+    state = led.envelope(T, "E1")["state"]
+    assert "voided" in state["times"]
+
+
+def test_void_only_after_completion(led: Ledger) -> None:
+    led.append(T, sent())
+    refused(led, [ev("void.requested", party="a")], "void_before_completion")
+    refused(led, [ev("envelope.voided")], "void_before_completion")
+
+
+@pytest.mark.parametrize("event", [
+    ev("party.viewed", party="a"), ev("copy.printed", document="d"), ev("envelope.withdrawn"),
+    ev("void.requested", party="a"), ev("seal.used", party="a", seal=H, kind="physical"),
+])
+def test_only_export_after_void(led: Ledger, event: dict) -> None:
+    led.append(T, completed() + [ev("void.requested", party="a"), ev("void.consented", party="b"),
+                                 ev("envelope.voided")])
+    refused(led, [event], "envelope_closed")
+    led.append(T, [ev("evidence.exported")])
+
+
+def test_copies_seals_and_scans_after_completion(led: Ledger) -> None:
+    acks = led.append(T, completed() + [ev("copy.printed", document="d"), ev("copy.printed", document="d"),
+                                        ev("seal.used", party="b", seal=H, kind="physical"),
+                                        ev("paper.scanned", document="d", sha256=H, copy=1)])
+    codes = [a["code"] for a in acks if "code" in a]
+    assert len(codes) == 2 and len(set(codes)) == 2 and all(len(c) == 20 for c in codes)
+    assert led.envelope(T, "E1")["state"]["copies"] == [2]
+
+
+def test_unknown_references(led: Ledger) -> None:
+    refused(led, [ev("envelope.sent", "nope")], "unknown_envelope")
+    led.append(T, sent())
+    refused(led, [ev("party.viewed", party="ghost")], "unknown_party")
+    refused(led, [ev("copy.printed", document="ghost")], "unknown_document")
+    refused(led, [ev("envelope.created", title="again")], "envelope_exists")
+
+
+def test_duplicate_party_and_document_refs(led: Ledger) -> None:
+    led.append(T, draft())
+    refused(led, [ev("party.added", party="a", role="signer", name="A again")], "party_exists")
+    refused(led, [ev("document.added", document="d", sha256=H, size=1, name="n")], "document_exists")
+
+
+def test_tenants_never_see_each_other(led: Ledger) -> None:
+    led.append(T, sent())
+    with pytest.raises(RefusedError) as info:
+        led.append("tenant-b", sign("a"))
+    assert info.value.code == "unknown_envelope"
+    led.append("tenant-b", sent())  # the same reference is a different envelope for another tenant
+    assert led.envelope(T, "E1")["env"] != led.envelope("tenant-b", "E1")["env"]
+
+
+def test_a_refused_event_refuses_its_whole_request(led: Ledger) -> None:
+    led.append(T, sent())
+    err = refused(led, [ev("party.viewed", party="a"), ev("party.viewed", party="b")] + sign("b"), "out_of_order")
+    assert err.event == 3
+    assert led.envelope(T, "E1")["events"] == len(sent())
+
+
+def test_entries_hold_no_personal_data(led: Ledger) -> None:
+    led.append(T, [ev("envelope.created", title="Secret merger 合同"),
+                   ev("party.added", party="a", role="signer", name="Zhang San", contact="13800000000")])
+    raw = b"".join(led.log.entry(i) for i in range(led.log.size))
+    for secret in ["Secret merger", "合同", "Zhang San", "13800000000", "E1"]:
+        assert secret.encode() not in raw
+    # the openings are private and open the commitments
+    rows = led.log.conn.execute("SELECT commitment, salt, value FROM openings").fetchall()
+    assert len(rows) == 2
+    for c, salt, value in rows:
+        assert len(bytes.fromhex(salt)) >= 16
+        assert hashlib.sha256(bytes.fromhex(salt) + value.encode()).hexdigest() == c
+        assert c.encode() in raw
