@@ -64,6 +64,8 @@ def audit(log: TileLog, *, events: bool = True) -> AuditReport:
     checkpoints = conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size").fetchall()
     cp_pos = 0
     prev_cp: tuple[int, bytes] | None = None
+    pairs: list[tuple[int, bytes, int, bytes]] = []  # consecutive checkpoints, proven after the pass
+    leaf_tile: tuple[int, bytes] = (-1, b"")
     tree = _Tree(0, [], [[]], [[]])
     envs: dict[str, _EnvReplay] = {}
     copies: dict[int, dict[str, Any]] = {}
@@ -77,7 +79,8 @@ def audit(log: TileLog, *, events: bool = True) -> AuditReport:
             if cp_size != size:
                 rep.add(f"checkpoints row size={cp_size}: no entries end there (entries jump to {size})")
                 continue
-            _check_checkpoint(log, rep, cp_size, bytes(cp_root), note, tree.root(), prev_cp)
+            if _check_checkpoint(log, rep, cp_size, bytes(cp_root), note, tree.root()) and prev_cp and prev_cp[0]:
+                pairs.append((prev_cp[0], prev_cp[1], cp_size, bytes(cp_root)))
             prev_cp = (cp_size, bytes(cp_root))
 
     check_checkpoints_up_to(0)
@@ -97,7 +100,12 @@ def audit(log: TileLog, *, events: bool = True) -> AuditReport:
         for k, raw in enumerate(chunk):
             idx = start + k
             full: list[tuple[int, int, bytes, bytes]] = []
-            integrate(tree, [raw], full)
+            (leaf,) = integrate(tree, [raw], full)
+            if leaf_tile[0] != idx >> 8:
+                leaf_tile = (idx >> 8, _stored_leaves(log, idx >> 8))
+            if leaf_tile[1][(idx & 255) * 32 : (idx & 255) * 32 + 32] != leaf:
+                rep.add(f"entry {idx}: its bytes do not hash to the leaf hash stored in tile 0/{idx >> 8} "
+                        "(the entry or the tile was changed)")
             for level, tidx, hashes, mid in full:
                 rep.tiles += 1
                 row = conn.execute("SELECT hashes, mid FROM tiles WHERE level = ? AND idx = ?", (level, tidx)).fetchone()
@@ -112,6 +120,12 @@ def audit(log: TileLog, *, events: bool = True) -> AuditReport:
     for size, *_ in checkpoints[cp_pos:]:
         rep.add(f"checkpoints row size={size}: beyond the {tree.size} entries stored")
     _check_edges(log, rep, tree)
+    for size1, root1, size2, root2 in pairs:
+        # (3) consistency from storage, checked by the verifier: only now, after the tiles were checked
+        try:
+            verify_consistency(size1, size2, root1, root2, log.consistency_proof(size1, size2))
+        except Exception as e:
+            rep.add(f"checkpoints row size={size2}: not consistent with the checkpoint of size {size1} ({e})")
     n_tiles = conn.execute("SELECT count(*) FROM tiles").fetchone()[0]
     if n_tiles != rep.tiles:
         rep.add(f"tiles table holds {n_tiles} full tiles; the entries make {rep.tiles}")
@@ -120,27 +134,28 @@ def audit(log: TileLog, *, events: bool = True) -> AuditReport:
     return rep
 
 
-def _check_checkpoint(log: TileLog, rep: AuditReport, size: int, root: bytes, note: str, computed: bytes,
-                      prev: tuple[int, bytes] | None) -> None:
+def _stored_leaves(log: TileLog, n: int) -> bytes:
+    row = log.conn.execute("SELECT hashes FROM tiles WHERE level = 0 AND idx = ?", (n,)).fetchone()
+    if row is None:
+        row = log.conn.execute("SELECT hashes FROM tile_edge WHERE level = 0 AND idx = ?", (n,)).fetchone()
+    return bytes(row[0]) if row else b""
+
+
+def _check_checkpoint(log: TileLog, rep: AuditReport, size: int, root: bytes, note: str, computed: bytes) -> bool:
     try:
         signed = parse_checkpoint(note)
         verify_note(signed.note, [log.signer.verifier])
     except VerificationError as e:
         rep.add(f"checkpoints row size={size}: signature or format invalid ({e})")
-        return
+        return False
     cp = signed.checkpoint
     if cp.origin != log.origin or cp.size != size or cp.root != root:
         rep.add(f"checkpoints row size={size}: the signed note does not match the row (origin, size or root)")
+        return False
     if root != computed:
         rep.add(f"checkpoints row size={size}: root {root.hex()[:16]}… but the entries give {computed.hex()[:16]}…")
-        return
-    if prev is not None and prev[0] > 0:
-        try:
-            proof = log.consistency_proof(prev[0], size) if size <= log.size else []
-            if size <= log.size:
-                verify_consistency(prev[0], size, prev[1], root, proof)
-        except Exception as e:
-            rep.add(f"checkpoints row size={size}: not consistent with the checkpoint of size {prev[0]} ({e})")
+        return False
+    return True
 
 
 def _check_edges(log: TileLog, rep: AuditReport, tree: _Tree) -> None:

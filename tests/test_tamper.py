@@ -1,0 +1,182 @@
+"""Tampering with storage is caught: triggers refuse edits, and `ledger audit` names what is wrong."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ledger.audit import audit
+from ledger.core import DB_NAME, Ledger
+from ledger.errors import IntegrityError
+from tests.test_lifecycle import T, completed, ev
+
+H = hashlib.sha256(b"x").hexdigest()
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "home"
+    led = Ledger.init(path)
+    led.append(T, completed("E1") + [ev("copy.printed", "E1", document="d")])
+    for k in range(130):  # enough entries for a full tile
+        led.append(T, [ev("envelope.created", f"X{k}", title="t"),
+                       ev("document.added", f"X{k}", document="d", sha256=H, size=1, name="n")])
+    led.append(T, completed("E2"))
+    assert led.log.size > 256
+    rep = audit(led.log)
+    assert rep.ok, rep.problems
+    led.close()
+    return path
+
+
+@pytest.fixture
+def home(template: Path, tmp_path: Path) -> Path:
+    shutil.copytree(template, tmp_path / "home")
+    return tmp_path / "home"
+
+
+def raw(home: Path) -> sqlite3.Connection:
+    c = sqlite3.connect(home / DB_NAME, isolation_level=None)
+    for (name,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        c.execute(f"DROP TRIGGER {name}")
+    return c
+
+
+def audit_problems(home: Path) -> list[str]:
+    led = Ledger.open(home)
+    try:
+        return audit(led.log).problems
+    finally:
+        led.close()
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE entry_chunks SET data = x'00' WHERE start = 0",
+    "DELETE FROM entry_chunks",
+    "UPDATE tiles SET hashes = zeroblob(8192)",
+    "DELETE FROM checkpoints",
+    "UPDATE checkpoints SET note = 'x'",
+    "DELETE FROM tile_edge",
+    "UPDATE tile_edge SET hashes = x'00' WHERE level = 0",
+])
+def test_log_tables_refuse_update_and_delete(home: Path, sql: str) -> None:
+    c = sqlite3.connect(home / DB_NAME)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only|may only grow"):
+        c.execute(sql)
+
+
+def _flip_blob(c: sqlite3.Connection, table: str, col: str, where: str, offset: int) -> None:
+    (blob,) = c.execute(f"SELECT {col} FROM {table} WHERE {where}").fetchone()
+    b = bytearray(blob)
+    b[offset] ^= 0x01
+    c.execute(f"UPDATE {table} SET {col} = ? WHERE {where}", (bytes(b),))
+
+
+def test_one_byte_of_an_entry(home: Path) -> None:
+    c = raw(home)
+    (start, data) = c.execute("SELECT start, data FROM entry_chunks ORDER BY start LIMIT 1 OFFSET 3").fetchone()
+    _flip_blob(c, "entry_chunks", "data", f"start = {start}", 40)
+    problems = audit_problems(home)
+    assert problems[0] == (f"entry {start}: its bytes do not hash to the leaf hash stored in tile 0/0 "
+                           "(the entry or the tile was changed)")
+
+
+def test_one_byte_of_a_full_tile(home: Path) -> None:
+    c = raw(home)
+    _flip_blob(c, "tiles", "hashes", "level = 0 AND idx = 0", 32 * 17 + 5)
+    problems = audit_problems(home)
+    assert problems[0].startswith("entry 17: its bytes do not hash to the leaf hash stored in tile 0/0")
+    assert problems[1].startswith("tiles row level=0 idx=0: wrong hashes")
+
+
+def test_one_byte_of_a_mid_hash(home: Path) -> None:
+    c = raw(home)
+    _flip_blob(c, "tiles", "mid", "level = 0 AND idx = 0", 3)
+    assert audit_problems(home)[0].startswith("tiles row level=0 idx=0")
+
+
+def test_one_byte_of_a_checkpoint(home: Path) -> None:
+    c = raw(home)
+    (size,) = c.execute("SELECT size FROM checkpoints ORDER BY size LIMIT 1 OFFSET 2").fetchone()
+    (note,) = c.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
+    lines = note.split("\n")
+    lines[2] = ("A" if lines[2][0] != "A" else "B") + lines[2][1:]
+    c.execute("UPDATE checkpoints SET note = ? WHERE size = ?", ("\n".join(lines), size))
+    problems = audit_problems(home)
+    assert problems == [f"checkpoints row size={size}: signature or format invalid "
+                        "(signature by localhost/evidence-ledger does not verify)"]
+
+
+def test_a_checkpoint_root_column(home: Path) -> None:
+    c = raw(home)
+    (size,) = c.execute("SELECT size FROM checkpoints ORDER BY size LIMIT 1 OFFSET 4").fetchone()
+    _flip_blob(c, "checkpoints", "root", f"size = {size}", 0)
+    problems = audit_problems(home)
+    assert problems[0].startswith(f"checkpoints row size={size}: the signed note does not match the row")
+
+
+def test_a_projection_row(home: Path) -> None:
+    c = raw(home)
+    c.execute("UPDATE envelopes SET status = 'voided' WHERE ref = 'E1'")
+    (env,) = c.execute("SELECT env FROM envelopes WHERE ref = 'E1'").fetchone()
+    problems = audit_problems(home)
+    assert problems == [f"envelopes row env={env}: stored projection differs from the log "
+                        "(status 'voided', log says 'completed')"]
+
+
+def test_a_copy_row(home: Path) -> None:
+    c = raw(home)
+    c.execute("UPDATE copies SET code = 'AAAAAAAAAAAAAAAAAAAA'")
+    problems = audit_problems(home)
+    assert len(problems) == 1 and problems[0].startswith("copies row code=AAAA")
+
+
+def test_a_removed_index_row(home: Path) -> None:
+    c = raw(home)
+    c.execute("DELETE FROM envelope_entries WHERE idx = 5")
+    assert audit_problems(home) == ["envelope_entries: row count differs from the number of entries in the log"]
+
+
+def test_restored_backup_is_refused_at_open(home: Path, tmp_path: Path) -> None:
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    for f in home.glob(f"{DB_NAME}*"):
+        shutil.copy(f, backup / f.name)
+    led = Ledger.open(home)
+    led.append(T, completed("LATER"))
+    led.close()
+    for f in home.glob(f"{DB_NAME}*"):
+        f.unlink()
+    for f in backup.iterdir():
+        shutil.copy(f, home / f.name)
+    with pytest.raises(IntegrityError, match="restored from an old backup") as info:
+        Ledger.open(home)
+    assert info.value.code == "restored_backup"
+
+
+def test_forked_database_is_refused_at_open(home: Path, tmp_path: Path) -> None:
+    """A database that diverged from the published checkpoint (same size, other entries) is refused."""
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    for f in home.glob(f"{DB_NAME}*"):
+        shutil.copy(f, backup / f.name)
+    led = Ledger.open(home)
+    led.append(T, completed("ONE"))
+    led.close()
+    published = (home / "ledger.checkpoint").read_text()
+    for f in home.glob(f"{DB_NAME}*"):
+        f.unlink()
+    for f in backup.iterdir():
+        shutil.copy(f, home / f.name)
+    (home / "ledger.checkpoint").unlink()
+    led = Ledger.open(home)
+    led.append(T, completed("TWO"))  # the same number of events, different content
+    led.close()
+    (home / "ledger.checkpoint").write_text(published)
+    with pytest.raises(IntegrityError, match="forked") as info:
+        Ledger.open(home)
+    assert info.value.code == "forked"
