@@ -102,24 +102,44 @@ def strict_loads(data: bytes | str, *, max_bytes: int) -> Any:
     return value
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
 def canonical(value: Any) -> bytes:
-    """RFC 8785 canonical JSON bytes. Floats are refused."""
-    _check_ints(value)
+    """RFC 8785 canonical JSON bytes of an integer-only JSON value. Floats are refused.
+
+    For our values (strings, integers, booleans, null, arrays, objects) the standard library's
+    encoder with sorted keys, no whitespace and no ASCII escaping writes exactly RFC 8785: the same
+    escapes (only `"`, `\\` and control characters, short forms, lowercase `\\u00xx`) and integers.
+    The one difference is key order when a key holds a character beyond U+FFFF (RFC 8785 sorts by
+    UTF-16 code units); such values go through the `rfc8785` package. Tests compare both.
+    """
+    if not _plain(value):
+        raise FormatError("floats are not allowed; use integers")
     try:
-        return rfc8785.dumps(value)
-    except (rfc8785.CanonicalizationError, ValueError, TypeError) as e:
+        if _astral_keys(value):
+            return rfc8785.dumps(value)
+        return _ENCODER.encode(value).encode("utf-8")
+    except (rfc8785.CanonicalizationError, ValueError, TypeError, UnicodeEncodeError) as e:
         raise FormatError(f"value cannot be canonicalised: {e}") from None
 
 
-def _check_ints(v: Any) -> None:
+def _plain(v: Any) -> bool:
     if isinstance(v, float):
-        raise FormatError("floats are not allowed; use integers")
+        return False
     if isinstance(v, dict):
-        for x in v.values():
-            _check_ints(x)
-    elif isinstance(v, list):
-        for x in v:
-            _check_ints(x)
+        return all(_plain(x) for x in v.values())
+    if isinstance(v, list):
+        return all(_plain(x) for x in v)
+    return True
+
+
+def _astral_keys(v: Any) -> bool:
+    if isinstance(v, dict):
+        return any(max(map(ord, k), default=0) > 0xFFFF for k in v) or any(_astral_keys(x) for x in v.values())
+    if isinstance(v, list):
+        return any(_astral_keys(x) for x in v)
+    return False
 
 
 @dataclass(frozen=True)
