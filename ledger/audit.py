@@ -2,7 +2,7 @@
 
 Streams the entries once, in order, with flat memory (plus one small record per envelope):
 1. every chunk starts where the previous ended and never crosses a bundle boundary;
-2. every leaf, full tile (with its mid hashes) and edge tile is recomputed and compared;
+2. every leaf, full tile (with its inner nodes) and edge tile is recomputed and compared;
 3. every checkpoint is signed by the log key, names the log's origin, has the root recomputed at
    its size, and is consistent with the previous checkpoint (an RFC 9162 proof from storage, checked
    by the verifier);
@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.log import TILE_WIDTH, TileLog, _Tree, integrate, iter_bundle
+from ledger.log import TILE_WIDTH, TileLog, _empty_inner, _Tree, integrate, iter_bundle
 from verifier.checkpoint import parse_checkpoint
 from verifier.entry import Entry
 from verifier.errors import VerificationError
@@ -66,7 +66,7 @@ def audit(log: TileLog, *, events: bool = True) -> AuditReport:
     prev_cp: tuple[int, bytes] | None = None
     pairs: list[tuple[int, bytes, int, bytes]] = []  # consecutive checkpoints, proven after the pass
     leaf_tile: tuple[int, bytes] = (-1, b"")
-    tree = _Tree(0, [], [[]], [[]])
+    tree = _Tree(0, [], [[]], [_empty_inner()])
     envs: dict[str, _EnvReplay] = {}
     copies: dict[int, dict[str, Any]] = {}
 
@@ -106,10 +106,10 @@ def audit(log: TileLog, *, events: bool = True) -> AuditReport:
             if leaf_tile[1][(idx & 255) * 32 : (idx & 255) * 32 + 32] != leaf:
                 rep.add(f"entry {idx}: its bytes do not hash to the leaf hash stored in tile 0/{idx >> 8} "
                         "(the entry or the tile was changed)")
-            for level, tidx, hashes, mid in full:
+            for level, tidx, hashes, inner in full:
                 rep.tiles += 1
-                row = conn.execute("SELECT hashes, mid FROM tiles WHERE level = ? AND idx = ?", (level, tidx)).fetchone()
-                if row is None or bytes(row[0]) != hashes or bytes(row[1]) != mid:
+                row = conn.execute("SELECT hashes, inner FROM tiles WHERE level = ? AND idx = ?", (level, tidx)).fetchone()
+                if row is None or bytes(row[0]) != hashes or bytes(row[1]) != inner:
                     rep.add(f"tiles row level={level} idx={tidx}: {'missing' if row is None else 'wrong hashes'} "
                             f"(recomputed from entries up to index {idx})")
             if events:

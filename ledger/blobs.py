@@ -20,7 +20,7 @@ class BlobStore:
         self.max_size = max_size
 
     def path(self, sha256: str) -> Path:
-        if not _HEX.match(sha256):
+        if not _HEX.fullmatch(sha256):
             raise RefusedError("a document hash is 64 lowercase hex characters", code="bad_hash")
         return self.root / sha256[:2] / sha256
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+Serve = Callable[[Path, argparse.Namespace], None]
+
+
+def main(argv: list[str] | None = None, *, serve: Serve | None = None) -> int:
+    """Run the CLI. `serve` is supplied by the portal package (the ledger does not depend on it)."""
     args = _parser().parse_args(argv)
     home = home_dir(args.home)
     try:
+        if args.command == "serve":
+            if serve is None:
+                raise LedgerError("this installation has no portal; run `ledger serve` from the full package")
+            serve(home, args)
+            return 0
         return int(_run(args, home) or 0)
     except RefusedError as e:
         print(f"ledger: refused ({e.code}): {e}", file=sys.stderr)
@@ -97,11 +107,6 @@ def _run(args: argparse.Namespace, home: Path) -> int | None:
         print(f"origin: {led.config.origin}", file=sys.stderr)
         print(led.verifier_key)
         led.close()
-        return 0
-    if args.command == "serve":
-        from portal.server import serve
-
-        serve(home, host=args.host, port=args.port, workers=args.workers)
         return 0
     led = Ledger.open(home)
     try:

@@ -67,11 +67,11 @@ def _check(i: int, type: str, name: str, kind: Any, v: Any) -> Any:
             raise _bad(i, f"{type}.{name} must be one of {', '.join(kind)}, not {v!r}")
         return v
     if kind == "ref":
-        if not isinstance(v, str) or not REF.match(v):
+        if not isinstance(v, str) or not REF.fullmatch(v):
             raise _bad(i, f"{type}.{name} must be a reference of 1-64 letters, digits, '.', '_', ':' or '-'")
         return v
     if kind == "hex":
-        if not isinstance(v, str) or not HEX.match(v):
+        if not isinstance(v, str) or not HEX.fullmatch(v):
             raise _bad(i, f"{type}.{name} must be a SHA-256 as 64 hex characters")
         return v.lower()
     k, *args = kind.split(":")

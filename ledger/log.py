@@ -4,8 +4,9 @@ Tables (all log tables refuse UPDATE and DELETE by trigger, see `ledger.schema`)
 - `entry_chunks(start, count, data)`: the exact leaf bytes in C2SP entry-bundle encoding (uint16
   length prefixes), one row per commit and bundle: a chunk never crosses a bundle boundary, so a
   bundle is the concatenation of its chunks and a partial bundle is a prefix of them.
-- `tiles(level, idx, hashes, mid)`: full tiles, 256 hashes each, plus the 16 hashes of the tree level
-  four above the tile's base (`mid`), so a proof reads a tile and hashes at most ~22 nodes in it.
+- `tiles(level, idx, hashes, inner)`: full tiles, 256 hashes each, plus the 254 interior nodes of the
+  tile's subtree of height 8 (`inner`: its levels 1 to 7, lowest first), so a proof looks nodes up
+  instead of rehashing them. The log computes every one of them while integrating anyway.
 - `tile_edge(level, idx, hashes)`: the right-edge (partial) tile of each level; it may only grow, or
   move on to the next index once the full tile is stored. Any partial tile `.p/W` of a published
   checkpoint is a prefix of it.
@@ -43,6 +44,8 @@ from verifier.merkle import (
 from verifier.note import verify_note
 
 TILE_WIDTH = 256
+TILE_CACHE = 8192  # tiles kept by readers (about 130 MiB at most)
+NODE_CACHE = 65536  # complete-subtree hashes of 16 leaves or more (about 8 MiB at most)
 MAX_ENTRY_SIZE = 0xFFFF  # entry bundles prefix each entry with a big-endian uint16 length
 _sha256 = hashlib.sha256
 Clock = Callable[[], datetime]
@@ -67,10 +70,11 @@ class _Tree:
     size: int
     stack: list[bytes]
     edges: list[list[bytes]]
-    mids: list[list[bytes]]
+    inner: list[list[list[bytes]]]  # per tile level: the interior nodes so far, by height 1..7 (index 0 unused)
 
     def copy(self) -> _Tree:
-        return _Tree(self.size, list(self.stack), [list(e) for e in self.edges], [list(m) for m in self.mids])
+        return _Tree(self.size, list(self.stack), [list(e) for e in self.edges],
+                     [[list(h) for h in t] for t in self.inner])
 
     def root(self) -> bytes:
         return fold_right(self.stack)
@@ -101,6 +105,25 @@ def iter_bundle(data: bytes) -> list[bytes]:
     return out
 
 
+def _empty_inner() -> list[list[bytes]]:
+    return [[] for _ in range(8)]
+
+
+def _inner_of(edge: list[bytes]) -> list[list[bytes]]:
+    """The complete interior nodes over an edge tile's hashes, by height 1..7."""
+    out = _empty_inner()
+    level = edge
+    for r in range(1, 8):
+        level = [_sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        out[r] = level
+    return out
+
+
+def _inner_offset(r: int, pos: int) -> int:
+    """Byte offset of the node at height r (1..7), position pos, in a full tile's `inner` blob."""
+    return 32 * (256 - (512 >> r) + pos)
+
+
 def _split(blob: bytes) -> list[bytes]:
     return [blob[i : i + 32] for i in range(0, len(blob), 32)]
 
@@ -109,12 +132,12 @@ def integrate(t: _Tree, entries: Sequence[bytes], full: list[tuple[int, int, byt
     """Fold entries into the tree: update the compact range and edges, append completed tiles to `full`.
 
     The hot loop of the log: one leaf hash and, amortised, one node hash per entry. Nodes four levels
-    above a tile's base are kept as the tile's `mid` hashes.
+    within a tile (heights 1 to 7 above its base) are kept as the tile's `inner` hashes.
     """
     leaves: list[bytes] = []
     add_leaf = leaves.append
     sha = _sha256
-    stack, edges, mids = t.stack, t.edges, t.mids
+    stack, edges, inner = t.stack, t.edges, t.inner
     push, pop = stack.append, stack.pop
     edge0 = edges[0]
     size = t.size
@@ -129,16 +152,19 @@ def integrate(t: _Tree, entries: Sequence[bytes], full: list[tuple[int, int, byt
             level += 1
             n >>= 1
             r = level & 7
-            if r == 4:
-                mids[level >> 3].append(node)
-            elif r == 0:
+            if r:
+                inner[level >> 3][r].append(node)
+            else:
                 tl = level >> 3
-                full.append((tl - 1, (size >> (8 * tl)) - 1, b"".join(edges[tl - 1]), b"".join(mids[tl - 1])))
+                below = inner[tl - 1]
+                full.append((tl - 1, (size >> (8 * tl)) - 1, b"".join(edges[tl - 1]),
+                             b"".join([b"".join(h) for h in below])))
                 edges[tl - 1].clear()
-                mids[tl - 1].clear()
+                for h in below:
+                    h.clear()
                 if tl == len(edges):
                     edges.append([])
-                    mids.append([])
+                    inner.append(_empty_inner())
                 edges[tl].append(node)
         push(node)
     t.size = size
@@ -156,7 +182,8 @@ class TileLog:
         self.clock = clock
         self.checkpoint_file = path.with_suffix(".checkpoint")
         self._local = threading.local()
-        self._tile_cache: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._tile_cache: OrderedDict[tuple[int, int], tuple[bytes, bytes | None]] = OrderedDict()
+        self._node_cache: dict[tuple[int, int], bytes] = {}
         self._cache_lock = threading.Lock()
         self._tree = self._load_tree()
         self._work: _Tree | None = None
@@ -184,7 +211,7 @@ class TileLog:
         if not path.exists():
             raise NotFoundError(f"no ledger database at {path}; run `ledger init` first", code="no_ledger")
         conn = schema.connect(path)
-        schema.create(conn)
+        schema.ensure(conn)
         log = cls(path, signer, conn, clock)
         log._check_against_outside_checkpoint()
         return log
@@ -200,10 +227,10 @@ class TileLog:
                 if len(hashes) >> b & 1:
                     stack.append(root_of_hashes(hashes[pos : pos + (1 << b)]))
                     pos += 1 << b
-        mids = [[root_of_hashes(e[i : i + 16]) for i in range(0, len(e) - 15, 16)] for e in edges]
+        inner = [_inner_of(e) for e in edges]
         if not edges:
-            edges, mids = [[]], [[]]
-        return _Tree(size, stack, edges, mids)
+            edges, inner = [[]], [_empty_inner()]
+        return _Tree(size, stack, edges, inner)
 
     def _load_latest(self) -> tuple[int, bytes, str]:
         row = self.conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
@@ -302,7 +329,7 @@ class TileLog:
                 c.executemany("INSERT INTO entry_chunks(start, count, data) VALUES (?, ?, ?)",
                               _chunks(first, self._staged))
             if self._full_tiles:
-                c.executemany("INSERT INTO tiles(level, idx, hashes, mid) VALUES (?, ?, ?, ?)", self._full_tiles)
+                c.executemany("INSERT INTO tiles(level, idx, hashes, inner) VALUES (?, ?, ?, ?)", self._full_tiles)
             for level, edge in enumerate(t.edges):
                 idx = t.size >> (8 * (level + 1))
                 c.execute(
@@ -373,40 +400,73 @@ class TileLog:
         return conn
 
     def tile(self, level: int, index: int, min_width: int = TILE_WIDTH) -> tuple[bytes, bytes | None]:
-        """The hashes of tile (level, index) with at least min_width hashes, and its mid hashes if full."""
+        """The hashes of tile (level, index) with at least min_width hashes, and its inner nodes if full.
+
+        Cached: full tiles never change, and an edge tile only grows, so a cached edge that is wide
+        enough answers correctly.
+        """
         key = (level, index)
         with self._cache_lock:
             hit = self._tile_cache.get(key)
-            if hit is not None:
+            if hit is not None and len(hit[0]) >= 32 * min_width:
                 self._tile_cache.move_to_end(key)
-                return hit[:8192], hit[8192:]
+                return hit
         r = self._reader()
-        row = r.execute("SELECT hashes, mid FROM tiles WHERE level = ? AND idx = ?", key).fetchone()
+        row = r.execute("SELECT hashes, inner FROM tiles WHERE level = ? AND idx = ?", key).fetchone()
         if row is not None:
-            blob = bytes(row[0]) + bytes(row[1])
-            with self._cache_lock:
-                self._tile_cache[key] = blob
-                if len(self._tile_cache) > 1024:
-                    self._tile_cache.popitem(last=False)
-            return blob[:8192], blob[8192:]
-        row = r.execute("SELECT hashes FROM tile_edge WHERE level = ? AND idx = ?", key).fetchone()
-        if row is None or len(row[0]) < 32 * min_width:
+            found: tuple[bytes, bytes | None] = (bytes(row[0]), bytes(row[1]))
+        else:
+            row = r.execute("SELECT hashes FROM tile_edge WHERE level = ? AND idx = ?", key).fetchone()
+            if row is None:
+                # the edge may have just moved on to the next index: the full tile is there now
+                row = r.execute("SELECT hashes, inner FROM tiles WHERE level = ? AND idx = ?", key).fetchone()
+                if row is None:
+                    raise NotFoundError(f"tile {level}/{index} of width {min_width} is not in the log")
+                found = (bytes(row[0]), bytes(row[1]))
+            else:
+                found = (bytes(row[0]), None)
+        if len(found[0]) < 32 * min_width:
             raise NotFoundError(f"tile {level}/{index} of width {min_width} is not in the log")
-        return bytes(row[0]), None
+        with self._cache_lock:
+            self._tile_cache[key] = found
+            if len(self._tile_cache) > TILE_CACHE:
+                self._tile_cache.popitem(last=False)
+        return found
 
     def node(self, level: int, index: int) -> bytes:
-        """The hash of the complete subtree at tree `level` covering leaves [index*2^level, (index+1)*2^level)."""
+        """The hash of the complete subtree at tree `level` covering leaves [index*2^level, (index+1)*2^level).
+
+        Such a hash never changes once the subtree is complete, so the large ones (16 leaves or more,
+        shared by many proofs) are cached.
+        """
+        if level >= 4:
+            hit = self._node_cache.get((level, index))
+            if hit is not None:
+                return hit
         tl, r = level >> 3, level & 7
         start = index << r
         n, off, cnt = start >> 8, start & 255, 1 << r
-        hashes, mid = self.tile(tl, n, off + cnt)
+        hashes, inner = self.tile(tl, n, off + cnt)
         if r == 0:
             return hashes[off * 32 : off * 32 + 32]
-        if mid and r >= 4:
-            return root_of_hashes(_split(mid[(off >> 4) * 32 : ((off + cnt) >> 4) * 32]))
-        return root_of_hashes(_split(hashes[off * 32 : (off + cnt) * 32]))
+        if inner:
+            o = _inner_offset(r, off >> r)
+            return inner[o : o + 32]
+        if r > 4:  # an edge tile has no stored mids: build from (cached) 16-leaf nodes
+            h = root_of_hashes([self.node(tl * 8 + 4, ((n << 8) + off + k) >> 4) for k in range(0, cnt, 16)])
+        else:
+            h = root_of_hashes(_split(hashes[off * 32 : (off + cnt) * 32]))
+        if level >= 4:
+            if len(self._node_cache) >= NODE_CACHE:
+                self._node_cache.clear()
+            self._node_cache[(level, index)] = h
+        return h
 
     def hash_range(self, start: int, end: int) -> bytes:
+        n = end - start
+        if n & (n - 1) == 0:  # one complete subtree: all proof nodes but the right edge's
+            level = n.bit_length() - 1
+            return self.node(level, start >> level)
         return fold_right([self.node(lv, ix) for lv, ix in complete_subtrees(start, end)])
 
     def _check_size(self, size: int) -> None:

@@ -18,7 +18,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entry_chunks (start INTEGER PRIMARY KEY, count INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tiles (
-    level INTEGER NOT NULL, idx INTEGER NOT NULL, hashes BLOB NOT NULL, mid BLOB NOT NULL,
+    level INTEGER NOT NULL, idx INTEGER NOT NULL, hashes BLOB NOT NULL, inner BLOB NOT NULL,
     PRIMARY KEY (level, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tile_edge (level INTEGER PRIMARY KEY, idx INTEGER NOT NULL, hashes BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -81,5 +81,14 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 
 
 def create(conn: sqlite3.Connection) -> None:
+    """Create the tables and triggers of a new ledger."""
     db = sqlite_utils.Database(conn)
     db.executescript(SCHEMA + _triggers())
+
+
+def ensure(conn: sqlite3.Connection) -> None:
+    """Bring an existing database up to the current schema (every statement is IF NOT EXISTS).
+
+    Plain sqlite3 on purpose: opening a ledger stays fast (sqlite-utils loads its plugins on first use).
+    """
+    conn.executescript(SCHEMA + _triggers())

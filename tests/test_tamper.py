@@ -93,9 +93,9 @@ def test_one_byte_of_a_full_tile(home: Path) -> None:
     assert problems[1].startswith("tiles row level=0 idx=0: wrong hashes")
 
 
-def test_one_byte_of_a_mid_hash(home: Path) -> None:
+def test_one_byte_of_an_inner_node(home: Path) -> None:
     c = raw(home)
-    _flip_blob(c, "tiles", "mid", "level = 0 AND idx = 0", 3)
+    _flip_blob(c, "tiles", "inner", "level = 0 AND idx = 0", 32 * 200 + 3)
     assert audit_problems(home)[0].startswith("tiles row level=0 idx=0")
 
 

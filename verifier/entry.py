@@ -44,7 +44,7 @@ EVENT_TYPES = (
     "evidence.exported",
 )
 
-_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 _HEX32 = re.compile(r"^[0-9a-f]{64}$")
 _ENV = re.compile(r"^[0-9a-f]{32}$")
 
@@ -184,19 +184,19 @@ def _validate(obj: dict[str, Any]) -> None:
         raise FormatError(f"entry fields wrong (unexpected {extra}, missing {missing})")
     if obj["v"] != FORMAT_VERSION or isinstance(obj["v"], bool):
         raise FormatError(f"entry format version {obj['v']!r} is not {FORMAT_VERSION}")
-    if not isinstance(obj["env"], str) or not _ENV.match(obj["env"]):
+    if not isinstance(obj["env"], str) or not _ENV.fullmatch(obj["env"]):
         raise FormatError("entry env must be 32 lowercase hex characters")
     seq = obj["seq"]
     if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SAFE_INT:
         raise FormatError("entry seq must be a non-negative integer")
     if obj["type"] not in EVENT_TYPES:
         raise FormatError(f"unknown event type {obj['type']!r}")
-    if not isinstance(obj["time"], str) or not _TIME.match(obj["time"]):
+    if not isinstance(obj["time"], str) or not _TIME.fullmatch(obj["time"]):
         raise FormatError("entry time must be RFC 3339 UTC with milliseconds, like 2026-01-02T03:04:05.678Z")
     prev = obj["prev"]
     if seq == 0 and prev != "":
         raise FormatError("the first entry of an envelope has prev \"\"")
-    if seq > 0 and (not isinstance(prev, str) or not _HEX32.match(prev)):
+    if seq > 0 and (not isinstance(prev, str) or not _HEX32.fullmatch(prev)):
         raise FormatError("entry prev must be the 64-hex leaf hash of the envelope's previous entry")
     if not isinstance(obj["data"], dict):
         raise FormatError("entry data must be an object")

@@ -40,7 +40,7 @@ class LifecycleError(VerificationError):
 
 
 def _hex(v: Any) -> bool:
-    return isinstance(v, str) and bool(_HEX.match(v))
+    return isinstance(v, str) and bool(_HEX.fullmatch(v))
 
 
 def _int(lo: int, hi: int) -> Callable[[Any], bool]:

@@ -134,7 +134,7 @@ class Ed25519Verifier:
     @classmethod
     def from_string(cls, vkey: str) -> Ed25519Verifier:
         """Parse `name+hex(keyID)+base64(0x01||pubkey)`."""
-        parts = vkey.strip().split("+")
+        parts = vkey.strip().split("+", 2)  # base64 may itself hold '+'; a name may not
         if len(parts) != 3:
             raise FormatError("verifier key must be name+hexkeyid+base64key")
         name, hexid, b64 = parts

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from verifier.errors import FormatError
 
-_GROUP = re.compile(r"^\d{3}$")
+_GROUP = re.compile(r"[0-9]{3}")
 
 
 def encode_index(n: int) -> str:
@@ -43,14 +43,14 @@ def parse_tile_path(path: str) -> TilePath:
     head, rest = parts[0], parts[1:]
     if head == "entries":
         level = None
-    elif head.isdigit() and (head == "0" or not head.startswith("0")) and int(head) <= 63:
+    elif head.isascii() and head.isdigit() and (head == "0" or not head.startswith("0")) and int(head) <= 63:
         level = int(head)
     else:
         raise FormatError(f"tile level {head!r} is not 0-63 without leading zeros")
     width = 256
     if len(rest) >= 2 and rest[-2].endswith(".p"):
         w = rest[-1]
-        if not w.isdigit() or w.startswith("0") or not 1 <= int(w) <= 255:
+        if not (w.isascii() and w.isdigit()) or w.startswith("0") or not 1 <= int(w) <= 255:
             raise FormatError(f"partial tile width {w!r} is not 1-255")
         width = int(w)
         rest = rest[:-2] + [rest[-2][:-2]]
@@ -63,7 +63,7 @@ def parse_tile_path(path: str) -> TilePath:
             if not g.startswith("x"):
                 raise FormatError("every tile index group but the last starts with 'x'")
             g = g[1:]
-        if not _GROUP.match(g):
+        if not _GROUP.fullmatch(g):
             raise FormatError(f"tile index group {g!r} is not three digits")
         digits.append(g)
     index = int("".join(digits))

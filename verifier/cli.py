@@ -1,0 +1,107 @@
+"""The `verifier` command: offline checks anyone can run without the ledger.
+
+The only I/O in the verifier package: it reads the files named on the command line and prints a
+report. Every check is done by the pure modules beside it. Exit code 0 means verified, 1 means the
+data is not trustworthy, 2 means the command line or a file could not be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+from pathlib import Path
+
+from verifier.checkpoint import verify_checkpoint
+from verifier.errors import VerificationError
+from verifier.merkle import verify_consistency
+from verifier.note import Ed25519Verifier
+from verifier.tlogproof import verify_tlog_proof
+
+MAX_FILE = 64 << 20
+
+
+def _read(path: str) -> bytes:
+    p = Path(path)
+    if p.stat().st_size > MAX_FILE:
+        raise ValueError(f"{path} is larger than {MAX_FILE} bytes")
+    return p.read_bytes()
+
+
+def _key(args: argparse.Namespace) -> Ed25519Verifier:
+    text = args.key
+    if Path(text).is_file():
+        text = Path(text).read_text().strip()
+    return Ed25519Verifier.from_string(text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="verifier", description="Verify evidence-ledger proofs offline.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="command")
+    s = sub.add_parser("checkpoint", help="verify a signed checkpoint against the log's verifier key")
+    s.add_argument("file")
+    s.add_argument("--key", required=True, help="verifier key string (name+hex+base64) or a file holding it")
+    s = sub.add_parser("proof", help="verify a C2SP tlog-proof for an entry")
+    s.add_argument("file", help="the .tlog-proof file")
+    s.add_argument("--entry", required=True, help="file with the exact entry bytes")
+    s.add_argument("--entry-base64", action="store_true", help="the entry file holds base64, not raw bytes")
+    s.add_argument("--key", required=True, help="verifier key string or a file holding it")
+    s = sub.add_parser("consistency", help="verify that a newer checkpoint extends an older one")
+    s.add_argument("old")
+    s.add_argument("new")
+    s.add_argument("--proof", required=True, help="file with the consistency proof, one base64 hash a line")
+    s.add_argument("--key", required=True)
+    s = sub.add_parser("timestamp", help="verify an RFC 3161 token over a checkpoint body")
+    s.add_argument("file", help=".tsr (TimeStampResp) or token file")
+    s.add_argument("--data", required=True, help="the exact bytes that were time-stamped")
+    s.add_argument("--root", action="append", required=True, help="trusted TSA root certificate (PEM or DER)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except VerificationError as e:
+        print(f"NOT VERIFIED ({e.code}): {e}")
+        return 1
+    except (OSError, ValueError) as e:
+        print(f"verifier: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "checkpoint":
+        cp = verify_checkpoint(_read(args.file), _key(args)).checkpoint
+        print(f"VERIFIED checkpoint of {cp.origin}: size {cp.size}, root {cp.root.hex()}")
+        return 0
+    if args.command == "proof":
+        entry = _read(args.entry)
+        if args.entry_base64:
+            entry = base64.b64decode(entry, validate=True)
+        proof = verify_tlog_proof(_read(args.file), entry, _key(args))
+        print(f"VERIFIED entry {proof.index} is in {proof.checkpoint.checkpoint.origin} "
+              f"at size {proof.checkpoint.checkpoint.size}")
+        return 0
+    if args.command == "consistency":
+        key = _key(args)
+        old = verify_checkpoint(_read(args.old), key).checkpoint
+        new = verify_checkpoint(_read(args.new), key).checkpoint
+        hashes = [base64.b64decode(ln, validate=True) for ln in _read(args.proof).decode().split()]
+        verify_consistency(old.size, new.size, old.root, new.root, hashes)
+        print(f"VERIFIED size {new.size} extends size {old.size}")
+        return 0
+    if args.command == "timestamp":
+        from verifier.timestamp import verify_timestamp
+
+        rep = verify_timestamp(_read(args.file), data=_read(args.data), trusted_roots=[_read(r) for r in args.root])
+        for st in rep.steps:
+            print(f"({st.number}) {'ok ' if st.ok else 'FAIL'} {st.name}: {st.detail}")
+        rep.require_valid()
+        print(f"VERIFIED time-stamped at {rep.gen_time} by {rep.tsa_name}")
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
