@@ -35,6 +35,7 @@ from ledger.errors import IntegrityError, NotFoundError, RefusedError, StorageEr
 from ledger.keys import LogSigner
 from verifier.checkpoint import Checkpoint, parse_checkpoint
 from verifier.merkle import (
+    EMPTY_ROOT,
     complete_subtrees,
     consistency_ranges,
     fold_right,
@@ -464,6 +465,8 @@ class TileLog:
 
     def hash_range(self, start: int, end: int) -> bytes:
         n = end - start
+        if n <= 0:
+            return EMPTY_ROOT
         if n & (n - 1) == 0:  # one complete subtree: all proof nodes but the right edge's
             level = n.bit_length() - 1
             return self.node(level, start >> level)

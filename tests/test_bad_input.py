@@ -302,7 +302,7 @@ def _value(name: str, kind: Any) -> st.SearchStrategy[Any]:
     if isinstance(kind, tuple):
         return st.sampled_from(kind)
     if kind == "ref":
-        return st.sampled_from({"document": ["d1", "d2"], "party": ["p1", "p2", "p3"]}.get(name, ["x"]))
+        return st.sampled_from({"document": ["d1", "d2"], "party": ["p1", "p2", "p3", "p4"]}.get(name, ["x"]))
     if kind == "hex":
         return st.sampled_from([H, H.upper(), "cd" * 32])
     if kind.startswith("text"):
@@ -311,9 +311,18 @@ def _value(name: str, kind: Any) -> st.SearchStrategy[Any]:
     return st.sampled_from(sorted({lo, min(lo + 1, hi), min(lo + 2, hi)}))
 
 
+# Events that the setup of the sequence test makes legal (most of them again and again).
+_LIKELY = [ev("evidence.exported", "R1"), ev("evidence.exported", "R2", by="audit"),
+           ev("party.viewed", "R2", party="p3"), ev("party.authenticated", "R2", party="p1", method="sms"),
+           ev("copy.printed", "R2", document="d1"), ev("seal.used", "R2", party="p1", seal=H, kind="physical"),
+           ev("paper.scanned", "R2", document="d1", sha256=H)]
+
+
 @st.composite
 def _events(draw: st.DrawFn) -> dict[str, Any]:
     """An event that is usually well-formed, sometimes not, on one of three envelopes."""
+    if draw(st.booleans()):
+        return dict(draw(st.sampled_from(_LIKELY)))
     type = draw(st.sampled_from(sorted(SCHEMA)))
     event: dict[str, Any] = {"type": type, "envelope": draw(st.sampled_from(["R1", "R2", "R3"]))}
     for name, (kind, required) in SCHEMA[type].items():
@@ -382,7 +391,7 @@ def test_random_event_sequences_keep_the_log_consistent(tmp_path: Path) -> None:
     ledger.append(T, [ev("envelope.sent", "R2")])
     outcomes = []
     try:
-        @given(st.lists(_events(), min_size=1, max_size=6))
+        @given(st.lists(_events(), min_size=1, max_size=5))
         def run(events: list[dict[str, Any]]) -> None:
             payload = json.dumps(events).encode() if len(events) % 2 else events
             outcomes.append(_check_outcome(ledger, payload))

@@ -78,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "proof":
         entry = _read(args.entry)
         if args.entry_base64:
-            entry = base64.b64decode(entry, validate=True)
+            entry = base64.b64decode(entry.strip(), validate=True)
         proof = verify_tlog_proof(_read(args.file), entry, _key(args))
         print(f"VERIFIED entry {proof.index} is in {proof.checkpoint.checkpoint.origin} "
               f"at size {proof.checkpoint.checkpoint.size}")
