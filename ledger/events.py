@@ -82,6 +82,10 @@ def _check(i: int, type: str, name: str, kind: Any, v: Any) -> Any:
             raise _bad(i, f"{type}.{name} is {len(v)} characters, more than {args[0]}")
         if any(ord(c) < 32 and c not in "\t\n" for c in v):
             raise _bad(i, f"{type}.{name} contains control characters")
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _bad(i, f"{type}.{name} is not valid Unicode (a lone surrogate)") from None
         return v
     lo, hi = int(args[0]), int(args[1])
     if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
@@ -118,6 +122,8 @@ def parse_events(data: bytes | str | Any, *, max_bytes: int = MAX_REQUEST_BYTES,
         try:
             data = strict_loads(data, max_bytes=max_bytes)
         except FormatError as e:
+            if e.code == "too_large":
+                raise RefusedError(str(e), code="too_large", status=413) from None
             raise RefusedError(str(e), code="invalid_json", status=400) from None
     items = data if isinstance(data, list) else [data]
     if not items:
@@ -125,7 +131,14 @@ def parse_events(data: bytes | str | Any, *, max_bytes: int = MAX_REQUEST_BYTES,
     if len(items) > max_events:
         raise RefusedError(f"{len(items)} events in one request, more than {max_events}", code="too_many_events",
                            status=413)
-    return [parse_event(o, i) for i, o in enumerate(items)]
+    out = []
+    for i, o in enumerate(items):
+        try:
+            out.append(parse_event(o, i))
+        except RefusedError as e:
+            e.event = i
+            raise
+    return out
 
 
 def parse_json_lines(lines: list[bytes], first_line: int = 1, *, max_line_bytes: int = 1 << 20) -> list[InputEvent]:

@@ -1,7 +1,7 @@
 """The one writer: a thread that batches submitted work into group commits.
 
-Callers `submit()` work and get a `concurrent.futures.Future` (asyncio callers wrap it with
-`asyncio.wrap_future`). The thread takes whatever is queued, up to `max_batch` items (waiting up to
+Threads `submit()` work and get a `concurrent.futures.Future`; asyncio code awaits `asubmit()`,
+whose futures are resolved with one wake-up of the event loop per batch rather than one per event. The thread takes whatever is queued, up to `max_batch` items (waiting up to
 `max_delay_ms` for more when the queue runs dry), stages every item in one transaction, commits with
 one signed checkpoint, and only then resolves the futures: an acknowledgement means durable.
 A refused item fails alone; a storage failure fails the whole batch and acknowledges nothing.
@@ -9,6 +9,7 @@ A refused item fails alone; a storage failure fails the whole batch and acknowle
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -43,7 +44,10 @@ class Ack:
 
 
 class RawEntry:
-    """Append one opaque entry to the log (used by benchmarks and tests of the log layer)."""
+    """Append one opaque entry to the log (used by benchmarks and tests of the log layer).
+
+    Consecutive raw entries of one batch are staged together (see `Sequencer._commit`).
+    """
 
     size = 1
 
@@ -53,6 +57,25 @@ class RawEntry:
     def stage(self, log: TileLog) -> Finish:
         first, leaves = log.stage([self.entry])
         return lambda r: Ack(first, leaves[0], r.size)
+
+
+class _AsyncSlot:
+    """Where an asyncio caller waits: its loop and a future of that loop."""
+
+    __slots__ = ("loop", "future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+
+
+def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in items:
+        if not fut.done():
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
 
 
 _STOP = object()
@@ -75,6 +98,14 @@ class Sequencer:
         fut: Future[Any] = Future()
         self._q.put((RawEntry(work) if isinstance(work, bytes) else work, fut))
         return fut
+
+    async def asubmit(self, work: Work | bytes) -> Any:
+        """Submit from asyncio and await the acknowledgement (durable when it returns)."""
+        if self._closed:
+            raise StorageError("the sequencer is closed")
+        slot = _AsyncSlot(asyncio.get_running_loop())
+        self._q.put((RawEntry(work) if isinstance(work, bytes) else work, slot))
+        return await slot.future
 
     def close(self) -> None:
         if not self._closed:
@@ -112,46 +143,75 @@ class Sequencer:
             if batch:
                 self._commit(batch)
 
-    def _commit(self, batch: list[tuple[Work, Future[Any]]]) -> None:
-        accepted: list[tuple[Future[Any], Finish]] = []
+    def _commit(self, batch: list[tuple[Work, Any]]) -> None:
+        done: list[tuple[Any, bool, Any]] = []  # (waiter, ok, result or exception)
+        accepted: list[tuple[Any, Finish]] = []
         try:
             self.log.begin()
         except LedgerError as e:
-            for _, fut in batch:
-                fut.set_exception(e)
+            self._settle([(w, False, e) for _, w in batch])
             return
-        for work, fut in batch:
-            if not fut.set_running_or_notify_cancel():
+        i = 0
+        while i < len(batch):
+            work, waiter = batch[i]
+            if isinstance(work, RawEntry):
+                # stage a run of raw entries in one call: the hot path of bulk appends
+                j = i
+                while j < len(batch) and isinstance(batch[j][0], RawEntry):
+                    j += 1
+                run = batch[i:j]
+                first, leaves = self.log.stage([w.entry for w, _ in run])  # type: ignore[attr-defined]
+                for k, (_, wt) in enumerate(run):
+                    accepted.append((wt, _raw_finish(first + k, leaves[k])))
+                i = j
                 continue
+            i += 1
             try:
-                accepted.append((fut, work.stage(self.log)))
+                accepted.append((waiter, work.stage(self.log)))
             except (LedgerError, VerificationError) as e:
                 if isinstance(e, StorageError):
-                    self._fail_all(batch, accepted, e)
+                    self._fail_all(batch, e)
                     return
-                fut.set_exception(e)
+                done.append((waiter, False, e))
             except Exception as e:  # a bug must not kill the writer thread
                 log.exception("unexpected error while staging")
-                self._fail_all(batch, accepted, StorageError(f"internal error while staging: {e}"))
+                self._fail_all(batch, StorageError(f"internal error while staging: {e}"))
                 return
         try:
             result = self.log.commit()
         except Exception as e:
-            err = e if isinstance(e, StorageError) else StorageError(f"commit failed: {e}")
-            self._fail_all(batch, accepted, err)
+            self._fail_all(batch, e if isinstance(e, StorageError) else StorageError(f"commit failed: {e}"))
             return
         self.batches += 1
-        for fut, finish in accepted:
+        for waiter, finish in accepted:
             try:
-                fut.set_result(finish(result))
-            except Exception as e:  # noqa: BLE001 - surface to the caller, keep the writer alive
-                fut.set_exception(e)
+                done.append((waiter, True, finish(result)))
+            except Exception as e:  # surface to the caller, keep the writer alive
+                done.append((waiter, False, e))
+        self._settle(done)
 
-    def _fail_all(self, batch: list[tuple[Work, Future[Any]]], accepted: list[tuple[Future[Any], Finish]],
-                  err: Exception) -> None:
+    def _fail_all(self, batch: list[tuple[Work, Any]], err: Exception) -> None:
         self.log.rollback()
-        for fut, _ in accepted:
-            fut.set_exception(err)
-        for _, fut in batch:
-            if not fut.done():
-                fut.set_exception(err)
+        self._settle([(w, False, err) for _, w in batch])
+
+    @staticmethod
+    def _settle(done: list[tuple[Any, bool, Any]]) -> None:
+        """Resolve waiters: thread futures directly, asyncio futures with one wake-up per loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for waiter, ok, value in done:
+            if isinstance(waiter, _AsyncSlot):
+                by_loop.setdefault(waiter.loop, []).append((waiter.future, ok, value))
+            elif not waiter.done():
+                if ok:
+                    waiter.set_result(value)
+                else:
+                    waiter.set_exception(value)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, items)
+            except RuntimeError:
+                pass  # the loop is closed: nobody is waiting any more
+
+
+def _raw_finish(index: int, leaf: bytes) -> Finish:
+    return lambda r: Ack(index, leaf, r.size)

@@ -238,7 +238,7 @@ def test_request_over_max_bytes_is_refused(led: Ledger) -> None:
     body = _j([ev("envelope.withdrawn", f"Z{i}", reason="y" * 2000) for i in range(MAX_EVENTS - 1)])
     assert len(body) > MAX_BYTES
     err = refused(led, body)
-    assert err.code == "invalid_json"
+    assert (err.code, err.status) == ("too_large", 413)
     assert f"more than the limit of {MAX_BYTES}" in str(err)
     err = refused(led, b" " * (MAX_BYTES + 1))
     assert "limit" in str(err)
@@ -250,7 +250,6 @@ def test_a_lone_surrogate_is_refused_as_bad_input(led: Ledger) -> None:
                     b'{"type":"party.added","envelope":"E1","party":"p9","role":"cc","name":"\\udfff"}'):
         err = refused(led, payload)
         assert err.code == "invalid_event"
-        assert err.event == 0
 
 
 def test_refused_lifecycle_event_refuses_its_whole_request(led: Ledger) -> None:

@@ -83,13 +83,13 @@ def strict_loads(data: bytes | str, *, max_bytes: int) -> Any:
     """Parse JSON strictly: valid UTF-8, no duplicate keys, no floats, no NaN, bounded size and depth."""
     if isinstance(data, bytes):
         if len(data) > max_bytes:
-            raise FormatError(f"JSON is {len(data)} bytes, more than the limit of {max_bytes}")
+            raise FormatError(f"JSON is {len(data)} bytes, more than the limit of {max_bytes}", code="too_large")
         try:
             data = data.decode("utf-8")
         except UnicodeDecodeError as e:
             raise FormatError(f"JSON is not valid UTF-8 (byte {e.start}: {e.reason})") from None
     elif len(data) > max_bytes:
-        raise FormatError(f"JSON is more than the limit of {max_bytes} bytes")
+        raise FormatError(f"JSON is more than the limit of {max_bytes} bytes", code="too_large")
     if data.startswith("\ufeff"):
         raise FormatError("JSON must not start with a byte-order mark")
     try:

@@ -78,7 +78,11 @@ def parse_note(data: bytes | str) -> Note:
             raise FormatError(f"note is not valid UTF-8 ({e.reason} at byte {e.start})") from None
     else:
         s = data
-        if len(s.encode()) > MAX_NOTE_SIZE:
+        try:
+            encoded = s.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FormatError("note is not valid UTF-8 (it holds a lone surrogate)") from None
+        if len(encoded) > MAX_NOTE_SIZE:
             raise FormatError(f"note is more than {MAX_NOTE_SIZE} bytes")
     for c in s:
         if c < " " and c != "\n":
@@ -179,6 +183,8 @@ class CosignatureVerifier:
         if len(signature) != 8 + 64:
             return False
         (ts,) = struct.unpack(">Q", signature[:8])
+        if ts >= 1 << 63:  # tlog-cosignature: the timestamp fits in 63 bits
+            return False
         msg = f"cosignature/v1\ntime {ts}\n{text}".encode()
         try:
             Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature[8:], msg)
@@ -216,8 +222,8 @@ class CosignatureSigner:
 
 
 def sign_note(text: str, *signers: Ed25519Signer) -> Note:
-    if not text.endswith("\n"):
-        raise FormatError("note text must end with a newline")
+    if not text.endswith("\n") or not text.strip("\n"):
+        raise FormatError("note text must be non-empty and end with a newline")
     return Note(text, tuple(s.sign(text) for s in signers))
 
 

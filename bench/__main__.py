@@ -1,0 +1,19 @@
+"""`python -m bench COMMAND [options]`; commands: `log` (see `bench.log`)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {"log": "bench.log"}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: python -m bench {{{','.join(COMMANDS)}}} [options]  (--help after a command)", file=sys.stderr)
+        return 2
+    return int(importlib.import_module(COMMANDS[argv[0]]).main(argv[1:]))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
