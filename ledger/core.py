@@ -242,7 +242,7 @@ class Ledger:
         if not (isinstance(events, list) and events and isinstance(events[0], InputEvent)):
             events = parse_events(events, max_bytes=self.config.max_request_bytes,
                                   max_events=self.config.max_events_per_request)
-        return self.sequencer.submit(_Request(self, tenant, events))  # type: ignore[arg-type]
+        return self.sequencer.submit(_Request(self, tenant, events))
 
     def append(self, tenant: str, events: list[InputEvent] | bytes | list[Any]) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.submit(tenant, events).result()

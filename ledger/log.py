@@ -501,7 +501,8 @@ class TileLog:
         entries = iter_bundle(bytes(row[1])) if row else []
         if row is None or index - row[0] >= len(entries):
             raise IntegrityError(f"entry {index} is missing from storage (run `ledger audit`)")
-        return entries[index - row[0]]
+        start: int = row[0]
+        return entries[index - start]
 
     def entries(self, start: int, end: int) -> list[bytes]:
         """Entries [start, end) of the published log."""

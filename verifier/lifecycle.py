@@ -150,7 +150,7 @@ def _refuse(code: str, msg: str) -> LifecycleError:
 
 
 def _party(s: EnvelopeState, data: dict[str, Any]) -> Party:
-    n = data["party"]
+    n: int = data["party"]
     if n > len(s.parties):
         raise _refuse("unknown_party", f"party {n} was never added to this envelope")
     return s.parties[n - 1]
