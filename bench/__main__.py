@@ -1,11 +1,11 @@
-"""`python -m bench COMMAND [options]`; commands: `log` (see `bench.log`)."""
+"""`python -m bench COMMAND [options]`; commands: `log` (see `bench.log`), `anchor` (see `bench.anchor`)."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-COMMANDS = {"log": "bench.log"}
+COMMANDS = {"log": "bench.log", "anchor": "bench.anchor"}
 
 
 def main(argv: list[str]) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -23,7 +24,7 @@ class LogSigner(Ed25519Signer):
     def load(cls, path: Path, origin: str) -> LogSigner:
         try:
             mode = path.stat().st_mode & 0o777
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            key = _load_pem(path.read_bytes())
         except FileNotFoundError:
             raise LedgerError(f"log key {path} not found; run `ledger init` first", code="no_key") from None
         except ValueError as e:
@@ -49,6 +50,22 @@ class LogSigner(Ed25519Signer):
     @property
     def verifier_key(self) -> str:
         return self.verifier.to_string()
+
+
+_PKCS8_ED25519 = bytes.fromhex("302e020100300506032b657004220420")
+
+
+def _load_pem(pem: bytes) -> object:
+    """Load a private key; an unencrypted PKCS#8 Ed25519 PEM (what `save` writes) without the slow path."""
+    lines = pem.strip().splitlines()
+    if len(lines) == 3 and lines[0] == b"-----BEGIN PRIVATE KEY-----" and lines[2] == b"-----END PRIVATE KEY-----":
+        try:
+            der = base64.b64decode(lines[1], validate=True)
+        except ValueError:
+            der = b""
+        if len(der) == 48 and der.startswith(_PKCS8_ED25519):
+            return Ed25519PrivateKey.from_private_bytes(der[16:])
+    return serialization.load_pem_private_key(pem, password=None)
 
 
 __all__ = ["LogSigner", "Ed25519Verifier"]

@@ -175,10 +175,9 @@ def integrate(t: _Tree, entries: Sequence[bytes], full: list[tuple[int, int, byt
 class TileLog:
     """One SQLite database holding the log. One writer (the caller serialises writes); many readers."""
 
-    def __init__(self, path: Path, signer: LogSigner, conn: sqlite3.Connection, clock: Clock) -> None:
+    def __init__(self, path: Path, signer: LogSigner | None, conn: sqlite3.Connection, clock: Clock) -> None:
         self.path = path
-        self.signer = signer
-        self.origin = signer.name
+        self._signer = signer
         self.conn = conn
         self.clock = clock
         self.checkpoint_file = path.with_suffix(".checkpoint")
@@ -186,13 +185,21 @@ class TileLog:
         self._tile_cache: OrderedDict[tuple[int, int], tuple[bytes, bytes | None]] = OrderedDict()
         self._node_cache: dict[tuple[int, int], bytes] = {}
         self._cache_lock = threading.Lock()
-        self._tree = self._load_tree()
+        # a reader keeps no tree state: it only serves what checkpoints publish
+        self._tree = self._load_tree() if signer is not None else _Tree(0, [], [[]], [_empty_inner()])
         self._work: _Tree | None = None
         self._cp_fd: int | None = None
         self.transactions = 0
         self._staged: list[bytes] = []
         self._full_tiles: list[tuple[int, int, bytes, bytes]] = []
         self._published: tuple[int, bytes, str] = self._load_latest()
+        self.origin = signer.name if signer else self._published[2].split("\n", 1)[0]
+
+    @property
+    def signer(self) -> LogSigner:
+        if self._signer is None:
+            raise StorageError("this log was opened for reading only")
+        return self._signer
 
     # ---- opening -------------------------------------------------------------------------------
 
@@ -217,6 +224,22 @@ class TileLog:
         log._check_against_outside_checkpoint()
         return log
 
+    @classmethod
+    def open_reader(cls, path: Path) -> TileLog:
+        """Open for reading only (a portal process or replica): no key, no writes, no schema changes.
+
+        It serves what the writer has published; `refresh()` picks up newer checkpoints.
+        """
+        if not path.exists():
+            raise NotFoundError(f"no ledger database at {path}; run `ledger init` first", code="no_ledger")
+        return cls(path, None, schema.connect(path, readonly=True), utc_now)
+
+    def refresh(self) -> None:
+        """Reader side: move to the latest published checkpoint (cheap; no tree state is rebuilt)."""
+        row = self._reader().execute("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        if row is not None and row[0] > self._published[0]:
+            self._published = (int(row[0]), bytes(row[1]), str(row[2]))
+
     def _load_tree(self) -> _Tree:
         rows = self.conn.execute("SELECT level, idx, hashes FROM tile_edge ORDER BY level").fetchall()
         edges = [_split(h) for _, _, h in rows]
@@ -228,16 +251,18 @@ class TileLog:
                 if len(hashes) >> b & 1:
                     stack.append(root_of_hashes(hashes[pos : pos + (1 << b)]))
                     pos += 1 << b
-        inner = [_inner_of(e) for e in edges]
         if not edges:
-            edges, inner = [[]], [_empty_inner()]
-        return _Tree(size, stack, edges, inner)
+            return _Tree(0, [], [[]], [_empty_inner()])
+        # the interior nodes of the edge tiles are only needed by the writer: built at the first begin()
+        return _Tree(size, stack, edges, [])
 
     def _load_latest(self) -> tuple[int, bytes, str]:
         row = self.conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
         if row is None:
             return (0, self._tree.root(), "")
         size, root, note = row
+        if self._signer is None:
+            return (int(size), bytes(root), str(note))
         if size != self._tree.size or root != self._tree.root():
             raise IntegrityError(
                 f"the tiles hold a tree of size {self._tree.size} but the last checkpoint is for size {size}; "
@@ -248,8 +273,10 @@ class TileLog:
     def _check_against_outside_checkpoint(self) -> None:
         try:
             text = self.checkpoint_file.read_text()
-        except FileNotFoundError:
+        except (FileNotFoundError, UnicodeDecodeError):
             return
+        if text == self._published[2]:
+            return  # the usual case: the file holds exactly the latest checkpoint in the database
         try:
             signed = parse_checkpoint(text)
             verify_note(signed.note, [self.signer.verifier])
@@ -295,12 +322,16 @@ class TileLog:
         return self._work.size if self._work is not None else self._tree.size
 
     def begin(self) -> None:
+        if self._signer is None:
+            raise StorageError("this log was opened for reading only")
         if self._work is not None:
             raise StorageError("a write transaction is already open")
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
             raise StorageError(f"cannot start a write transaction: {e}") from e
+        if not self._tree.inner:
+            self._tree.inner = [_inner_of(e) for e in self._tree.edges]
         self._work = self._tree.copy()
         self.transactions += 1
 

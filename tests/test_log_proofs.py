@@ -164,3 +164,27 @@ def test_opening_reads_no_entries(tmp_path: Path) -> None:
     assert "FROM tile_edge" in touched and "FROM checkpoints" in touched
     assert not [st for st in statements if "FROM entry_chunks" in st]
     assert sum("FROM tiles " in st for st in statements) <= 8
+
+
+def test_a_reader_serves_what_the_writer_publishes(tmp_path: Path) -> None:
+    """A read-only process needs no key, refuses writes, and follows the writer with refresh()."""
+    from ledger.errors import StorageError
+
+    signer = LogSigner.generate("test.example/log")
+    writer = TileLog.create(tmp_path / "l.db", signer)
+    entries = [os.urandom(10) for _ in range(300)]
+    writer.append_batch(entries)
+    reader = TileLog.open_reader(tmp_path / "l.db")
+    assert reader.size == 300 and reader.origin == "test.example/log"
+    assert reader.inclusion_proof(5, 300) == path(5, entries)
+    with pytest.raises(StorageError, match="reading only"):
+        reader.append_batch([b"x"])
+    more = [os.urandom(10) for _ in range(20)]
+    writer.append_batch(more)
+    assert reader.size == 300
+    reader.refresh()
+    assert reader.size == 320
+    assert reader.latest_checkpoint == writer.latest_checkpoint
+    assert reader.root_at(320) == mth(entries + more)
+    reader.close()
+    writer.close()
