@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -173,6 +174,10 @@ class Sequencer:
                     self._fail_all(batch, e)
                     return
                 done.append((waiter, False, e))
+            except sqlite3.Error as e:  # disk full, I/O error: nothing in this batch is acknowledged
+                self._fail_all(batch, StorageError(f"could not write to the ledger database: {e}; "
+                                                   "nothing was acknowledged"))
+                return
             except Exception as e:  # a bug must not kill the writer thread
                 log.exception("unexpected error while staging")
                 self._fail_all(batch, StorageError(f"internal error while staging: {e}"))

@@ -1,0 +1,40 @@
+"""A full disk fails the writes in flight, acknowledges none of them, and loses nothing acknowledged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ledger.audit import audit
+from ledger.core import Ledger
+from ledger.errors import StorageError
+from tests.test_lifecycle import T, completed
+
+
+def test_full_database_refuses_then_recovers(tmp_path: Path) -> None:
+    led = Ledger.init(tmp_path / "home")
+    acked = led.append(T, completed("BEFORE"))
+    size = led.log.size
+    (pages,) = led.log.conn.execute("PRAGMA page_count").fetchone()
+    led.log.conn.execute(f"PRAGMA max_page_count = {pages + 1}")  # the disk is now full
+    big = [e for k in range(40) for e in completed(f"FULL-{k}")]
+    with pytest.raises(StorageError, match="full") as info:
+        led.append(T, big)
+    assert info.value.status == 503 and "nothing was acknowledged" in str(info.value)
+    assert led.log.size == size, "a failed commit must not move the published tree"
+    with pytest.raises(StorageError):
+        led.append(T, completed("STILL-FULL"))
+    led.log.conn.execute("PRAGMA max_page_count = 1073741823")  # space is back
+    again = led.append(T, big)
+    assert again[0]["index"] == size, "the next write reuses the indexes the failed one never published"
+    assert led.envelope(T, "BEFORE")["status"] == "completed"
+    rep = audit(led.log)
+    assert rep.ok, rep.problems
+    led.close()
+    led = Ledger.open(tmp_path / "home")
+    assert led.log.size == size + len(big)
+    for a in acked:
+        assert led.log.entry(a["index"]).hex() and led.prove(a["index"])
+    assert audit(led.log).ok
+    led.close()
