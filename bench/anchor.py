@@ -186,12 +186,12 @@ def main(argv: list[str]) -> int:
             print(f"token verification ({ver['tokens']} tokens, all 9 checks): median {ver['median_ms']:.2f} ms, "
                   f"p99 {ver['p99_ms']:.2f} ms ↓", flush=True)
             cost = anchoring_cost(led, args.rate, args.duration, args.interval)
-            verdict = "under" if cost["cpu_percent"] < 5 else "OVER"
+            verdict = "meets" if cost["cpu_percent_at_60s"] < 5 else "MISSES"
             print(f"anchoring loop while appending {cost['appends_per_s']:,.0f} entries/s for {cost['wall_s']:.0f} s "
                   f"(interval {cost['interval_s']:g} s, {cost['anchors']} anchors, {cost['failures']} failures): "
-                  f"{cost['cpu_percent']:.2f}% of one core ↓ ({verdict} the 5% target); "
-                  f"{cost['cpu_ms_per_anchor']:.1f} ms CPU per anchor, so {cost['cpu_percent_at_60s']:.3f}% "
-                  "at the default 60 s interval")
+                  f"{cost['cpu_percent']:.2f}% of one core ↓, {cost['cpu_ms_per_anchor']:.1f} ms CPU per anchor; "
+                  f"at the default 60 s interval {cost['cpu_percent_at_60s']:.3f}% of one core ({verdict} the "
+                  "target of 5%)")
         finally:
             led.close()
     finally:

@@ -69,6 +69,7 @@ def audit(log: TileLog, *, events: bool = True) -> AuditReport:
     tree = _Tree(0, [], [[]], [_empty_inner()])
     envs: dict[str, _EnvReplay] = {}
     copies: dict[int, dict[str, Any]] = {}
+    docs: dict[int, dict[str, Any]] = {}
 
     def check_checkpoints_up_to(size: int) -> None:
         nonlocal cp_pos, prev_cp
@@ -113,7 +114,7 @@ def audit(log: TileLog, *, events: bool = True) -> AuditReport:
                     rep.add(f"tiles row level={level} idx={tidx}: {'missing' if row is None else 'wrong hashes'} "
                             f"(recomputed from entries up to index {idx})")
             if events:
-                _replay(rep, envs, copies, idx, raw)
+                _replay(rep, envs, copies, docs, idx, raw)
             check_checkpoints_up_to(tree.size)
         expected_start = start + len(chunk)
     rep.size = tree.size
@@ -130,7 +131,7 @@ def audit(log: TileLog, *, events: bool = True) -> AuditReport:
     if n_tiles != rep.tiles:
         rep.add(f"tiles table holds {n_tiles} full tiles; the entries make {rep.tiles}")
     if events:
-        _check_projections(log, rep, envs, copies)
+        _check_projections(log, rep, envs, copies, docs)
     return rep
 
 
@@ -169,8 +170,8 @@ def _check_edges(log: TileLog, rep: AuditReport, tree: _Tree) -> None:
             rep.add(f"tile_edge row level={level}: the log has no such level")
 
 
-def _replay(rep: AuditReport, envs: dict[str, _EnvReplay], copies: dict[int, dict[str, Any]], idx: int,
-            raw: bytes) -> None:
+def _replay(rep: AuditReport, envs: dict[str, _EnvReplay], copies: dict[int, dict[str, Any]],
+            docs: dict[int, dict[str, Any]], idx: int, raw: bytes) -> None:
     try:
         e = Entry.from_bytes(raw)
     except VerificationError as err:
@@ -191,10 +192,12 @@ def _replay(rep: AuditReport, envs: dict[str, _EnvReplay], copies: dict[int, dic
     r.indexes.append(idx)
     if e.type == "copy.printed":
         copies[idx] = {"env": e.env, **e.data}
+    elif e.type == "document.added":
+        docs[idx] = {"env": e.env, **e.data}
 
 
 def _check_projections(log: TileLog, rep: AuditReport, envs: dict[str, _EnvReplay],
-                       copies: dict[int, dict[str, Any]]) -> None:
+                       copies: dict[int, dict[str, Any]], docs: dict[int, dict[str, Any]]) -> None:
     conn = log.conn
     seen = set()
     for env, status, seq, last_leaf, first, last, state in conn.execute(
@@ -223,6 +226,14 @@ def _check_projections(log: TileLog, rep: AuditReport, envs: dict[str, _EnvRepla
     n_idx = conn.execute("SELECT count(*) FROM envelope_entries").fetchone()[0]
     if n_idx != sum(len(r.indexes) for r in envs.values()):
         rep.add("envelope_entries: row count differs from the number of entries in the log")
+    stored_docs = 0
+    for env, doc, sha, idx in conn.execute("SELECT env, document, sha256, idx FROM documents"):
+        stored_docs += 1
+        d = docs.get(idx)
+        if d is None or (d["env"], d["document"], d["sha256"]) != (env, doc, sha):
+            rep.add(f"documents row env={env} document={doc}: does not match the document.added entry at index {idx}")
+    if stored_docs != len(docs):
+        rep.add(f"documents table holds {stored_docs} rows; the log added {len(docs)} documents")
     stored_copies = 0
     for code, env, doc, copy, idx in conn.execute("SELECT code, env, document, copy, idx FROM copies"):
         stored_copies += 1

@@ -11,7 +11,62 @@ from pathlib import Path
 
 from ledger.errors import NotFoundError, RefusedError, StorageError
 
-_HEX = re.compile(r"^[0-9a-f]{64}$")
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+class Upload:
+    """One document being streamed in: `write()` chunks, then `finish()` (or `abort()`)."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
+        store.root.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(dir=store.root, prefix=".upload-")
+        self.f = os.fdopen(fd, "wb")
+        self.h = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.store.max_size:
+            self.abort()
+            raise RefusedError(f"document is larger than the limit of {self.store.max_size} bytes",
+                               code="too_large", status=413)
+        self.h.update(chunk)
+        try:
+            self.f.write(chunk)
+        except OSError as e:
+            self.abort()
+            raise StorageError(f"could not store the document: {e}") from e
+
+    def finish(self) -> tuple[str, int]:
+        """Make the document durable under its hash; returns (sha256 hex, size)."""
+        try:
+            self.f.flush()
+            os.fsync(self.f.fileno())
+            self.f.close()
+            digest = self.h.hexdigest()
+            dest = self.store.path(digest)
+            dest.parent.mkdir(exist_ok=True)
+            try:
+                os.link(self.tmp, dest)  # fails rather than replaces: a stored document is never overwritten
+            except FileExistsError:
+                pass
+            os.unlink(self.tmp)
+            dfd = os.open(dest.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+            return digest, self.size
+        except OSError as e:
+            self.abort()
+            raise StorageError(f"could not store the document: {e}") from e
+
+    def abort(self) -> None:
+        if not self.f.closed:
+            self.f.close()
+        if os.path.exists(self.tmp):
+            os.unlink(self.tmp)
 
 
 class BlobStore:
@@ -24,47 +79,18 @@ class BlobStore:
             raise RefusedError("a document hash is 64 lowercase hex characters", code="bad_hash")
         return self.root / sha256[:2] / sha256
 
+    def upload(self) -> Upload:
+        return Upload(self)
+
     def put_stream(self, chunks: Iterable[bytes]) -> tuple[str, int]:
-        """Store a stream; returns (sha256 hex, size). Refuses more than max_size bytes."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        h, size = hashlib.sha256(), 0
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
+        up = self.upload()
         try:
-            with os.fdopen(fd, "wb") as f:
-                for chunk in chunks:
-                    size += len(chunk)
-                    if size > self.max_size:
-                        raise RefusedError(f"document is larger than the limit of {self.max_size} bytes",
-                                           code="too_large", status=413)
-                    h.update(chunk)
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            digest = h.hexdigest()
-            dest = self.path(digest)
-            dest.parent.mkdir(exist_ok=True)
-            if dest.exists():
-                os.unlink(tmp)  # same bytes already stored: never overwrite
-            else:
-                os.link(tmp, dest)  # fails rather than replaces if it appeared meanwhile
-                os.unlink(tmp)
-                dfd = os.open(dest.parent, os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
-            return digest, size
-        except FileExistsError:
-            os.unlink(tmp)
-            return h.hexdigest(), size
-        except OSError as e:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise StorageError(f"could not store the document: {e}") from e
+            for chunk in chunks:
+                up.write(chunk)
         except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            up.abort()
             raise
+        return up.finish()
 
     def put(self, data: bytes) -> tuple[str, int]:
         return self.put_stream([data])

@@ -16,7 +16,7 @@ from typing import Any
 from ledger.config import home_dir
 from ledger.errors import LedgerError, RefusedError
 
-COMMANDS = ("init", "serve", "append", "import", "status", "prove", "checkpoint", "audit", "demo")
+COMMANDS = ("init", "serve", "append", "import", "status", "prove", "checkpoint", "anchor", "audit", "keys", "demo")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,11 +51,31 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("index", type=int)
     s.add_argument("--size", type=int, help="tree size to prove against (default: latest)")
     s.add_argument("--entry", action="store_true", help="print the entry bytes after the proof, base64")
+    s.add_argument("--anchored", action="store_true",
+                   help="print the entry's trusted time: an anchored-proof bundle (JSON) with the RFC 3161 tokens")
+    s.add_argument("--tsa", help="with --anchored: the earliest checkpoint anchored by this TSA")
 
     sub.add_parser("checkpoint", help="print the latest signed checkpoint")
 
+    s = sub.add_parser("anchor", help="anchor the latest checkpoint with every TSA now; or renew expiring anchors")
+    s.add_argument("--renew", action="store_true",
+                   help="re-time-stamp anchors whose TSA certificate expires soon (RFC 4998 idea)")
+    s.add_argument("--within", type=float, metavar="DAYS",
+                   help="with --renew: certificates expiring within DAYS (default: renew_within_days)")
+    s.add_argument("--json", action="store_true")
+
     s = sub.add_parser("audit", help="recompute and check everything; names the first wrong index or row")
     s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("keys", help="manage API keys: create (shown once), list, revoke")
+    keys = s.add_subparsers(dest="keys_command", required=True, metavar="action")
+    k = keys.add_parser("create", help="create an API key for a tenant; it is printed once and stored hashed")
+    k.add_argument("--tenant", required=True)
+    k.add_argument("--scopes", required=True, help="comma-separated: append, read, export, admin")
+    k.add_argument("--label", default="")
+    keys.add_parser("list", help="list API keys (ids, tenants, scopes; never the secrets)")
+    k = keys.add_parser("revoke", help="revoke an API key by its id")
+    k.add_argument("id")
 
     sub.add_parser("demo", help="create demo envelopes in every state and print their QR URLs")
     return p
@@ -131,6 +151,14 @@ def _with_ledger(args: argparse.Namespace, led: Any) -> int:
     if args.command == "prove":
         import base64
 
+        if args.tsa and not args.anchored:
+            raise RefusedError("--tsa goes with --anchored", code="bad_arguments")
+        if args.anchored:
+            if args.size is not None or args.entry:
+                raise RefusedError("--anchored chooses the checkpoint and carries the entry itself; "
+                                   "leave out --size and --entry", code="bad_arguments")
+            sys.stdout.write(led.prove_anchored(args.index, args.tsa).to_text())
+            return 0
         proof = led.prove(args.index, args.size)
         sys.stdout.write(proof.to_text())
         if args.entry:
@@ -139,6 +167,8 @@ def _with_ledger(args: argparse.Namespace, led: Any) -> int:
     if args.command == "checkpoint":
         sys.stdout.write(led.log.latest_checkpoint)
         return 0
+    if args.command == "anchor":
+        return _anchor(args, led)
     if args.command == "audit":
         from ledger.audit import audit
 
@@ -152,15 +182,65 @@ def _with_ledger(args: argparse.Namespace, led: Any) -> int:
                 print(f"PROBLEM: {p}")
             print("audit passed" if rep.ok else f"audit FAILED: {len(rep.problems)} problem(s), first above")
         return 0 if rep.ok else 1
+    if args.command == "keys":
+        return _keys(args, led)
     if args.command == "demo":
         from ledger.demo import create_demo
         from ledger.qr import grouped
 
-        base = f"http://{led.config.host}:{led.config.port}"
         for d in create_demo(led):
-            print(f"{d['status']:<10} {d['envelope']:<18} {base}/v/{d['code']}   ({grouped(d['code'])})")
+            print(f"{d['status']:<10} {d['envelope']:<18} {led.qr_url(d['code'])}   ({grouped(d['code'])})")
         return 0
     raise AssertionError(args.command)
+
+
+def _keys(args: argparse.Namespace, led: Any) -> int:
+    from ledger.apikeys import create_key, list_keys, revoke_key
+
+    conn = led.log.conn  # a private table: written directly, not through the log
+    if args.keys_command == "create":
+        key = create_key(conn, args.tenant, [s.strip() for s in args.scopes.split(",") if s.strip()], args.label)
+        print(key)
+        print("this key is shown once; it is stored only as a hash", file=sys.stderr)
+    elif args.keys_command == "list":
+        for k in list_keys(conn):
+            print(f"{k['id']}  tenant={k['tenant']}  scopes={k['scopes']}  created={k['created']}"
+                  f"{'  REVOKED ' + str(k['revoked']) if k['revoked'] else ''}  {k['label'] or ''}")
+    else:
+        revoke_key(conn, args.id)
+        print(f"revoked {args.id}", file=sys.stderr)
+    return 0
+
+
+def _anchor(args: argparse.Namespace, led: Any) -> int:
+    import asyncio
+    from datetime import timedelta
+
+    import aiohttp
+
+    from ledger.anchor import Anchorer, clients_for
+    from ledger.config import LOCAL_TSA_NAME
+
+    async def run() -> list[Any]:
+        async with aiohttp.ClientSession() as session:
+            anchorer = Anchorer(led, clients_for(led, session))
+            if not anchorer.clients:
+                raise RefusedError("no TSA is configured (local_tsa = false and no [[tsa]])", code="no_tsa")
+            if args.renew:
+                days = led.config.renew_within_days if args.within is None else args.within
+                return await anchorer.renew(timedelta(days=days))
+            return await anchorer.anchor_now()
+
+    outcomes = asyncio.run(run())
+    if args.json:
+        print(json.dumps([vars(o) for o in outcomes], indent=2))
+    else:
+        for o in outcomes:
+            label = f"{o.tsa} (local TSA, not accredited)" if o.tsa == LOCAL_TSA_NAME else o.tsa
+            print(f"{label}: {'ok' if o.ok else 'FAILED'}: {o.detail}")
+        if not outcomes:
+            print("nothing to renew" if args.renew else f"every TSA has anchored the latest checkpoint ({led.log.size})")
+    return 0 if all(o.ok for o in outcomes) else 1
 
 
 def _status(args: argparse.Namespace, led: Any) -> int:
@@ -168,8 +248,11 @@ def _status(args: argparse.Namespace, led: Any) -> int:
         print(json.dumps(led.envelope(args.tenant, args.envelope), indent=2, ensure_ascii=False))
         return 0
     by_status = dict(led.log.conn.execute("SELECT status, count(*) FROM envelopes GROUP BY status").fetchall())
+    from ledger.anchor import anchoring_status
+
     info = {"home": str(led.home), "origin": led.config.origin, "size": led.log.size,
-            "verifier_key": led.verifier_key, "envelopes": by_status, "checkpoint": led.log.latest_checkpoint}
+            "verifier_key": led.verifier_key, "envelopes": by_status, "checkpoint": led.log.latest_checkpoint,
+            "tsas": anchoring_status(led)}
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -177,6 +260,12 @@ def _status(args: argparse.Namespace, led: Any) -> int:
               f"key        {info['verifier_key']}")
         print("envelopes  " + (", ".join(f"{k} {v}" for k, v in sorted(by_status.items())) or "none"))
         print("checkpoint\n" + "\n".join("  " + ln for ln in info["checkpoint"].splitlines()))
+        print("anchoring" + ("" if info["tsas"] else "  no TSA configured"))
+        for t in info["tsas"]:
+            print(f"  {t['tsa']} ({t['kind']}): anchored up to size {t['anchored_size']} "
+                  f"({t['unanchored']} entries not yet), {t['anchors']} tokens; last success {t['last_success'] or 'never'}"
+                  + (f"; {t['consecutive_failures']} consecutive failures, last error at {t['last_error_at']}: "
+                     f"{t['last_error']}" if t["consecutive_failures"] else ""))
     return 0
 
 

@@ -1,20 +1,111 @@
 """Configuration: `config.toml` in the ledger home (LEDGER_HOME, default ./data).
 
-Every key is documented in the README (a test checks). Unknown keys are refused, so a typo is an
-error rather than a silently ignored setting.
+Flat keys, plus one `[[tsa]]` table per external time-stamping authority (DESIGN.md §5). Every key
+is documented in the README (a test checks). Unknown keys are refused, at the top level and inside
+a `[[tsa]]` table, so a typo is an error rather than a silently ignored setting.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ledger.errors import LedgerError
+from ledger.tsa import DEFAULT_POLICY
 
 DEFAULT_ORIGIN = "localhost/evidence-ledger"
+LOCAL_TSA_NAME = "local"
+_TSA_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+@dataclass(frozen=True)
+class TsaConfig:
+    """One external RFC 3161 TSA: where to ask, whom to trust, how to authenticate."""
+
+    name: str
+    url: str
+    roots: tuple[str, ...]
+    certs: tuple[str, ...] = ()
+    timeout_s: float = 10.0
+    policy: str = ""
+    username: str = ""
+    password: str = ""
+    password_env: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_toml(cls, raw: Any, where: str) -> TsaConfig:
+        if not isinstance(raw, dict):
+            raise _bad(f"{where} must be a table")
+        unknown = sorted(set(raw) - set(cls.keys()))
+        if unknown:
+            raise _bad(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(cls.keys())}")
+        for required in ("name", "url", "roots"):
+            if required not in raw:
+                raise _bad(f"{where}: `{required}` is required")
+        name, url = raw["name"], raw["url"]
+        if not isinstance(name, str) or not _TSA_NAME.fullmatch(name) or name == LOCAL_TSA_NAME:
+            raise _bad(f"{where}: name must be 1-64 of a-z 0-9 . _ - and not {LOCAL_TSA_NAME!r} "
+                       "(reserved for the embedded local TSA)")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise _bad(f"{where}: url must be an http:// or https:// URL")
+        out: dict[str, Any] = {"name": name, "url": url}
+        for key in ("roots", "certs"):
+            value = raw.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise _bad(f"{where}: {key} must be a list of certificate file paths")
+            out[key] = tuple(value)
+        if not out["roots"]:
+            raise _bad(f"{where}: roots must name at least one trusted root certificate file")
+        timeout = raw.get("timeout_s", cls.timeout_s)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 600:
+            raise _bad(f"{where}: timeout_s must be a number of seconds in (0, 600]")
+        out["timeout_s"] = float(timeout)
+        for key in ("policy", "username", "password", "password_env"):
+            value = raw.get(key, "")
+            if not isinstance(value, str):
+                raise _bad(f"{where}: {key} must be a string")
+            out[key] = value
+        headers = raw.get("headers", {})
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            raise _bad(f"{where}: headers must be a table of strings")
+        out["headers"] = tuple(sorted(headers.items()))
+        if out["username"] and not url.startswith("https://"):
+            raise _bad(f"{where}: basic auth sends the password in clear; use an https:// URL")
+        return cls(**out)
+
+    def to_toml(self) -> str:
+        out = ["[[tsa]]"]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value == f.default:
+                continue
+            if f.name == "headers":
+                inner = ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in value)
+                out.append(f"headers = {{ {inner} }}")
+            elif isinstance(value, tuple):
+                out.append(f"{f.name} = {json.dumps(list(value))}")
+            else:
+                out.append(f"{f.name} = {json.dumps(value)}")
+        return "\n".join(out) + "\n"
+
+    def password_value(self) -> str:
+        """The basic-auth password: `password`, or the environment variable named by `password_env`."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise _bad(f"TSA {self.name!r}: environment variable {self.password_env} is not set")
+            return value
+        return self.password
 
 
 @dataclass(frozen=True)
@@ -27,18 +118,41 @@ class Config:
     max_request_bytes: int = 4 << 20
     max_events_per_request: int = 10_000
     max_document_bytes: int = 50 << 20
+    local_tsa: bool = True
+    local_tsa_policy: str = DEFAULT_POLICY
+    anchor_interval_s: float = 60.0
+    anchor_backoff_max_s: float = 60.0
+    renew_within_days: int = 180
+    public_url: str = "http://127.0.0.1:8080"
+    lookup_rate: float = 10.0
+    lookup_burst: int = 30
+    upload_rate: float = 2.0
+    upload_burst: int = 10
+    tsa: tuple[TsaConfig, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def keys(cls) -> list[str]:
         return [f.name for f in fields(cls) if f.name != "extra"]
 
+    def replace(self, **changes: Any) -> Config:
+        return Config(**{**{k: getattr(self, k) for k in self.keys()}, **changes})
+
     def to_toml(self) -> str:
         out = []
         for k in self.keys():
             v = getattr(self, k)
-            out.append(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"')
-        return "\n".join(out) + "\n"
+            if k == "tsa":
+                continue
+            if isinstance(v, bool):
+                out.append(f"{k} = {'true' if v else 'false'}")
+            else:
+                out.append(f"{k} = {v!r}" if not isinstance(v, str) else f"{k} = {json.dumps(v)}")
+        return "\n".join(out) + "\n" + "".join("\n" + t.to_toml() for t in self.tsa)
+
+
+def _bad(message: str) -> LedgerError:
+    return LedgerError(message, code="bad_config")
 
 
 def home_dir(arg: str | None = None) -> Path:
@@ -58,11 +172,22 @@ def load_config(home: Path) -> Config:
     if unknown:
         raise LedgerError(f"{path}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}",
                           code="bad_config")
+    tsas = raw.pop("tsa", [])
+    if not isinstance(tsas, list):
+        raise _bad(f"{path}: tsa must be an array of tables, written [[tsa]]")
+    parsed = tuple(TsaConfig.from_toml(t, f"{path} [[tsa]] #{i + 1}") for i, t in enumerate(tsas))
+    names = [t.name for t in parsed]
+    if len(set(names)) != len(names):
+        raise _bad(f"{path}: two [[tsa]] tables have the same name")
     defaults = Config()
     for k, v in raw.items():
         want = type(getattr(defaults, k))
-        if want is float and isinstance(v, int):
+        if want is float and isinstance(v, int) and not isinstance(v, bool):
             raw[k] = float(v)
-        elif not isinstance(v, want) or isinstance(v, bool):
+        elif not isinstance(v, want) or isinstance(v, bool) != (want is bool):
             raise LedgerError(f"{path}: {k} must be a {want.__name__}", code="bad_config")
-    return Config(**raw)
+    config = Config(**raw, tsa=parsed)
+    if config.anchor_interval_s <= 0 or config.anchor_backoff_max_s <= 0 or config.renew_within_days < 0:
+        raise _bad(f"{path}: anchor_interval_s and anchor_backoff_max_s must be positive, "
+                   "renew_within_days not negative")
+    return config

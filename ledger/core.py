@@ -1,7 +1,7 @@
 """The ledger: envelopes, their events and the log, behind one sequencer.
 
-`Ledger.init(home)` makes the home folder (database, log key, blob store, config);
-`Ledger.open(home)` opens it. `submit(tenant, events)` validates a request of events against the
+`Ledger.init(home)` makes the home folder (database, log key, blob store, config, and the local TSA
+in `tsa/`); `Ledger.open(home)` opens it. `submit(tenant, events)` validates a request of events against the
 lifecycle, turns them into entries (personal data only as salted commitments, openings kept in a
 private table), sequences them and resolves once they are durable. A request is atomic: if one
 event is refused, none of its events are written.
@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger import qr
 from ledger.blobs import BlobStore
@@ -25,14 +26,20 @@ from ledger.events import InputEvent, parse_events
 from ledger.keys import LogSigner
 from ledger.log import AppendResult, Clock, TileLog, utc_now
 from ledger.sequencer import Finish, Sequencer
+from ledger.tsa import LocalTsa, LocalTsaError, create_local_tsa
 from verifier.checkpoint import parse_checkpoint
 from verifier.entry import Entry, canonical
 from verifier.errors import FormatError
 from verifier.lifecycle import EnvelopeState, LifecycleError, apply
 from verifier.tlogproof import TlogProof
 
+if TYPE_CHECKING:
+    from verifier.anchored import AnchoredBundle
+
 DB_NAME = "ledger.db"
 KEY_NAME = "log.key"
+TSA_DIR = "tsa"
+logger = logging.getLogger("ledger")
 
 
 def commit_value(value: dict[str, Any]) -> tuple[str, str, str]:
@@ -199,6 +206,14 @@ class Ledger:
     def __init__(self, home: Path, config: Config, log: TileLog, clock: Clock) -> None:
         self.home, self.config, self.log, self.clock = home, config, log, clock
         self.blobs = BlobStore(home / "blobs", max_size=config.max_document_bytes)
+        self.local_tsa: LocalTsa | None = None
+        self.local_tsa_error: LocalTsaError | None = None
+        if config.local_tsa:
+            try:
+                self.local_tsa = self._local_tsa()
+            except LocalTsaError as e:  # a broken TSA stops anchoring with it, never appends
+                logger.error("the local TSA is unavailable: %s", e)
+                self.local_tsa_error = e
         self.sequencer = Sequencer(log, max_batch=config.batch_max, max_delay_ms=config.batch_delay_ms)
         self._cache: dict[tuple[str, str], _Env] = {}
         self._cache_batch = -1
@@ -218,6 +233,8 @@ class Ledger:
             cfg_path.write_text(config.to_toml())
         signer = LogSigner.generate(config.origin)
         signer.save(home / KEY_NAME)
+        if not (home / TSA_DIR).exists():
+            create_local_tsa(home / TSA_DIR, now=clock())
         log = TileLog.create(home / DB_NAME, signer, clock)
         return cls(home, config, log, clock)
 
@@ -232,6 +249,17 @@ class Ledger:
         self.sequencer.close()
         self.log.close()
 
+    def _local_tsa(self) -> LocalTsa:
+        """The embedded local TSA (`tsa/`); a ledger made before it existed gets one now."""
+        directory = self.home / TSA_DIR
+        if not directory.exists():
+            try:
+                create_local_tsa(directory, now=self.clock())
+                logger.warning("created a local TSA in %s (this ledger had none)", directory)
+            except FileExistsError:
+                pass  # another process made it first
+        return LocalTsa.load(directory, policy_oid=self.config.local_tsa_policy, clock=self.clock)
+
     @property
     def verifier_key(self) -> str:
         return self.log.signer.verifier.to_string()
@@ -243,6 +271,11 @@ class Ledger:
             events = parse_events(events, max_bytes=self.config.max_request_bytes,
                                   max_events=self.config.max_events_per_request)
         return self.sequencer.submit(_Request(self, tenant, events))
+
+    async def asubmit(self, tenant: str, events: list[InputEvent]) -> list[dict[str, Any]]:
+        """Submit from asyncio; returns the acknowledgements once the events are durable."""
+        result: list[dict[str, Any]] = await self.sequencer.asubmit(_Request(self, tenant, events))
+        return result
 
     def append(self, tenant: str, events: list[InputEvent] | bytes | list[Any]) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.submit(tenant, events).result()
@@ -298,6 +331,9 @@ class Ledger:
         c.executemany("INSERT INTO openings(commitment, env, salt, value) VALUES (?, ?, ?, ?)", openings)
         c.executemany("INSERT INTO copies(code, env, document, copy, idx) VALUES (?, ?, ?, ?, ?)",
                       [(code, env, doc, cp, first + pos) for code, env, doc, cp, pos in copies])
+        c.executemany("INSERT INTO documents(env, document, sha256, idx) VALUES (?, ?, ?, ?)",
+                      [(e.env, e.data["document"], e.data["sha256"], first + k) for k, e in enumerate(entries)
+                       if e.type == "document.added"])
 
     # ---- reading ------------------------------------------------------------------------------
 
@@ -318,3 +354,33 @@ class Ledger:
             raise NotFoundError(f"entry {index} is not in a tree of size {size}", code="bad_index")
         note = self.log.checkpoint_at(size) if size != self.log.size else self.log.latest_checkpoint
         return TlogProof(index, tuple(self.log.inclusion_proof(index, size)), parse_checkpoint(note))
+
+    def key_fingerprint(self) -> str:
+        """What a QR code pins of the log key: the first 8 bytes of SHA-256 of the Ed25519 public key, hex."""
+        return hashlib.sha256(self.log.signer.verifier.public_key).hexdigest()[:16]
+
+    def qr_url(self, code: str) -> str:
+        """The URL a printed copy's QR code holds: `<public_url>/v/<code>#k=<key fingerprint>&d=<sha prefix>`.
+
+        The fragment never reaches a server: it pins the log key and the document for the in-browser check.
+        """
+        row = self.log._reader().execute(
+            "SELECT d.sha256 FROM copies c JOIN documents d ON d.env = c.env AND d.document = c.document"
+            " WHERE c.code = ?", (code,)).fetchone()
+        if row is None:
+            raise NotFoundError("no printed copy has this code", code="unknown_code")
+        base = self.config.public_url.rstrip("/")
+        return f"{base}/v/{code}#k={self.key_fingerprint()}&d={row[0][:16]}"
+
+    def tenant_of_entry(self, index: int) -> str | None:
+        """The tenant whose envelope holds entry `index`, or None."""
+        row = self.log._reader().execute(
+            "SELECT e.tenant FROM envelope_entries x JOIN envelopes e ON e.env = x.env WHERE x.idx = ?",
+            (index,)).fetchone()
+        return str(row[0]) if row else None
+
+    def prove_anchored(self, index: int, tsa: str | None = None) -> AnchoredBundle:
+        """Entry `index`'s trusted time: the earliest anchored checkpoint holding it, with its tokens."""
+        from ledger.anchor import anchored_proof
+
+        return anchored_proof(self, index, tsa)

@@ -1,8 +1,9 @@
 """The SQLite schema: log tables (append-only, enforced by triggers) and projections.
 
 Log tables: entry_chunks, tiles, tile_edge (grow-only), checkpoints, anchors. Projections (envelopes,
-parties, documents, copies) are rebuilt from the log by `ledger audit`. Private tables (openings,
-api_keys, tenants' references) hold what must never enter the public log.
+parties, documents, copies) are rebuilt from the log by `ledger audit`; `tsa_status` is the anchoring
+loop's view of each TSA's health. Private tables (openings, api_keys, tenants' references) hold what
+must never enter the public log.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-APPEND_ONLY = ("entry_chunks", "tiles", "checkpoints")
+APPEND_ONLY = ("entry_chunks", "tiles", "checkpoints", "anchors")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -23,6 +24,20 @@ CREATE TABLE IF NOT EXISTS tiles (
 CREATE TABLE IF NOT EXISTS tile_edge (level INTEGER PRIMARY KEY, idx INTEGER NOT NULL, hashes BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (
     size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL, created TEXT NOT NULL);
+-- RFC 3161 anchors of checkpoints (DESIGN.md §5): `token` is the DER TimeStampToken, over SHA-256 of
+-- the checkpoint body, or, for a renewal (`renews` = the id it renews), over SHA-256 of that anchor's token.
+CREATE TABLE IF NOT EXISTS anchors (
+    id INTEGER PRIMARY KEY, size INTEGER NOT NULL, tsa TEXT NOT NULL, gen_time TEXT NOT NULL,
+    serial TEXT NOT NULL, token BLOB NOT NULL, created TEXT NOT NULL, renews INTEGER REFERENCES anchors (id),
+    cert_expires TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS anchors_once ON anchors (tsa, size) WHERE renews IS NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS anchors_renewal ON anchors (renews, tsa) WHERE renews IS NOT NULL;
+CREATE INDEX IF NOT EXISTS anchors_size ON anchors (size);
+CREATE INDEX IF NOT EXISTS anchors_expiry ON anchors (cert_expires);
+-- The health of each TSA as seen by the anchoring loop (a projection: rewritten, never evidence).
+CREATE TABLE IF NOT EXISTS tsa_status (
+    tsa TEXT PRIMARY KEY, last_success TEXT, last_error TEXT, last_error_at TEXT,
+    failures INTEGER NOT NULL DEFAULT 0, anchored_size INTEGER NOT NULL DEFAULT 0);
 
 CREATE TABLE IF NOT EXISTS envelopes (
     env TEXT PRIMARY KEY, tenant TEXT NOT NULL, ref TEXT NOT NULL, status TEXT NOT NULL,
@@ -40,6 +55,14 @@ CREATE TABLE IF NOT EXISTS refs (
     env TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, ordinal INTEGER NOT NULL,
     PRIMARY KEY (env, kind, ref)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS copies_env ON copies (env);
+CREATE INDEX IF NOT EXISTS envelope_entries_idx ON envelope_entries (idx);
+CREATE TABLE IF NOT EXISTS documents (
+    env TEXT NOT NULL, document INTEGER NOT NULL, sha256 TEXT NOT NULL, idx INTEGER NOT NULL,
+    PRIMARY KEY (env, document)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS documents_sha256 ON documents (sha256);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, scopes TEXT NOT NULL, secret_sha256 TEXT NOT NULL,
+    label TEXT NOT NULL DEFAULT '', created TEXT NOT NULL, revoked TEXT);
 """
 
 

@@ -1,21 +1,29 @@
 """The aiohttp application: `create_app(ledger)`.
 
-Serves the C2SP log endpoints (checkpoint, tiles, entry bundles) byte-exact, the log's verifier key
-and a health check. Errors become one JSON shape, `{"error": {"code": ..., "message": ...}}`.
+Serves the C2SP log endpoints (checkpoint, tiles, entry bundles) byte-exact, the log's verifier key,
+a health check and the local TSA (`POST /tsa`), and runs the anchoring loop (`ledger.anchor`) as a
+background task for the application's lifetime. Errors become one JSON shape, `{"error": {"code": ..., "message": ...}}`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
+from ledger.anchor import Anchorer, clients_for
 from ledger.core import Ledger
 from ledger.errors import LedgerError
-from portal import logroutes
-from portal.keys import LEDGER
+from portal import api, logroutes, openapi, pages, tsaroutes
+from portal.keys import ANCHORER, LEDGER, LOOKUP_LIMIT, TEMPLATES, UPLOAD_LIMIT
+from portal.ratelimit import RateLimited, RateLimiter
 from verifier.errors import VerificationError
 
+log = logging.getLogger("portal")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -31,10 +39,19 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if e.status < 400:
             raise
         return error_response(e.status, e.reason.lower().replace(" ", "_"), e.text or e.reason)
+    except RateLimited as e:
+        resp = error_response(e.status, e.code, str(e))
+        resp.headers["Retry-After"] = str(e.retry_after)
+        return resp
     except LedgerError as e:
         return error_response(e.status, e.code, str(e))
     except VerificationError as e:
         return error_response(400, e.code, str(e))
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "the server failed; the request may be retried")
 
 
 @web.middleware
@@ -46,8 +63,38 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     return resp
 
 
-def create_app(ledger: Ledger) -> web.Application:
-    app = web.Application(middlewares=[security_headers, errors], client_max_size=ledger.config.max_request_bytes)
+async def anchoring(app: web.Application) -> AsyncIterator[None]:
+    """Run the anchoring loop, with one HTTP session for the TSAs, while the application runs."""
+    led = app[LEDGER]
+    async with aiohttp.ClientSession() as session:
+        clients = clients_for(led, session)
+        anchorer = app[ANCHORER] = Anchorer(led, clients)
+        task = asyncio.create_task(anchorer.run(), name="anchoring") if clients else None
+        yield
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(ledger: Ledger, *, anchor: bool = True, lookup_rate: float | None = None,
+               lookup_burst: int | None = None) -> web.Application:
+    """The portal; `anchor=False` leaves out the anchoring loop (e.g. for a read-only replica)."""
+    cfg = ledger.config
+    app = web.Application(middlewares=[security_headers, errors], client_max_size=cfg.max_request_bytes)
     app[LEDGER] = ledger
+    app[TEMPLATES] = pages.make_templates()
+    app[LOOKUP_LIMIT] = RateLimiter(cfg.lookup_rate if lookup_rate is None else lookup_rate,
+                                    cfg.lookup_burst if lookup_burst is None else lookup_burst)
+    app[UPLOAD_LIMIT] = RateLimiter(cfg.upload_rate, cfg.upload_burst)
     app.add_routes(logroutes.routes)
+    app.add_routes(tsaroutes.routes)
+    app.add_routes(pages.routes)
+    app.add_routes(api.routes)
+    app.add_routes(openapi.routes)
+    app.router.add_static("/static", STATIC, append_version=False)
+    if anchor:
+        app.cleanup_ctx.append(anchoring)
     return app

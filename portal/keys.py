@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import jinja2
 from aiohttp import web
 
+from ledger.anchor import Anchorer
 from ledger.core import Ledger
+from portal.ratelimit import RateLimiter
 
 LEDGER = web.AppKey("ledger", Ledger)
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+LOOKUP_LIMIT = web.AppKey("lookup_limit", RateLimiter)
+UPLOAD_LIMIT = web.AppKey("upload_limit", RateLimiter)
+ANCHORER = web.AppKey("anchorer", Anchorer)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import base64
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from verifier.checkpoint import verify_checkpoint
@@ -55,7 +56,26 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("file", help=".tsr (TimeStampResp) or token file")
     s.add_argument("--data", required=True, help="the exact bytes that were time-stamped")
     s.add_argument("--root", action="append", required=True, help="trusted TSA root certificate (PEM or DER)")
+    s = sub.add_parser("anchored", help="verify an anchored proof: when an entry existed, by RFC 3161 anchors")
+    s.add_argument("file", help="the bundle printed by `ledger prove INDEX --anchored`")
+    s.add_argument("--key", required=True, help="verifier key string or a file holding it")
+    s.add_argument("--root", action="append", required=True, help="trusted TSA root certificate (PEM or DER)")
+    s.add_argument("--at", required=True, type=_moment,
+                   help="the moment of judgment, RFC 3339 (e.g. today); TSA certificates expired by then "
+                        "need a renewal made before they expired")
+    s.add_argument("--entry", help="file with the entry bytes you hold; must be the bundle's")
+    s.add_argument("--entry-base64", action="store_true", help="the entry file holds base64, not raw bytes")
     return p
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 time such as 2026-11-27T18:00:00Z") from None
+    if moment.utcoffset() is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add Z for UTC")
+    return moment
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,6 +119,25 @@ def _run(args: argparse.Namespace) -> int:
             print(f"({st.number}) {'ok ' if st.ok else 'FAIL'} {st.name}: {st.detail}")
         rep.require_valid()
         print(f"VERIFIED time-stamped at {rep.gen_time} by {rep.tsa_name}")
+        return 0
+    if args.command == "anchored":
+        from verifier.anchored import verify_anchored
+
+        held: bytes | None = None
+        if args.entry:
+            held = _read(args.entry)
+            if args.entry_base64:
+                held = base64.b64decode(held.strip(), validate=True)
+        anchored = verify_anchored(_read(args.file), _key(args), [_read(r) for r in args.root], at=args.at,
+                                   entry=held)
+        for line in anchored.lines():
+            print(line)
+        anchored.require_valid()
+        by = anchored.trusted_by
+        assert by is not None and anchored.trusted_time is not None
+        kind = " (a local TSA, not accredited)" if by.local else ""
+        print(f"VERIFIED entry {anchored.proof.index} existed no later than {anchored.trusted_time.isoformat()} "
+              f"(anchor #{by.id}, TSA {by.tsa}{kind})")
         return 0
     raise AssertionError(args.command)
 

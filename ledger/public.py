@@ -1,0 +1,105 @@
+"""What the holder of a QR code may see: one printed copy, its envelope's status and its evidence.
+
+`copy_view(ledger, code)` gathers the facts behind a code from the log itself (entries, openings
+of the commitments the holder may see, proofs against the latest checkpoint). Names are masked;
+contact details, reasons and other tenants' data never appear. Unknown codes return None: the caller
+says UNKNOWN CODE without telling whether anything similar exists.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from ledger import qr
+from ledger.core import Ledger
+from verifier.entry import Entry
+
+STATUS_LABEL = {
+    "completed": "VALID",
+    "sent": "IN PROGRESS",
+    "draft": "IN PROGRESS",
+    "withdrawn": "WITHDRAWN",
+    "declined": "DECLINED",
+    "voided": "VOID",
+}
+
+
+def mask_name(name: str) -> str:
+    """Keep the first and last character: "Zhang San" -> "Z*******n", "李四" -> "李*"."""
+    name = name.strip()
+    if len(name) <= 2:
+        return name[:1] + "*"
+    return name[0] + "*" * (len(name) - 2) + name[-1]
+
+
+def _opening(ledger: Ledger, commitment: str | None) -> dict[str, Any]:
+    if not commitment:
+        return {}
+    row = ledger.log._reader().execute("SELECT value FROM openings WHERE commitment = ?", (commitment,)).fetchone()
+    return dict(json.loads(row[0])) if row else {}  # an erased opening leaves the log intact
+
+
+def copy_view(ledger: Ledger, code_text: str) -> dict[str, Any] | None:
+    code = qr.normalise(code_text)
+    if code is None:
+        return None
+    r = ledger.log._reader()
+    row = r.execute("SELECT env, document, copy, idx FROM copies WHERE code = ?", (code,)).fetchone()
+    if row is None:
+        return None
+    env, doc_no, copy_no, copy_idx = row
+    status, state_json = r.execute("SELECT status, state FROM envelopes WHERE env = ?", (env,)).fetchone()
+    state = json.loads(state_json)
+    idxs = [i for (i,) in r.execute("SELECT idx FROM envelope_entries WHERE env = ? ORDER BY seq", (env,))]
+    size = ledger.log.size
+    idxs = [i for i in idxs if i < size]
+    raws = [ledger.log.entry(i) for i in idxs]
+    entries = [Entry.from_bytes(raw) for raw in raws]
+    parties: list[dict[str, Any]] = []
+    names: dict[int, str] = {}
+    title = ""
+    document: dict[str, Any] = {}
+    timeline = []
+    for e in entries:
+        d = e.data
+        if e.type == "envelope.created":
+            title = _opening(ledger, d["title"]).get("title", "")
+        elif e.type == "party.added":
+            name = _opening(ledger, d["identity"]).get("name", "")
+            names[d["party"]] = mask_name(name) if name else f"Party {d['party']}"
+            p = state["parties"][d["party"] - 1]
+            parties.append({"party": d["party"], "name": names[d["party"]], "role": d["role"], "order": d["order"],
+                            "signed": p[3], "declined": p[4], "consented": p[5]})
+        elif e.type == "document.added" and d["document"] == doc_no:
+            document = {"sha256": d["sha256"], "size": d["size"], "download": d["download"],
+                        "name": _opening(ledger, d["name"]).get("name", "")}
+        item = {"type": e.type, "time": e.time, "index": idxs[len(timeline)]}
+        for k in ("method", "channel", "kind"):
+            if k in d:
+                item[k] = d[k]
+        if "party" in d:
+            item["party"] = names.get(d["party"], f"Party {d['party']}")
+        timeline.append(item)
+    checkpoint = ledger.log.latest_checkpoint
+    proofs = [{"index": i, "entry": base64.b64encode(raw).decode(),
+               "proof": [base64.b64encode(h).decode() for h in ledger.log.inclusion_proof(i, size)]}
+              for i, raw in zip(idxs, raws, strict=True)]
+    return {
+        "code": code,
+        "code_grouped": qr.grouped(code),
+        "status": status,
+        "label": STATUS_LABEL.get(status, status.upper()),
+        "title": title,
+        "document": document,
+        "copy": copy_no,
+        "copy_index": copy_idx,
+        "parties": parties,
+        "timeline": timeline,
+        "times": state.get("times", {}),
+        "void_consent": status == "voided" and all(p["consented"] for p in parties if p["role"] == "signer"),
+        "log": {"origin": ledger.config.origin, "size": size, "checkpoint": checkpoint,
+                "verifier_key": ledger.verifier_key},
+        "proofs": proofs,
+    }

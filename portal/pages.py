@@ -1,0 +1,102 @@
+"""Public pages: the code form, one printed copy (`/v/{code}`), its JSON, and document download.
+
+Server-rendered with jinja2 (autoescaped) and usable without JavaScript; the scripts in static/ add
+hashing of local files and the in-browser proof check. Lookups are rate-limited per client IP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from ledger import qr
+from ledger.public import copy_view
+from portal import i18n
+from portal.keys import LEDGER, LOOKUP_LIMIT, TEMPLATES
+
+routes = web.RouteTableDef()
+
+
+def make_templates() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.PackageLoader("portal", "templates"),
+                              autoescape=jinja2.select_autoescape(default=True, default_for_string=True))
+
+
+def render(request: web.Request, name: str, status: int = 200, **ctx: Any) -> web.Response:
+    lang = i18n.choose(request)
+    led = request.app[LEDGER]
+    html = request.app[TEMPLATES].get_template(name).render(
+        lang=lang, other_lang="en" if lang == "zh-CN" else "zh-CN", t=i18n.TEXT[lang],
+        domain=request.host, origin=led.config.origin, **ctx)
+    resp = web.Response(text=html, content_type="text/html", charset="utf-8", status=status)
+    resp.headers["Content-Language"] = lang
+    resp.headers["Vary"] = "Accept-Language, Cookie"
+    if request.query.get("lang") in i18n.LANGS:
+        resp.set_cookie("lang", lang, max_age=365 * 86400, samesite="Lax", httponly=True)
+    return resp
+
+
+@routes.get("/")
+async def index(request: web.Request) -> web.Response:
+    return render(request, "index.html")
+
+
+@routes.get("/lookup")
+async def lookup(request: web.Request) -> web.StreamResponse:
+    request.app[LOOKUP_LIMIT].check(request)
+    code = qr.normalise(request.query.get("code", ""))
+    if code is None:
+        return render(request, "unknown.html", status=404)
+    raise web.HTTPSeeOther(f"/v/{code}")
+
+
+async def _view(request: web.Request) -> dict[str, Any] | None:
+    request.app[LOOKUP_LIMIT].check(request)
+    led = request.app[LEDGER]
+    return await asyncio.to_thread(copy_view, led, request.match_info["code"])
+
+
+@routes.get(r"/v/{code:[^/.]+}")
+async def copy_page(request: web.Request) -> web.Response:
+    v = await _view(request)
+    if v is None:
+        return render(request, "unknown.html", status=404)
+    if v["code"] != request.match_info["code"]:
+        raise web.HTTPMovedPermanently(f"/v/{v['code']}")
+    return render(request, "copy.html", v=v)
+
+
+@routes.get(r"/v/{code:[^/.]+}.json")
+async def copy_json(request: web.Request) -> web.Response:
+    v = await _view(request)
+    if v is None:
+        return web.json_response({"error": {"code": "unknown_code", "message": "no contract has this code"}},
+                                 status=404)
+    return web.json_response(v, headers={"Cache-Control": "no-store"})
+
+
+@routes.get(r"/v/{code:[^/.]+}/document")
+async def download(request: web.Request) -> web.StreamResponse:
+    v = await _view(request)
+    if v is None or v["document"].get("download") != "public":
+        raise web.HTTPNotFound(text="this document is not available for download")
+    led = request.app[LEDGER]
+    path = led.blobs.open(v["document"]["sha256"])
+    return web.FileResponse(path, headers={
+        "Content-Type": "application/pdf",
+        "Content-Disposition": "attachment; filename=document.pdf",
+        "Cache-Control": "private, max-age=300"})
+
+
+@routes.get(r"/d/{sha256:[0-9a-f]{64}}")
+async def document_known(request: web.Request) -> web.Response:
+    """Is a document with this SHA-256 registered? The caller hashed a file it holds."""
+    request.app[LOOKUP_LIMIT].check(request)
+    led = request.app[LEDGER]
+    sha = request.match_info["sha256"]
+    row = await asyncio.to_thread(
+        lambda: led.log._reader().execute("SELECT 1 FROM documents WHERE sha256 = ? LIMIT 1", (sha,)).fetchone())
+    return web.json_response({"sha256": sha, "registered": row is not None})

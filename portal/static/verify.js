@@ -1,0 +1,142 @@
+// The copy page: verify, in the browser, what the server says.
+//
+// 1. the checkpoint is signed by the log key (Ed25519, C2SP signed note), and that key matches the
+//    fingerprint pinned in the QR code's fragment (#k=...), which never reaches the server;
+// 2. every event of the envelope is in that checkpoint (RFC 9162 inclusion proofs, SHA-256);
+// 3. the events form an unbroken chain, and the status and document they describe are what the page
+//    shows, and the document hash starts with the prefix pinned in the QR code (#d=...).
+// Any failure turns the box red: a lying server cannot show a green result.
+"use strict";
+
+(function () {
+  const enc = new TextEncoder();
+
+  function pins() {
+    const out = {};
+    for (const part of location.hash.replace(/^#/, "").split("&")) {
+      const [k, v] = part.split("=");
+      if (k && v) out[k] = v.toLowerCase();
+    }
+    return out;
+  }
+
+  async function nodeHash(l, r) { return EL.sha256(EL.concat(Uint8Array.of(1), l, r)); }
+
+  // RFC 9162 section 2.1.3.2
+  async function rootFromInclusion(index, size, leaf, proof) {
+    if (index >= size) throw new Error(`index ${index} is outside the tree`);
+    let fn = index, sn = size - 1, r = leaf;
+    for (const p of proof) {
+      if (p.length !== 32) throw new Error("a proof hash is not 32 bytes");
+      if (sn === 0) throw new Error("the inclusion proof is too long");
+      if ((fn & 1) === 1 || fn === sn) {
+        r = await nodeHash(p, r);
+        if ((fn & 1) === 0) { while ((fn & 1) === 0 && fn !== 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); } }
+      } else {
+        r = await nodeHash(r, p);
+      }
+      fn = Math.floor(fn / 2); sn = Math.floor(sn / 2);
+    }
+    if (sn !== 0) throw new Error("the inclusion proof is too short");
+    return r;
+  }
+
+  async function parseKey(vkey) {
+    const [name, hexid, b64] = [vkey.split("+")[0], vkey.split("+")[1], vkey.split("+").slice(2).join("+")];
+    const raw = EL.b64(b64);
+    if (raw.length !== 33 || raw[0] !== 1) throw new Error("the log key is not an Ed25519 note key");
+    const pub = raw.slice(1);
+    const id = (await EL.sha256(EL.concat(enc.encode(name + "\n"), Uint8Array.of(1), pub))).slice(0, 4);
+    if (EL.hex(id) !== hexid) throw new Error("the log key's ID does not match the key");
+    return { name, id, pub };
+  }
+
+  async function verifyCheckpoint(note, key) {
+    const split = note.lastIndexOf("\n\n");
+    if (split < 0) throw new Error("the checkpoint has no signatures");
+    const text = note.slice(0, split + 1);
+    const lines = note.slice(split + 2).split("\n").filter((l) => l);
+    const ck = await crypto.subtle.importKey("raw", key.pub, { name: "Ed25519" }, false, ["verify"]);
+    let ok = false;
+    for (const line of lines) {
+      if (!line.startsWith("\u2014 ")) throw new Error("a signature line is malformed");
+      const [name, sigb64] = line.slice(2).split(" ");
+      const sig = EL.b64(sigb64);
+      if (name !== key.name || !EL.equal(sig.slice(0, 4), key.id)) continue;
+      if (!(await crypto.subtle.verify({ name: "Ed25519" }, ck, sig.slice(4), enc.encode(text)))) {
+        throw new Error("the checkpoint signature does not verify");
+      }
+      ok = true;
+    }
+    if (!ok) throw new Error("the checkpoint is not signed by the log key");
+    const [origin, sizeText, rootB64] = text.split("\n");
+    if (origin !== key.name) throw new Error("the checkpoint is for another log");
+    return { size: Number(sizeText), root: EL.b64(rootB64) };
+  }
+
+  const STATUS = {
+    "envelope.created": "draft", "envelope.sent": "sent", "envelope.completed": "completed",
+    "envelope.withdrawn": "withdrawn", "party.declined": "declined", "envelope.voided": "voided",
+  };
+
+  async function verify(v) {
+    const p = pins();
+    const key = await parseKey(v.log.verifier_key);
+    if (p.k && EL.hex(await EL.sha256(key.pub)).slice(0, p.k.length) !== p.k) {
+      throw new Error("the log key differs from the one pinned in your QR code");
+    }
+    const cp = await verifyCheckpoint(v.log.checkpoint, key);
+    let prevLeaf = "", seq = 0, env = null, status = null, docHash = null;
+    for (const item of v.proofs) {
+      const entry = EL.b64(item.entry);
+      const leaf = await EL.sha256(EL.concat(Uint8Array.of(0), entry));
+      const root = await rootFromInclusion(item.index, cp.size, leaf, item.proof.map(EL.b64));
+      if (!EL.equal(root, cp.root)) throw new Error(`event ${item.index} is not in the signed log`);
+      const e = JSON.parse(new TextDecoder().decode(entry));
+      if (env === null) env = e.env;
+      if (e.env !== env || e.seq !== seq || e.prev !== prevLeaf) throw new Error("the events do not form one chain");
+      seq += 1; prevLeaf = EL.hex(leaf);
+      if (STATUS[e.type]) status = STATUS[e.type];
+      if (e.type === "document.added" && e.data.sha256 === v.document.sha256) docHash = e.data.sha256;
+    }
+    if (status !== v.status) throw new Error(`the signed events say "${status}", the page says "${v.status}"`);
+    const banner = document.getElementById("status");
+    if (banner && banner.dataset.status !== status) throw new Error("the banner differs from the signed events");
+    if (!docHash) throw new Error("the document is not registered in the signed events");
+    const shown = document.getElementById("doc-sha256");
+    if (shown && shown.textContent.trim() !== docHash) throw new Error("the page shows another document hash");
+    if (p.d && !docHash.startsWith(p.d)) throw new Error("the document differs from the one pinned in your QR code");
+    return { size: cp.size, pinned: Boolean(p.k) };
+  }
+
+  document.addEventListener("DOMContentLoaded", async () => {
+    const box = document.getElementById("verify");
+    const out = document.getElementById("verify-result");
+    const cmp = document.getElementById("compare");
+    if (cmp) {
+      const input = document.getElementById("compare-input");
+      const res = document.getElementById("compare-result");
+      input.addEventListener("change", async () => {
+        if (!input.files.length) return;
+        const sha = await EL.fileSha256(input.files[0]);
+        const same = sha === cmp.dataset.sha256;
+        res.textContent = `${same ? cmp.dataset.match : cmp.dataset.mismatch} (SHA-256 ${sha})`;
+        res.className = same ? "ok" : "bad";
+      });
+    }
+    if (!box) return;
+    out.textContent = box.dataset.pending;
+    try {
+      const resp = await fetch(box.dataset.json, { headers: { Accept: "application/json" }, cache: "no-store" });
+      if (!resp.ok) throw new Error(`the server answered ${resp.status}`);
+      const r = await verify(await resp.json());
+      out.textContent = box.dataset.ok.replace("{size}", String(r.size));
+      box.className = "verify ok";
+      box.dataset.result = "ok";
+    } catch (err) {
+      out.textContent = box.dataset.fail.replace("{reason}", err.message);
+      box.className = "verify fail";
+      box.dataset.result = "fail";
+    }
+  });
+})();

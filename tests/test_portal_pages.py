@@ -1,0 +1,142 @@
+"""Public pages over HTTP: status banners for every state, masking, escaping, languages, rate limits."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from ledger.core import Ledger
+from ledger.demo import TENANT, create_demo
+from portal.app import create_app
+
+Client = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ledger, dict[str, str]]]:
+    led = Ledger.init(tmp_path_factory.mktemp("pages") / "home")
+    codes = {d["status"]: d["code"] for d in create_demo(led)}
+    yield led, codes
+    led.close()
+
+
+@pytest.fixture
+async def client(aiohttp_client: Client, demo: tuple[Ledger, dict[str, str]]) -> TestClient[Any, Any]:
+    return await aiohttp_client(create_app(demo[0]))
+
+
+@pytest.mark.parametrize("status, banner", [
+    ("completed", "VALID"), ("sent", "IN PROGRESS"), ("withdrawn", "WITHDRAWN"), ("declined", "DECLINED"),
+    ("voided", "VOID"),
+])
+async def test_every_state_has_its_banner(client: TestClient[Any, Any], demo: Any, status: str,
+                                          banner: str) -> None:
+    code = demo[1][status]
+    r = await client.get(f"/v/{code}", headers={"Accept-Language": "en"})
+    html = await r.text()
+    assert r.status == 200
+    assert f'data-status="{status}"' in html and f"<h1>{banner}" in html
+    assert "Z*******n" in html and "Zhang San" not in html, "names are masked"
+    assert "Price changed" not in html and "Wrong counterparty" not in html, "reasons stay private"
+    if status == "voided":
+        assert "every signing party consented" in html
+
+
+async def test_unknown_code(client: TestClient[Any, Any]) -> None:
+    r = await client.get("/v/0000000000000000000Z")
+    assert r.status == 404 and "UNKNOWN CODE" in await r.text()
+    r = await client.get("/v/0000000000000000000Z.json")
+    assert r.status == 404 and (await r.json())["error"]["code"] == "unknown_code"
+
+
+async def test_lookup_accepts_the_printed_forms(client: TestClient[Any, Any], demo: Any) -> None:
+    code = demo[1]["completed"]
+    for typed in (code.lower(), "-".join(code[i:i + 5] for i in range(0, 20, 5)),
+                  " ".join(code[i:i + 5] for i in range(0, 20, 5)), code.replace("1", "l").replace("0", "o")):
+        r = await client.get("/lookup", params={"code": typed}, allow_redirects=False)
+        assert r.status == 303 and r.headers["Location"] == f"/v/{code}", typed
+
+
+async def test_json_carries_verifiable_proofs(client: TestClient[Any, Any], demo: Any) -> None:
+    import base64
+
+    from verifier.checkpoint import verify_checkpoint
+    from verifier.merkle import leaf_hash, verify_inclusion
+    from verifier.note import Ed25519Verifier
+
+    led, codes = demo
+    v = await (await client.get(f"/v/{codes['voided']}.json")).json()
+    key = Ed25519Verifier.from_string(v["log"]["verifier_key"])
+    cp = verify_checkpoint(v["log"]["checkpoint"], key).checkpoint
+    for p in v["proofs"]:
+        verify_inclusion(p["index"], cp.size, leaf_hash(base64.b64decode(p["entry"])),
+                         [base64.b64decode(h) for h in p["proof"]], cp.root)
+    assert v["status"] == "voided" and v["label"] == "VOID"
+
+
+async def test_titles_are_escaped(aiohttp_client: Client, tmp_path: Path) -> None:
+    led = Ledger.init(tmp_path / "home")
+    try:
+        sha = led.blobs.put(b"%PDF-1.4 x")[0]
+        acks = led.append(TENANT, [
+            {"type": "envelope.created", "envelope": "X", "title": "<script>alert(1)</script>"},
+            {"type": "document.added", "envelope": "X", "document": "d", "sha256": sha, "size": 10,
+             "name": "<img src=x onerror=alert(1)>.pdf"},
+            {"type": "party.added", "envelope": "X", "party": "p", "role": "signer", "name": "<b>bold</b>"},
+            {"type": "envelope.sent", "envelope": "X"},
+            {"type": "copy.printed", "envelope": "X", "document": "d"}])
+        client = await aiohttp_client(create_app(led))
+        html = await (await client.get(f"/v/{acks[-1]['code']}")).text()
+        assert "<script>alert" not in html and "&lt;script&gt;" in html
+        assert "<img src=x" not in html and "<b>bold" not in html
+    finally:
+        led.close()
+
+
+async def test_chinese_by_accept_language_and_switch(client: TestClient[Any, Any], demo: Any) -> None:
+    code = demo[1]["completed"]
+    r = await client.get(f"/v/{code}", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    html = await r.text()
+    assert 'lang="zh-CN"' in html and "有效" in html and r.headers["Content-Language"] == "zh-CN"
+    r = await client.get(f"/v/{code}?lang=en", headers={"Accept-Language": "zh-CN"})
+    assert "VALID" in await r.text() and "lang=en" in r.headers.get("Set-Cookie", "")
+    assert code[:5] in html and "127.0.0.1" in html, "the code and the domain are printed on the page"
+
+
+async def test_security_headers_and_no_inline_script(client: TestClient[Any, Any], demo: Any) -> None:
+    r = await client.get(f"/v/{demo[1]['completed']}")
+    html = await r.text()
+    csp = r.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert r.headers["X-Content-Type-Options"] == "nosniff" and r.headers["Referrer-Policy"] == "no-referrer"
+    assert "<script>" not in html.replace('<script src="', "")
+    assert " on" + "load=" not in html and "javascript:" not in html
+
+
+async def test_public_download_and_policies(client: TestClient[Any, Any], demo: Any) -> None:
+    r = await client.get(f"/v/{demo[1]['completed']}/document")
+    assert r.status == 200 and (await r.read()).startswith(b"%PDF-")
+    r = await client.get(f"/v/{demo[1]['declined']}/document")  # policy "none"
+    assert r.status == 404
+
+
+async def test_code_lookups_are_rate_limited(aiohttp_client: Client, demo: Any) -> None:
+    led, codes = demo
+    app = create_app(led, lookup_rate=1.0, lookup_burst=3)
+    client = await aiohttp_client(app)
+    statuses = [(await client.get(f"/v/{codes['completed']}.json")).status for _ in range(6)]
+    assert statuses[:3] == [200, 200, 200] and 429 in statuses
+    r = await client.get(f"/v/{codes['completed']}.json")
+    assert r.status == 429 and int(r.headers["Retry-After"]) >= 1
+    assert (await r.json())["error"]["code"] == "rate_limited"
+
+
+async def test_file_hash_lookup(client: TestClient[Any, Any], demo: Any) -> None:
+    led, _ = demo
+    sha = led.log.conn.execute("SELECT sha256 FROM documents LIMIT 1").fetchone()[0]
+    assert (await (await client.get(f"/d/{sha}")).json())["registered"] is True
+    assert (await (await client.get("/d/" + "0" * 64)).json())["registered"] is False
