@@ -61,7 +61,7 @@ def copy_view(ledger: Ledger, code_text: str) -> dict[str, Any] | None:
     names: dict[int, str] = {}
     title = ""
     document: dict[str, Any] = {}
-    timeline = []
+    timeline: list[dict[str, Any]] = []
     for e in entries:
         d = e.data
         if e.type == "envelope.created":
