@@ -231,7 +231,7 @@ class Anchorer:
                 format_time(self.ledger.clock()), renews, expiry_text(stamp.cert_expires))
 
     async def _store(self, rows: Sequence[tuple[Any, ...]], h: TsaHealth | None) -> list[int | None]:
-        ids: list[int | None] = await asyncio.wrap_future(self.ledger.sequencer.submit(_Store(rows, h)))
+        ids: list[int | None] = await self.ledger._seq.asubmit(_Store(rows, h))
         return ids
 
     # ---- renewal -----------------------------------------------------------------------------

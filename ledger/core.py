@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ledger import qr
 from ledger.blobs import BlobStore
 from ledger.config import Config, load_config
-from ledger.errors import NotFoundError, RefusedError
+from ledger.errors import NotFoundError, RefusedError, StorageError
 from ledger.events import InputEvent, parse_events
 from ledger.keys import LogSigner
 from ledger.log import AppendResult, Clock, TileLog, utc_now
@@ -31,6 +31,7 @@ from verifier.checkpoint import parse_checkpoint
 from verifier.entry import Entry, canonical
 from verifier.errors import FormatError
 from verifier.lifecycle import EnvelopeState, LifecycleError, apply
+from verifier.note import Ed25519Verifier
 from verifier.tlogproof import TlogProof
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 DB_NAME = "ledger.db"
 KEY_NAME = "log.key"
+PUB_NAME = "log.pub"  # the verifier key, public: readers need no private key
 TSA_DIR = "tsa"
 logger = logging.getLogger("ledger")
 
@@ -203,8 +205,11 @@ def _entry_data(i: int, ev: InputEvent, rec: _Env,
 
 
 class Ledger:
-    def __init__(self, home: Path, config: Config, log: TileLog, clock: Clock) -> None:
+    def __init__(self, home: Path, config: Config, log: TileLog, clock: Clock,
+                 verifier: Ed25519Verifier | None = None) -> None:
         self.home, self.config, self.log, self.clock = home, config, log, clock
+        self.verifier = verifier or log.signer.verifier
+        self.writer = log._signer is not None
         self.blobs = BlobStore(home / "blobs", max_size=config.max_document_bytes)
         self.local_tsa: LocalTsa | None = None
         self.local_tsa_error: LocalTsaError | None = None
@@ -214,7 +219,8 @@ class Ledger:
             except LocalTsaError as e:  # a broken TSA stops anchoring with it, never appends
                 logger.error("the local TSA is unavailable: %s", e)
                 self.local_tsa_error = e
-        self.sequencer = Sequencer(log, max_batch=config.batch_max, max_delay_ms=config.batch_delay_ms)
+        self.sequencer = (Sequencer(log, max_batch=config.batch_max, max_delay_ms=config.batch_delay_ms)
+                          if self.writer else None)
         self._cache: dict[tuple[str, str], _Env] = {}
         self._cache_batch = -1
 
@@ -233,6 +239,7 @@ class Ledger:
             cfg_path.write_text(config.to_toml())
         signer = LogSigner.generate(config.origin)
         signer.save(home / KEY_NAME)
+        (home / PUB_NAME).write_text(signer.verifier_key + "\n")
         if not (home / TSA_DIR).exists():
             create_local_tsa(home / TSA_DIR, now=clock())
         log = TileLog.create(home / DB_NAME, signer, clock)
@@ -245,9 +252,27 @@ class Ledger:
         log = TileLog.open(home / DB_NAME, signer, clock)
         return cls(home, config, log, clock)
 
+    @classmethod
+    def open_reader(cls, home: Path) -> Ledger:
+        """Open for reading only (a portal worker): no private key, no writer, no anchoring."""
+        config = load_config(home)
+        try:
+            verifier = Ed25519Verifier.from_string((home / PUB_NAME).read_text())
+        except FileNotFoundError:
+            verifier = LogSigner.load(home / KEY_NAME, config.origin).verifier
+        log = TileLog.open_reader(home / DB_NAME)
+        return cls(home, config, log, utc_now, verifier)
+
     def close(self) -> None:
-        self.sequencer.close()
+        if self.sequencer is not None:
+            self.sequencer.close()
         self.log.close()
+
+    @property
+    def _seq(self) -> Sequencer:
+        if self.sequencer is None:
+            raise StorageError("this process only reads the ledger; writes go to the writer process")
+        return self.sequencer
 
     def _local_tsa(self) -> LocalTsa:
         """The embedded local TSA (`tsa/`); a ledger made before it existed gets one now."""
@@ -262,7 +287,7 @@ class Ledger:
 
     @property
     def verifier_key(self) -> str:
-        return self.log.signer.verifier.to_string()
+        return self.verifier.to_string()
 
     # ---- writing ------------------------------------------------------------------------------
 
@@ -270,11 +295,11 @@ class Ledger:
         if not (isinstance(events, list) and events and isinstance(events[0], InputEvent)):
             events = parse_events(events, max_bytes=self.config.max_request_bytes,
                                   max_events=self.config.max_events_per_request)
-        return self.sequencer.submit(_Request(self, tenant, events))
+        return self._seq.submit(_Request(self, tenant, events))
 
     async def asubmit(self, tenant: str, events: list[InputEvent]) -> list[dict[str, Any]]:
         """Submit from asyncio; returns the acknowledgements once the events are durable."""
-        result: list[dict[str, Any]] = await self.sequencer.asubmit(_Request(self, tenant, events))
+        result: list[dict[str, Any]] = await self._seq.asubmit(_Request(self, tenant, events))
         return result
 
     def append(self, tenant: str, events: list[InputEvent] | bytes | list[Any]) -> list[dict[str, Any]]:
@@ -357,7 +382,7 @@ class Ledger:
 
     def key_fingerprint(self) -> str:
         """What a QR code pins of the log key: the first 8 bytes of SHA-256 of the Ed25519 public key, hex."""
-        return hashlib.sha256(self.log.signer.verifier.public_key).hexdigest()[:16]
+        return hashlib.sha256(self.verifier.public_key).hexdigest()[:16]
 
     def qr_url(self, code: str) -> str:
         """The URL a printed copy's QR code holds: `<public_url>/v/<code>#k=<key fingerprint>&d=<sha prefix>`.

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -80,10 +81,11 @@ STATIC = Path(__file__).parent / "static"
 
 
 def create_app(ledger: Ledger, *, anchor: bool = True, lookup_rate: float | None = None,
-               lookup_burst: int | None = None) -> web.Application:
+               lookup_burst: int | None = None, extra_middlewares: list[Any] | None = None) -> web.Application:
     """The portal; `anchor=False` leaves out the anchoring loop (e.g. for a read-only replica)."""
     cfg = ledger.config
-    app = web.Application(middlewares=[security_headers, errors], client_max_size=cfg.max_request_bytes)
+    app = web.Application(middlewares=[security_headers, errors, *(extra_middlewares or [])],
+                          client_max_size=cfg.max_request_bytes)
     app[LEDGER] = ledger
     app[TEMPLATES] = pages.make_templates()
     app[LOOKUP_LIMIT] = RateLimiter(cfg.lookup_rate if lookup_rate is None else lookup_rate,
@@ -95,6 +97,6 @@ def create_app(ledger: Ledger, *, anchor: bool = True, lookup_rate: float | None
     app.add_routes(api.routes)
     app.add_routes(openapi.routes)
     app.router.add_static("/static", STATIC, append_version=False)
-    if anchor:
+    if anchor and ledger.writer:
         app.cleanup_ctx.append(anchoring)
     return app

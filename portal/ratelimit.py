@@ -22,6 +22,15 @@ class RateLimited(LedgerError):
         self.retry_after = retry_after
 
 
+def client_ip(request: web.Request) -> str:
+    """The client's address; for a request forwarded by a worker over the writer's Unix socket, the
+    address the worker saw (only that socket is trusted to say so)."""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if peer == "" and "X-Ledger-Client" in request.headers:
+        return request.headers["X-Ledger-Client"] or "unknown"
+    return request.remote or "unknown"
+
+
 class RateLimiter:
     """`rate` requests per second with bursts of `burst`, per client IP. Memory is bounded."""
 
@@ -33,7 +42,7 @@ class RateLimiter:
     def check(self, request: web.Request) -> None:
         if self.rate <= 0:
             return
-        ip = request.remote or "unknown"
+        ip = client_ip(request)
         now = self._clock()
         tokens, last = self._buckets.pop(ip, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)

@@ -1,0 +1,81 @@
+"""`ledger serve --workers 2`: two processes on one port; writes from either land, reads stay fresh."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from ledger.apikeys import create_key
+from ledger.core import Ledger
+
+BIN = Path(sys.executable).parent
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+SEEN: set[str] = set()
+
+
+def _req(url: str, body: object | None = None, key: str | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    r = urllib.request.Request(url, data=data, method="POST" if data else "GET",
+                               headers={"Content-Type": "application/json",
+                                        **({"Authorization": f"Bearer {key}"} if key else {})})
+    try:
+        with urllib.request.urlopen(r, timeout=10) as resp:
+            SEEN.add(resp.headers.get("X-Ledger-Process", "writer"))
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_two_workers_share_a_port(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    led = Ledger.init(home)
+    key = create_key(led.log.conn, "t", ["append", "read"])
+    led.close()
+    port = _port()
+    proc = subprocess.Popen([str(BIN / "ledger"), "--home", str(home), "serve", "--port", str(port),
+                             "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if _req(base + "/healthz")[0] == 200 and (home / "writer.sock").exists():
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, proc.stdout.read1().decode() if proc.stdout else ""
+            time.sleep(0.2)
+        time.sleep(1.0)  # let the second worker bind too
+        sizes = []
+        for k in range(40):  # new connections spread over both processes
+            status, body = _req(base + "/api/v1/envelopes", {"envelope": f"W{k}", "title": "t"}, key)
+            assert status == 201, body
+            sizes.append(body["checkpoint_size"])
+            status, env = _req(base + f"/api/v1/envelopes/W{k}", key=key)
+            assert status == 200 and env["status"] == "draft", "a read right after a write sees it"
+            status, health = _req(base + "/healthz")
+            assert health["size"] >= body["checkpoint_size"], "every worker serves the latest checkpoint"
+        assert sizes == list(range(1, 41)), "one sequencer: indexes follow each other"
+        assert SEEN == {"reader", "writer"}, f"both processes must have answered, saw {SEEN}"
+        status, body = _req(base + "/api/v1/envelopes", {"envelope": "W0", "title": "t"}, key)
+        assert status == 409 and body["error"]["code"] == "envelope_exists"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    led = Ledger.open(home)
+    from ledger.audit import audit
+
+    assert led.log.size == 40 and audit(led.log).ok
+    led.close()
