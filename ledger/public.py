@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from ledger import qr
+from ledger.config import LOCAL_TSA_NAME
 from ledger.core import Ledger
 from verifier.entry import Entry
 
@@ -41,7 +42,18 @@ def _opening(ledger: Ledger, commitment: str | None) -> dict[str, Any]:
     return dict(json.loads(row[0])) if row else {}  # an erased opening leaves the log intact
 
 
-def copy_view(ledger: Ledger, code_text: str) -> dict[str, Any] | None:
+def copy_version(ledger: Ledger, code: str) -> tuple[int, int, int] | None:
+    """What a copy's page depends on: the envelope's last entry, the newest anchor, the log size.
+
+    One indexed query: a page cache keyed by this never serves a stale status.
+    """
+    row = ledger.log._reader().execute(
+        "SELECT e.last_index, (SELECT coalesce(max(id), 0) FROM anchors) FROM copies c"
+        " JOIN envelopes e ON e.env = c.env WHERE c.code = ?", (code,)).fetchone()
+    return (int(row[0]), int(row[1]), ledger.log.size) if row else None
+
+
+def copy_view(ledger: Ledger, code_text: str, *, proofs: bool = True) -> dict[str, Any] | None:
     code = qr.normalise(code_text)
     if code is None:
         return None
@@ -82,10 +94,15 @@ def copy_view(ledger: Ledger, code_text: str) -> dict[str, Any] | None:
         if "party" in d:
             item["party"] = names.get(d["party"], f"Party {d['party']}")
         timeline.append(item)
+    last = idxs[-1] if idxs else 0
+    anchors = [{"tsa": tsa, "gen_time": gen, "size": sz, "local": tsa == LOCAL_TSA_NAME}
+               for tsa, sz, gen in r.execute(
+                   "SELECT tsa, min(size), gen_time FROM anchors WHERE size > ? AND renews IS NULL GROUP BY tsa"
+                   " ORDER BY tsa", (last,))]
     checkpoint = ledger.log.latest_checkpoint
-    proofs = [{"index": i, "entry": base64.b64encode(raw).decode(),
-               "proof": [base64.b64encode(h).decode() for h in ledger.log.inclusion_proof(i, size)]}
-              for i, raw in zip(idxs, raws, strict=True)]
+    proof_list = [{"index": i, "entry": base64.b64encode(raw).decode(),
+                   "proof": [base64.b64encode(h).decode() for h in ledger.log.inclusion_proof(i, size)]}
+                  for i, raw in zip(idxs, raws, strict=True)] if proofs else []
     return {
         "code": code,
         "code_grouped": qr.grouped(code),
@@ -98,8 +115,9 @@ def copy_view(ledger: Ledger, code_text: str) -> dict[str, Any] | None:
         "parties": parties,
         "timeline": timeline,
         "times": state.get("times", {}),
+        "anchors": anchors,
         "void_consent": status == "voided" and all(p["consented"] for p in parties if p["role"] == "signer"),
         "log": {"origin": ledger.config.origin, "size": size, "checkpoint": checkpoint,
                 "verifier_key": ledger.verifier_key},
-        "proofs": proofs,
+        "proofs": proof_list,
     }

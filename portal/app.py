@@ -20,7 +20,8 @@ from ledger.anchor import Anchorer, clients_for
 from ledger.core import Ledger
 from ledger.errors import LedgerError
 from portal import api, logroutes, openapi, pages, tsaroutes
-from portal.keys import ANCHORER, LEDGER, LOOKUP_LIMIT, TEMPLATES, UPLOAD_LIMIT
+from portal.keys import ANCHORER, LEDGER, LOOKUP_LIMIT, PAGES, TEMPLATES, UPLOAD_LIMIT
+from portal.pages_cache import PageCache
 from portal.ratelimit import RateLimited, RateLimiter
 from verifier.errors import VerificationError
 
@@ -91,6 +92,7 @@ def create_app(ledger: Ledger, *, anchor: bool = True, lookup_rate: float | None
     app[LOOKUP_LIMIT] = RateLimiter(cfg.lookup_rate if lookup_rate is None else lookup_rate,
                                     cfg.lookup_burst if lookup_burst is None else lookup_burst)
     app[UPLOAD_LIMIT] = RateLimiter(cfg.upload_rate, cfg.upload_burst)
+    app[PAGES] = PageCache()
     app.add_routes(logroutes.routes)
     app.add_routes(tsaroutes.routes)
     app.add_routes(pages.routes)

@@ -7,10 +7,12 @@ from aiohttp import web
 
 from ledger.anchor import Anchorer
 from ledger.core import Ledger
+from portal.pages_cache import PageCache
 from portal.ratelimit import RateLimiter
 
 LEDGER = web.AppKey("ledger", Ledger)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 LOOKUP_LIMIT = web.AppKey("lookup_limit", RateLimiter)
 UPLOAD_LIMIT = web.AppKey("upload_limit", RateLimiter)
+PAGES = web.AppKey("pages", PageCache)
 ANCHORER = web.AppKey("anchorer", Anchorer)

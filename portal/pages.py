@@ -13,9 +13,9 @@ import jinja2
 from aiohttp import web
 
 from ledger import qr
-from ledger.public import copy_view
+from ledger.public import copy_version, copy_view
 from portal import i18n
-from portal.keys import LEDGER, LOOKUP_LIMIT, TEMPLATES
+from portal.keys import LEDGER, LOOKUP_LIMIT, PAGES, TEMPLATES
 
 routes = web.RouteTableDef()
 
@@ -61,12 +61,32 @@ async def _view(request: web.Request) -> dict[str, Any] | None:
 
 @routes.get(r"/v/{code:[^/.]+}")
 async def copy_page(request: web.Request) -> web.Response:
-    v = await _view(request)
-    if v is None:
+    request.app[LOOKUP_LIMIT].check(request)
+    led = request.app[LEDGER]
+    code = qr.normalise(request.match_info["code"])
+    if code is not None and code != request.match_info["code"]:
+        raise web.HTTPMovedPermanently(f"/v/{code}")
+    version = copy_version(led, code) if code is not None else None
+    if version is None:
         return render(request, "unknown.html", status=404)
-    if v["code"] != request.match_info["code"]:
-        raise web.HTTPMovedPermanently(f"/v/{v['code']}")
-    return render(request, "copy.html", v=v)
+    lang = i18n.choose(request)
+    key = (code, lang, request.host)
+    cache = request.app[PAGES]
+    body = cache.get(key, version)
+    if body is None:
+        v = await asyncio.to_thread(copy_view, led, code, proofs=False)
+        if v is None:
+            return render(request, "unknown.html", status=404)
+        resp = render(request, "copy.html", v=v)
+        assert resp.body is not None
+        cache.put(key, version, bytes(resp.body))  # type: ignore[arg-type]
+        return resp
+    resp = web.Response(body=body, content_type="text/html", charset="utf-8")
+    resp.headers["Content-Language"] = lang
+    resp.headers["Vary"] = "Accept-Language, Cookie"
+    if request.query.get("lang") in i18n.LANGS:
+        resp.set_cookie("lang", lang, max_age=365 * 86400, samesite="Lax", httponly=True)
+    return resp
 
 
 @routes.get(r"/v/{code:[^/.]+}.json")

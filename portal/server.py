@@ -73,11 +73,21 @@ async def _run(app: web.Application, host: str, port: int, socket_path: Path | N
         await runner.cleanup()
 
 
+def _asyncio_run(coro: Awaitable[None]) -> None:
+    """Run on uvloop when it is installed (it is a dependency; the standard loop is the fallback)."""
+    try:
+        import uvloop
+
+        uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
 def _reader(home: Path, host: str, port: int, socket_path: Path) -> None:
     ledger = Ledger.open_reader(home)
     app = create_app(ledger, anchor=False, extra_middlewares=[forwarder(socket_path)])
     try:
-        asyncio.run(_run(app, host, port, None, reuse=True))
+        _asyncio_run(_run(app, host, port, None, reuse=True))
     finally:
         ledger.close()
 
@@ -101,7 +111,7 @@ def serve(home: Path, host: str | None = None, port: int | None = None, workers:
                 proc = ctx.Process(target=_reader, args=(home, h, p, socket_path), daemon=True)
                 proc.start()
                 procs.append(proc)
-        asyncio.run(_run(app, h, p, socket_path if workers > 1 else None, reuse=workers > 1))
+        _asyncio_run(_run(app, h, p, socket_path if workers > 1 else None, reuse=workers > 1))
     finally:
         for proc in procs:
             if proc.pid is not None:
