@@ -1,11 +1,11 @@
-"""`python -m bench COMMAND [options]`; commands: `log` (see `bench.log`), `anchor` (see `bench.anchor`)."""
+"""`python -m bench COMMAND [options]`; commands: `log`, `anchor`, `portal` (see the modules of the same names)."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-COMMANDS = {"log": "bench.log", "anchor": "bench.anchor"}
+COMMANDS = {"log": "bench.log", "anchor": "bench.anchor", "portal": "bench.portal"}
 
 
 def main(argv: list[str]) -> int:

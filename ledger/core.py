@@ -15,6 +15,7 @@ import logging
 import secrets
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from ledger.log import AppendResult, Clock, TileLog, utc_now
 from ledger.sequencer import Finish, Sequencer
 from ledger.tsa import LocalTsa, LocalTsaError, create_local_tsa
 from verifier.checkpoint import parse_checkpoint
-from verifier.entry import Entry, canonical
+from verifier.entry import Entry, canonical_trusted
 from verifier.errors import FormatError
 from verifier.lifecycle import EnvelopeState, LifecycleError, apply
 from verifier.note import Ed25519Verifier
@@ -47,12 +48,14 @@ logger = logging.getLogger("ledger")
 def commit_value(value: dict[str, Any]) -> tuple[str, str, str]:
     """A salted commitment SHA-256(salt || canonical JSON): (commitment hex, salt hex, value JSON)."""
     salt = secrets.token_bytes(32)
-    body = canonical(value)
+    body = canonical_trusted(value)
     return hashlib.sha256(salt + body).hexdigest(), salt.hex(), body.decode()
 
 
 def format_time(clock: Clock) -> str:
-    return clock().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """RFC 3339 UTC with milliseconds: 2026-01-02T03:04:05.678Z."""
+    t = clock().astimezone(UTC) if clock is not utc_now else clock()
+    return t.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 @dataclass
@@ -334,6 +337,7 @@ class Ledger:
         now = entries[-1].time
         c.executemany("INSERT INTO envelope_entries(env, seq, idx) VALUES (?, ?, ?)",
                       [(e.env, e.seq, first + k) for k, e in enumerate(entries)])
+        # (executemany with an empty list still costs a statement: skip those below)
         for rec in touched.values():
             assert rec.state is not None
             last = max(first + k for k, e in enumerate(entries) if e.env == rec.env)
@@ -350,15 +354,19 @@ class Ledger:
                           " state = ? WHERE env = ?",
                           (rec.state.status, rec.seq, rec.last_leaf, last, now, json.dumps(rec.state.to_json()),
                            rec.env))
-            c.executemany("INSERT INTO refs(env, kind, ref, ordinal) VALUES (?, ?, ?, ?)",
-                          [(rec.env, k, r, n) for k, r, n in rec.new_refs])
+            if rec.new_refs:
+                c.executemany("INSERT INTO refs(env, kind, ref, ordinal) VALUES (?, ?, ?, ?)",
+                              [(rec.env, k, r, n) for k, r, n in rec.new_refs])
             rec.new_refs = []
-        c.executemany("INSERT INTO openings(commitment, env, salt, value) VALUES (?, ?, ?, ?)", openings)
-        c.executemany("INSERT INTO copies(code, env, document, copy, idx) VALUES (?, ?, ?, ?, ?)",
-                      [(code, env, doc, cp, first + pos) for code, env, doc, cp, pos in copies])
-        c.executemany("INSERT INTO documents(env, document, sha256, idx) VALUES (?, ?, ?, ?)",
-                      [(e.env, e.data["document"], e.data["sha256"], first + k) for k, e in enumerate(entries)
-                       if e.type == "document.added"])
+        if openings:
+            c.executemany("INSERT INTO openings(commitment, env, salt, value) VALUES (?, ?, ?, ?)", openings)
+        if copies:
+            c.executemany("INSERT INTO copies(code, env, document, copy, idx) VALUES (?, ?, ?, ?, ?)",
+                          [(code, env, doc, cp, first + pos) for code, env, doc, cp, pos in copies])
+        docs = [(e.env, e.data["document"], e.data["sha256"], first + k) for k, e in enumerate(entries)
+                if e.type == "document.added"]
+        if docs:
+            c.executemany("INSERT INTO documents(env, document, sha256, idx) VALUES (?, ?, ?, ?)", docs)
 
     # ---- reading ------------------------------------------------------------------------------
 

@@ -63,10 +63,11 @@ async def test_outage_blocks_no_append_and_anchoring_catches_up(tmp_path: Path, 
             for i in range(60):  # the TSA is down (or hanging for up to its 2 s timeout) all along
                 in_flight.append(health.task is not None)
                 start = time.monotonic()
-                await asyncio.to_thread(led.append, "t", created(1, start=i))
+                await asyncio.wait_for(asyncio.to_thread(led.append, "t", created(1, start=i)), timeout=10)
                 latencies.append(time.monotonic() - start)
                 await asyncio.sleep(0.005)
-            assert max(latencies) < 0.5, f"an append waited {max(latencies):.2f} s for the TSA"
+            # waiting for the TSA would take its 2 s timeout; the bound leaves room for a loaded machine
+            assert max(latencies) < 1.0, f"an append waited {max(latencies):.2f} s for the TSA"
             if mode == "hang":  # appends went on while a request to the TSA hung
                 assert any(in_flight[1:30]) and tsa.requests >= 1
             if mode == "hang":
@@ -78,10 +79,11 @@ async def test_outage_blocks_no_append_and_anchoring_catches_up(tmp_path: Path, 
             assert status["last_error"] and status["last_success"] is None
             tsa.mode = "ok"
             healed_after = await wait_for(lambda: health.anchored_size == led.log.size)
-            assert healed_after < INTERVAL + BACKOFF_MAX + 1.5
+            # the next try comes within the backoff cap; the rest is OpenSSL and verification (slack for load)
+            assert healed_after < BACKOFF_MAX + 2.5
         finally:
             loop.cancel()
-            await asyncio.gather(loop, return_exceptions=True)
+            await asyncio.wait_for(asyncio.gather(loop, return_exceptions=True), timeout=10)
     try:
         # the one anchor of the latest checkpoint covers every entry appended during the outage
         assert led.log.conn.execute("SELECT size FROM anchors").fetchall() == [(60,)]
@@ -117,11 +119,12 @@ async def test_retries_back_off_exponentially_up_to_the_cap(tmp_path: Path) -> N
         loop = asyncio.create_task(anchorer.run())
         await asyncio.sleep(1.6)
         loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
+        await asyncio.wait_for(asyncio.gather(loop, return_exceptions=True), timeout=10)
         gaps = [b - a for a, b in zip(down.calls, down.calls[1:], strict=False)]
         assert 3 <= len(down.calls) <= 7, down.calls
-        assert gaps[0] == pytest.approx(INTERVAL, abs=0.1)
-        assert all(g == pytest.approx(BACKOFF_MAX, abs=0.1) for g in gaps[1:]), gaps
+        # min(1 s, interval) first, then doubling, capped (the bounds leave room for a loaded machine)
+        assert INTERVAL - 0.02 <= gaps[0] < INTERVAL + 0.3, gaps
+        assert all(BACKOFF_MAX - 0.02 <= g < BACKOFF_MAX + 0.3 for g in gaps[1:]), gaps
         health = anchorer.health["down"]
         assert health.failures == len(down.calls)
         # after an hour down (thousands of failures) the next try is still at most the cap away

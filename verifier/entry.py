@@ -105,6 +105,16 @@ def strict_loads(data: bytes | str, *, max_bytes: int) -> Any:
 _ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
+def canonical_trusted(value: Any) -> bytes:
+    """`canonical` for values this code built from validated input (no floats by construction).
+
+    Skips the float walk; an output with non-ASCII text still goes through the full check, since
+    only such text can hold a character beyond U+FFFF in a key.
+    """
+    out = _ENCODER.encode(value)
+    return out.encode("utf-8") if out.isascii() else canonical(value)
+
+
 def canonical(value: Any) -> bytes:
     """RFC 8785 canonical JSON bytes of an integer-only JSON value. Floats are refused.
 
@@ -157,7 +167,7 @@ class Entry:
     def build(cls, env: str, seq: int, type: str, time: str, prev: str, data: dict[str, Any]) -> Entry:
         obj = {"v": FORMAT_VERSION, "env": env, "seq": seq, "type": type, "time": time, "prev": prev, "data": data}
         _validate(obj)
-        raw = canonical(obj)
+        raw = canonical_trusted(obj) if _plain(data) else canonical(obj)
         if len(raw) > MAX_ENTRY_BYTES:
             raise FormatError(f"entry would be {len(raw)} bytes, more than {MAX_ENTRY_BYTES}")
         return cls(env, seq, type, time, prev, data, raw, leaf_hash(raw))

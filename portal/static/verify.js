@@ -105,6 +105,8 @@
     if (!docHash) throw new Error("the document is not registered in the signed events");
     const shown = document.getElementById("doc-sha256");
     if (shown && shown.textContent.trim() !== docHash) throw new Error("the page shows another document hash");
+    const cmp = document.getElementById("compare");
+    if (cmp && cmp.dataset.sha256 !== docHash) throw new Error("the page compares your file with another document");
     if (p.d && !docHash.startsWith(p.d)) throw new Error("the document differs from the one pinned in your QR code");
     return { size: cp.size, pinned: Boolean(p.k) };
   }

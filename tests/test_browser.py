@@ -1,0 +1,445 @@
+"""The portal in a real browser: headless Chromium (Playwright) against a real `ledger serve`.
+
+verify.js must turn the box green only when the checkpoint signature, every inclusion proof, the
+pinned key (`#k=`) and the pinned document (`#d=`) all check out, and red for a lying server: a
+proxy that flips a proof byte, re-signs the checkpoint with its own key, claims another status, or
+points "compare your copy" at a forged document. Two lies it does not catch yet are xfail (strict).
+Every scenario leaves a screenshot in test-artifacts/browser/.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
+
+from ledger.keys import LogSigner
+from portal.i18n import TEXT
+from tests.browser_util import CHROMIUM, CHROMIUM_ARGS, DemoCopy, LedgerServer, LyingProxies, Tamper
+from tests.conftest import ROOT
+from verifier.checkpoint import verify_checkpoint
+from verifier.note import Ed25519Verifier, parse_note, sign_note
+
+pytestmark = pytest.mark.slow
+
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+VERIFY_TIMEOUT_MS = 10_000
+EN = TEXT["en"]
+GREEN, RED = "rgb(26, 127, 55)", "rgb(207, 34, 46)"  # .verify.ok / .verify.fail border colours
+
+
+# --- fixtures: one ledger server, one lying proxy set and one Chromium for the module -------------
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LedgerServer]:
+    srv = LedgerServer(tmp_path_factory.mktemp("browser") / "home")
+    try:
+        srv.start()
+        assert set(srv.copies) == {"completed", "sent", "withdrawn", "declined", "voided"}, srv.copies
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: run scripts/system-deps (or set LEDGER_CHROMIUM)")
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    yield b
+    b.close()
+
+
+def new_context(browser: Browser, locale: str = "en-US") -> BrowserContext:
+    ctx = browser.new_context(locale=locale, viewport={"width": 1000, "height": 900})
+    ctx.set_default_timeout(VERIFY_TIMEOUT_MS)
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def shared_page(browser: Browser) -> Iterator[Page]:
+    """One English tab for the module: a new tab costs about half a second."""
+    ctx = new_context(browser)
+    yield watched(ctx.new_page())
+    ctx.close()
+
+
+@pytest.fixture
+def page(shared_page: Page) -> Page:
+    # about:blank first, so that a URL differing only in its fragment is a real load, not a hash change
+    shared_page.goto("about:blank")
+    shared_page.context.clear_cookies()
+    shared_page._script_errors.clear()  # type: ignore[attr-defined]
+    return shared_page
+
+
+def watched(p: Page) -> Page:
+    """Record uncaught script errors, so that a broken script shows up in the failure message."""
+    errors: list[str] = []
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    setattr(p, "_script_errors", errors)  # noqa: B010
+    return p
+
+
+def script_errors(p: Page) -> list[str]:
+    return list(getattr(p, "_script_errors", []))
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def forge(pdf: bytes) -> bytes:
+    """The demo PDF with one letter of its title changed: what a forger would print."""
+    out = pdf.replace(b"Office lease agreement", b"Office lease agreemenT", 1)
+    assert out != pdf, "the demo PDF no longer carries its title in clear"
+    return out
+
+
+def document_sha(server: LedgerServer, copy: DemoCopy) -> str:
+    found = list((server.home / "blobs" / copy.pins["d"][:2]).glob(copy.pins["d"] + "*"))
+    assert len(found) == 1, found
+    return found[0].name
+
+
+def shot(p: Page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    path.unlink(missing_ok=True)
+    p.screenshot(path=str(path), full_page=True)
+    assert path.is_file() and path.stat().st_size > 1000, f"screenshot {path} missing or empty"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return path
+
+
+def verify_outcome(p: Page) -> tuple[str, str]:
+    """Wait for verify.js to finish; return (data-result, the message it shows)."""
+    try:
+        p.wait_for_selector("#verify[data-result]", state="attached", timeout=VERIFY_TIMEOUT_MS)
+    except PlaywrightError:
+        text = p.locator("#verify-result").text_content() if p.locator("#verify-result").count() else "(none)"
+        raise AssertionError(f"the in-browser check did not finish within {VERIFY_TIMEOUT_MS} ms on {p.url}; "
+                             f"#verify-result: {text!r}; script errors: {script_errors(p)}") from None
+    box = p.locator("#verify")
+    return box.get_attribute("data-result") or "", (p.locator("#verify-result").text_content() or "").strip()
+
+
+def border_colour(p: Page, selector: str) -> str:
+    return str(p.eval_on_selector(selector, "e => getComputedStyle(e).borderTopColor"))
+
+
+def assert_verified(p: Page) -> str:
+    result, text = verify_outcome(p)
+    assert result == "ok", f"expected a green in-browser check on {p.url}, got {result!r}: {text!r}; " \
+                           f"script errors: {script_errors(p)}"
+    assert p.get_attribute("#verify", "class") == "verify ok"
+    assert border_colour(p, "#verify") == GREEN, "the verified box is not green"
+    return text
+
+
+def assert_failed(p: Page, reason: str) -> str:
+    result, text = verify_outcome(p)
+    assert result == "fail", f"a lying server got a {result!r} result on {p.url}: {text!r}"
+    assert p.get_attribute("#verify", "class") == "verify fail"
+    assert border_colour(p, "#verify") == RED, "the failed box is not red"
+    assert text.startswith("VERIFICATION FAILED") and reason in text, \
+        f"the check failed for another reason than {reason!r}: {text!r}; script errors: {script_errors(p)}"
+    return text
+
+
+def banner(p: Page) -> tuple[str, str]:
+    b = p.locator("#status")
+    return b.get_attribute("data-status") or "", (b.locator("h1").text_content() or "").strip()
+
+
+def open_copy(p: Page, url: str) -> None:
+    resp = p.goto(url)
+    assert resp is not None and resp.status == 200, f"{url}: HTTP {resp and resp.status}"
+    leaked = re.findall(r"<built-in [^>]*>|\b(?:None|undefined)\b", p.locator("main").inner_text())
+    assert not leaked, f"the page shows template internals: {leaked}"
+
+
+# --- an honest server ----------------------------------------------------------------------------
+
+def test_completed_copy_is_valid_and_verified_in_the_browser(server: LedgerServer, page: Page) -> None:
+    copy = server.copies["completed"]
+    open_copy(page, copy.url)
+    assert banner(page) == ("completed", EN["status_VALID"])
+    text = assert_verified(page)
+    assert text.startswith("Verified in your browser") and re.search(r"checkpoint \d+", text), text
+    sha = (page.locator("#doc-sha256").text_content() or "").strip()
+    assert sha.startswith(copy.pins["d"]), (sha, copy.pins)
+    facts = page.locator("dl.facts").inner_text()
+    assert EN["copy"] in facts and EN["copy_of"].format(n=1) in facts, facts
+    assert script_errors(page) == []
+    shot(page, "completed-valid")
+
+
+def test_compare_your_copy_match_and_mismatch(server: LedgerServer, page: Page, tmp_path: Path) -> None:
+    copy = server.copies["completed"]
+    open_copy(page, copy.url)
+    assert_verified(page)
+    sha = (page.locator("#doc-sha256").text_content() or "").strip()
+    original = server.blob(sha)
+    pdf = original.read_bytes()
+    assert hashlib.sha256(pdf).hexdigest() == sha and pdf.startswith(b"%PDF-")
+    with urllib.request.urlopen(f"{server.base}/v/{copy.code}/document", timeout=10) as r:
+        assert r.read() == pdf, "the public download is not the registered document"
+
+    page.set_input_files("#compare-input", str(original))
+    res = page.locator("#compare-result.ok")
+    res.wait_for()
+    assert (res.text_content() or "").startswith("MATCH - ") and sha in (res.text_content() or "")
+    assert page.eval_on_selector("#compare-result", "e => getComputedStyle(e).color") == GREEN
+    shot(page, "compare-match")
+
+    forged = tmp_path / "forged.pdf"
+    forged.write_bytes(forge(pdf))
+    page.set_input_files("#compare-input", str(forged))
+    res = page.locator("#compare-result.bad")
+    res.wait_for()
+    forged_sha = hashlib.sha256(forged.read_bytes()).hexdigest()
+    assert (res.text_content() or "").startswith("MISMATCH - ") and forged_sha in (res.text_content() or "")
+    assert page.eval_on_selector("#compare-result", "e => getComputedStyle(e).color") == RED
+    shot(page, "compare-mismatch")
+
+
+@pytest.mark.parametrize("status, label", [
+    ("voided", "VOID"), ("withdrawn", "WITHDRAWN"), ("declined", "DECLINED"), ("sent", "IN PROGRESS"),
+])
+def test_other_states_show_their_banner_and_verify(server: LedgerServer, page: Page, status: str,
+                                                   label: str) -> None:
+    open_copy(page, server.copies[status].url)
+    shown_status, heading = banner(page)
+    assert shown_status == status and heading == EN[f"status_{label}"], (shown_status, heading)
+    if status == "voided":
+        assert "every signing party consented" in (page.locator("#status").text_content() or "")
+    assert_verified(page)
+    shot(page, f"{status}-{label.lower().replace(' ', '-')}")
+
+
+def test_unknown_code(server: LedgerServer, page: Page) -> None:
+    resp = page.goto(f"{server.base}/v/0000000000000000000Z")
+    assert resp is not None and resp.status == 404
+    assert banner(page) == ("unknown", EN["status_UNKNOWN CODE"])
+    assert page.locator("#verify").count() == 0, "an unknown code has nothing to verify"
+    shot(page, "unknown-code")
+
+
+def test_home_page_code_form_and_file_check(server: LedgerServer, page: Page, tmp_path: Path) -> None:
+    copy = server.copies["completed"]
+    typed = "-".join(copy.code[i:i + 5] for i in range(0, 20, 5)).lower()
+    page.goto(f"{server.base}/")
+    page.fill("#code", typed)
+    page.click("form.code button[type=submit]")
+    page.wait_for_url(f"{server.base}/v/{copy.code}")
+    assert banner(page) == ("completed", EN["status_VALID"])
+    assert_verified(page)  # no QR fragment here: the signature and proofs are still checked
+    shot(page, "home-code-lookup")
+    original = server.blob((page.locator("#doc-sha256").text_content() or "").strip())
+
+    page.goto(f"{server.base}/")
+    page.set_input_files("#file-input", str(original))
+    page.locator("#file-result.ok").wait_for()
+    assert (page.locator("#file-result").text_content() or "").startswith(EN["file_result_found"])
+    other = tmp_path / "other.txt"
+    other.write_bytes(b"not a registered document\n")
+    page.set_input_files("#file-input", str(other))
+    page.locator("#file-result.bad").wait_for()
+    assert (page.locator("#file-result").text_content() or "").startswith(EN["file_result_none"])
+    shot(page, "home-file-check")
+
+
+def test_chinese_page(server: LedgerServer, browser: Browser) -> None:
+    ctx = new_context(browser, locale="zh-CN")
+    try:
+        p = watched(ctx.new_page())
+        open_copy(p, server.copies["completed"].url)
+        assert p.get_attribute("html", "lang") == "zh-CN"
+        status, heading = banner(p)
+        assert status == "completed" and heading.startswith("有效"), heading
+        assert assert_verified(p).startswith("已在您的浏览器中验证")
+        shot(p, "completed-zh-CN")
+    finally:
+        ctx.close()
+
+
+# --- a lying server ------------------------------------------------------------------------------
+
+FORGER = LogSigner.generate("localhost/evidence-ledger")  # the ledger's default origin, another key
+
+
+def _json_rule(code: str, change: Callable[[dict[str, Any]], None]) -> Tamper:
+    def rule(path: str, ctype: str, body: bytes) -> bytes:
+        if path != f"/v/{code}.json" or not ctype.startswith("application/json"):
+            return body
+        v = json.loads(body)
+        change(v)
+        return json.dumps(v).encode()
+    return rule
+
+
+def flip_proof_byte(v: dict[str, Any]) -> None:
+    item = v["proofs"][-1]
+    raw = bytearray(base64.b64decode(item["proof"][0]))
+    raw[7] ^= 0x01
+    item["proof"][0] = base64.b64encode(bytes(raw)).decode()
+
+
+def resign_with_another_key(v: dict[str, Any]) -> None:
+    note = parse_note(v["log"]["checkpoint"])
+    assert note.text.split("\n")[0] == FORGER.name, "the forger must sign under the log's own name"
+    v["log"]["checkpoint"] = sign_note(note.text, FORGER).to_text()
+    v["log"]["verifier_key"] = FORGER.verifier_key
+
+
+def claim_completed(v: dict[str, Any]) -> None:
+    v["status"], v["label"] = "completed", "VALID"
+
+
+def banner_says_completed(path: str, ctype: str, body: bytes) -> bytes:
+    if not ctype.startswith("text/html"):
+        return body
+    html = body.decode()
+    for old, new in (('data-status="withdrawn"', 'data-status="completed"'),
+                     ("status-withdrawn", "status-completed"),
+                     (EN["status_WITHDRAWN"], EN["status_VALID"])):
+        html = html.replace(old, new)
+    return html.encode()
+
+
+def _html_rule(code: str, *swaps: tuple[str, str]) -> Tamper:
+    def rule(path: str, ctype: str, body: bytes) -> bytes:
+        if path != f"/v/{code}" or not ctype.startswith("text/html"):
+            return body
+        html = body.decode()
+        for old, new in swaps:
+            html = re.sub(old, new, html)
+        return html.encode()
+    return rule
+
+
+def drop_the_void(v: dict[str, Any]) -> None:
+    """Serve a voided envelope's proofs without its last three events (void requested, consented, voided)."""
+    types = [json.loads(base64.b64decode(p["entry"]))["type"] for p in v["proofs"]]
+    assert types[-3:] == ["void.requested", "void.consented", "envelope.voided"], types
+    del v["proofs"][-3:]
+    v["status"], v["label"] = "completed", "VALID"
+
+
+@pytest.fixture(scope="module")
+def liars(server: LedgerServer) -> Iterator[LyingProxies]:
+    completed, withdrawn = server.copies["completed"].code, server.copies["withdrawn"].code
+    voided = server.copies["voided"].code
+    status_json = _json_rule(withdrawn, claim_completed)
+
+    def status_lie(path: str, ctype: str, body: bytes) -> bytes:
+        return banner_says_completed(path, ctype, status_json(path, ctype, body))
+
+    real = document_sha(server, server.copies["completed"])
+    fake = hashlib.sha256(forge(server.blob(real).read_bytes())).hexdigest()
+    void_json = _json_rule(voided, drop_the_void)
+    void_html = _html_rule(voided, ('data-status="voided"', 'data-status="completed"'),
+                           ("status-voided", "status-completed"), (re.escape(EN["status_VOID"]), EN["status_VALID"]),
+                           (r"<p>Voided on [^<]*</p>", ""),
+                           (r"<tr><td>[^<]*</td><td>(void\.requested|void\.consented|envelope\.voided)</td>.*?</tr>\n?", ""))
+
+    proxies = LyingProxies(server.base, {
+        "proof": _json_rule(completed, flip_proof_byte),
+        "key": _json_rule(completed, resign_with_another_key),
+        "status": status_lie,
+        "banner": banner_says_completed,  # the HTML lies, the JSON tells the truth
+        # "compare your copy" checks a picked file against the forger's hash, not the registered one
+        "compare": _html_rule(completed, (f'data-sha256="{real}"', f'data-sha256="{fake}"')),
+        # known gaps (see test_lies_the_browser_check_does_not_catch_yet)
+        "heading": _html_rule(withdrawn, ("status-withdrawn", "status-completed"),
+                              (re.escape(EN["status_WITHDRAWN"]), EN["status_VALID"])),
+        "truncate": lambda path, ctype, body: void_html(path, ctype, void_json(path, ctype, body)),
+    })
+    proxies.start()
+    try:
+        yield proxies
+    finally:
+        proxies.stop()
+
+
+LIES = {
+    # rule: (copy, what the lie must change, the reason verify.js must give, screenshot)
+    "proof": ("completed", {"json"}, "is not in the signed log", "lie-proof-byte-flipped"),
+    "key": ("completed", {"json"}, "differs from the one pinned in your QR code", "lie-checkpoint-other-key"),
+    "status": ("withdrawn", {"json", "html"}, 'the signed events say "withdrawn", the page says "completed"',
+               "lie-status-withdrawn-as-valid"),
+    "banner": ("withdrawn", {"html"}, "the banner differs from the signed events", "lie-banner-withdrawn-as-valid"),
+    "compare": ("completed", {"html"}, "compares your file with another document", "lie-compare-forged-hash"),
+}
+
+
+@pytest.mark.parametrize("rule", list(LIES))
+def test_a_lying_server_never_gets_a_green_check(server: LedgerServer, liars: LyingProxies, page: Page,
+                                                  rule: str) -> None:
+    status, touched, reason, name = LIES[rule]
+    copy: DemoCopy = server.copies[status]
+    open_copy(page, copy.on(liars.base[rule]))
+    assert_failed(page, reason)
+    if "html" in touched:  # the lie is on screen, and the box under it is red
+        assert banner(page) == ("completed", EN["status_VALID"])
+    if rule == "compare":  # the forged file "matches" the hash the liar put on the page
+        forged = forge(server.blob(document_sha(server, copy)).read_bytes())
+        page.set_input_files("#compare-input", files=[{"name": "forged.pdf", "mimeType": "application/pdf",
+                                                        "buffer": forged}])
+        page.locator("#compare-result.ok").wait_for()
+    shot(page, name)
+    paths = set(liars.applied[rule])
+    want = {f"/v/{copy.code}.json" if part == "json" else f"/v/{copy.code}" for part in touched}
+    assert want <= paths, f"the proxy did not tell the lie it was meant to: changed {paths}, wanted {want}"
+
+
+def test_the_forged_checkpoint_is_well_signed(server: LedgerServer, liars: LyingProxies) -> None:
+    """The re-signed checkpoint verifies under the forger's key: only the QR code's pin catches it."""
+    code = server.copies["completed"].code
+    with urllib.request.urlopen(f"{liars.base['key']}/v/{code}.json", timeout=10) as r:
+        v = json.load(r)
+    key = Ed25519Verifier.from_string(v["log"]["verifier_key"])
+    assert v["log"]["verifier_key"] == FORGER.verifier_key
+    verify_checkpoint(v["log"]["checkpoint"], key)  # raises if the signature does not verify
+    fp = hashlib.sha256(FORGER.verifier.public_key).hexdigest()
+    assert not fp.startswith(server.copies["completed"].pins["k"])
+
+
+def test_a_qr_code_pinned_to_another_document_fails(server: LedgerServer, page: Page) -> None:
+    copy, other = server.copies["completed"], server.copies["withdrawn"]
+    assert other.pins["d"] != copy.pins["d"]
+    open_copy(page, copy.on(server.base, fragment=f"k={copy.pins['k']}&d={other.pins['d']}"))
+    assert banner(page) == ("completed", EN["status_VALID"])
+    assert_failed(page, "the document differs from the one pinned in your QR code")
+    shot(page, "pin-other-document")
+
+
+@pytest.mark.xfail(strict=True, reason="known gaps in verify.js: it checks the banner's data-status, not its "
+                   "heading; and it cannot tell that the served events are all of the envelope's events")
+@pytest.mark.parametrize("rule, status, name", [
+    ("heading", "withdrawn", "gap-heading-withdrawn-as-valid"),
+    ("truncate", "voided", "gap-void-events-dropped"),
+])
+def test_lies_the_browser_check_does_not_catch_yet(server: LedgerServer, liars: LyingProxies, page: Page,
+                                                   rule: str, status: str, name: str) -> None:
+    copy = server.copies[status]
+    open_copy(page, copy.on(liars.base[rule]))
+    result, text = verify_outcome(page)
+    assert banner(page)[1] == EN["status_VALID"]
+    shot(page, name)
+    assert liars.applied[rule], "the proxy told no lie"
+    assert result == "fail", f"a {status} contract is shown as VALID with a green check: {text!r}"
