@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -141,8 +141,13 @@ class Sequencer:
         stop = False
         while not stop:
             batch, stop = self._collect()
-            if batch:
+            if not batch:
+                continue
+            try:
                 self._commit(batch)
+            except Exception as e:  # the one writer must survive anything a batch does
+                log.exception("unexpected error in the sequencer")
+                self._fail_all(batch, StorageError(f"internal error: {e}; nothing was acknowledged"))
 
     def _commit(self, batch: list[tuple[Work, Any]]) -> None:
         done: list[tuple[Any, bool, Any]] = []  # (waiter, ok, result or exception)
@@ -206,11 +211,14 @@ class Sequencer:
         for waiter, ok, value in done:
             if isinstance(waiter, _AsyncSlot):
                 by_loop.setdefault(waiter.loop, []).append((waiter.future, ok, value))
-            elif not waiter.done():
+                continue
+            try:  # a caller may have cancelled its future meanwhile: that must not stop the writer
                 if ok:
                     waiter.set_result(value)
                 else:
                     waiter.set_exception(value)
+            except InvalidStateError:
+                pass
         for loop, items in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_resolve, items)

@@ -239,6 +239,7 @@ class LocalTsa:
         self.root_der = root_der
         self._key = key
         self._cert = asn1_x509.Certificate.load(cert_der)
+        self._ess_attr = self._signing_certificate_attr()
         self._clock = clock
         self._serial_lock = threading.Lock()
 
@@ -361,8 +362,8 @@ class LocalTsa:
         token = cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(signed_data)})
         return bytes(_TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token}).dump())
 
-    def _signer_info(self, tst_der: bytes, gen_time: datetime) -> cms.SignerInfo:
-        signing_time = gen_time.replace(microsecond=0)
+    def _signing_certificate_attr(self) -> cms.CMSAttribute:
+        """signing-certificate-v2 (RFC 5816 §2.2.1): the same for every token, so encoded once."""
         ess_cert_id = {
             "cert_hash": hashlib.sha256(self.cert_der).digest(),  # hash algorithm defaults to SHA-256
             "issuer_serial": {
@@ -370,6 +371,11 @@ class LocalTsa:
                 "serial_number": self._cert.serial_number,
             },
         }
+        attr = cms.CMSAttribute({"type": "signing_certificate_v2", "values": [{"certs": [ess_cert_id]}]})
+        return cms.CMSAttribute.load(attr.dump())
+
+    def _signer_info(self, tst_der: bytes, gen_time: datetime) -> cms.SignerInfo:
+        signing_time = gen_time.replace(microsecond=0)
         attrs = cms.CMSAttributes(
             [
                 {"type": "content_type", "values": ["tst_info"]},
@@ -380,7 +386,7 @@ class LocalTsa:
                     ],
                 },
                 {"type": "message_digest", "values": [hashlib.sha256(tst_der).digest()]},
-                {"type": "signing_certificate_v2", "values": [{"certs": [ess_cert_id]}]},
+                self._ess_attr,
             ]
         )
         to_sign = attrs.dump()  # DER SET OF, the form RFC 5652 §5.4 signs

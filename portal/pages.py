@@ -13,7 +13,7 @@ import jinja2
 from aiohttp import web
 
 from ledger import qr
-from ledger.public import copy_version, copy_view
+from ledger.public import STATUS_LABEL, copy_version, copy_view
 from portal import i18n
 from portal.keys import LEDGER, LOOKUP_LIMIT, PAGES, TEMPLATES
 
@@ -77,7 +77,9 @@ async def copy_page(request: web.Request) -> web.Response:
         v = await asyncio.to_thread(copy_view, led, code, proofs=False)
         if v is None:
             return render(request, "unknown.html", status=404)
-        resp = render(request, "copy.html", v=v)
+        t = i18n.TEXT[lang]
+        labels = {st: t["status_" + label] for st, label in STATUS_LABEL.items()}
+        resp = render(request, "copy.html", v=v, labels=labels)
         assert resp.body is not None
         cache.put(key, version, bytes(resp.body))  # type: ignore[arg-type]
         return resp

@@ -38,3 +38,33 @@ def test_full_database_refuses_then_recovers(tmp_path: Path) -> None:
         assert led.log.entry(a["index"]).hex() and led.prove(a["index"])
     assert audit(led.log).ok
     led.close()
+
+
+def test_a_cancelled_caller_does_not_stop_the_writer(tmp_path: Path) -> None:
+    """A thread caller that cancels its future before the writer resolves it leaves the writer running."""
+    import threading
+
+    from ledger.keys import LogSigner
+    from ledger.log import TileLog
+    from ledger.sequencer import Sequencer
+
+    log = TileLog.create(tmp_path / "l.db", LogSigner.generate("t.example/log"))
+    seq = Sequencer(log)
+    gate = threading.Event()
+
+    class Slow:
+        size = 1
+
+        def stage(self, lg: TileLog):  # type: ignore[no-untyped-def]
+            gate.wait(5)
+            first, leaves = lg.stage([b"slow"])
+            return lambda r: first
+
+    slow = seq.submit(Slow())  # type: ignore[arg-type]
+    cancelled = seq.submit(b"will be cancelled")
+    assert cancelled.cancel() or cancelled.done()
+    gate.set()
+    assert slow.result(timeout=10) == 0
+    assert seq.submit(b"after").result(timeout=10).index >= 1
+    seq.close()
+    log.close()

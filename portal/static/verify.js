@@ -102,6 +102,13 @@
     if (status !== v.status) throw new Error(`the signed events say "${status}", the page says "${v.status}"`);
     const banner = document.getElementById("status");
     if (banner && banner.dataset.status !== status) throw new Error("the banner differs from the signed events");
+    // The visible banner too: its colour and its words must be those of the verified status.
+    const labels = JSON.parse(document.getElementById("verify").dataset.labels || "{}");
+    const heading = banner && banner.querySelector("h1");
+    if (banner && (!banner.classList.contains(`status-${status}`) ||
+                   !heading || heading.textContent.trim() !== labels[status])) {
+      throw new Error("the banner shows another status than the signed events");
+    }
     if (!docHash) throw new Error("the document is not registered in the signed events");
     const shown = document.getElementById("doc-sha256");
     if (shown && shown.textContent.trim() !== docHash) throw new Error("the page shows another document hash");
