@@ -29,8 +29,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ledger import schema
+from ledger.checkpointer import Checkpointer
 from ledger.errors import IntegrityError, NotFoundError, RefusedError, StorageError
 from ledger.keys import LogSigner
 from verifier.checkpoint import Checkpoint, parse_checkpoint
@@ -104,6 +106,13 @@ def iter_bundle(data: bytes) -> list[bytes]:
     if pos != len(data):
         raise IntegrityError("an entry chunk is truncated")
     return out
+
+
+def _check_sizes(entries: Sequence[bytes]) -> None:
+    for i, e in enumerate(entries):
+        if len(e) > MAX_ENTRY_SIZE:
+            raise RefusedError(f"entry {i} is {len(e)} bytes; an entry holds at most {MAX_ENTRY_SIZE}",
+                               code="entry_too_large", status=413)
 
 
 def _empty_inner() -> list[list[bytes]]:
@@ -190,6 +199,7 @@ class TileLog:
         self._work: _Tree | None = None
         self._cp_fd: int | None = None
         self.transactions = 0
+        self._checkpointer = Checkpointer(path) if signer is not None else None
         self._staged: list[bytes] = []
         self._full_tiles: list[tuple[int, int, bytes, bytes]] = []
         self._published: tuple[int, bytes, str] = self._load_latest()
@@ -301,6 +311,13 @@ class TileLog:
         if self._cp_fd is not None:
             os.close(self._cp_fd)
             self._cp_fd = None
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
+            try:
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass  # another process is reading; its next checkpoint will do
         self.conn.close()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
@@ -340,14 +357,51 @@ class TileLog:
         t = self._work
         if t is None:
             raise StorageError("stage() outside a transaction")
-        for i, e in enumerate(entries):
-            if len(e) > MAX_ENTRY_SIZE:
-                raise RefusedError(f"entry {i} is {len(e)} bytes; an entry holds at most {MAX_ENTRY_SIZE}",
-                                   code="entry_too_large", status=413)
+        _check_sizes(entries)
         first = t.size
         leaves = integrate(t, entries, self._full_tiles)
         self._staged.extend(entries)
         return first, leaves
+
+    def _rows(self, t: _Tree, first: int, staged: list[bytes],
+              full: list[tuple[int, int, bytes, bytes]]) -> tuple[Any, ...]:
+        """Everything one commit writes, computed without touching the database."""
+        edges = [(level, t.size >> (8 * (level + 1)), b"".join(edge)) for level, edge in enumerate(t.edges)]
+        root = t.root()
+        if t.size != self._published[0] or not self._published[2]:
+            body = Checkpoint(self.origin, t.size, root).body()
+            note = body + "\n" + self.signer.sign(body).line()
+            new_checkpoint = True
+        else:
+            note, new_checkpoint = self._published[2], False
+        return (_chunks(first, staged) if staged else [], full, edges, root, note, new_checkpoint)
+
+    def _write(self, rows: tuple[Any, ...], t: _Tree, first: int, *, begin: bool) -> AppendResult:
+        """Insert the rows and COMMIT (beginning the transaction if asked); then publish."""
+        chunks, full, edges, root, note, new_checkpoint = rows
+        c = self.conn
+        try:
+            if begin:
+                c.execute("BEGIN IMMEDIATE")
+            if chunks:
+                c.executemany("INSERT INTO entry_chunks(start, count, data) VALUES (?, ?, ?)", chunks)
+            if full:
+                c.executemany("INSERT INTO tiles(level, idx, hashes, inner) VALUES (?, ?, ?, ?)", full)
+            c.executemany("INSERT INTO tile_edge(level, idx, hashes) VALUES (?, ?, ?) ON CONFLICT(level) "
+                          "DO UPDATE SET idx = excluded.idx, hashes = excluded.hashes", edges)
+            if new_checkpoint:
+                c.execute("INSERT INTO checkpoints(size, root, note, created) VALUES (?, ?, ?, ?)",
+                          (t.size, root, note, self.clock().isoformat(timespec="milliseconds")))
+            c.execute("COMMIT")
+        except BaseException as e:
+            self.rollback()
+            if isinstance(e, sqlite3.Error):
+                raise StorageError(f"could not write to the ledger database: {e}; nothing was acknowledged") from e
+            raise
+        self._tree = t
+        self._published = (t.size, root, note)
+        self._write_checkpoint_file(note)
+        return AppendResult(first, t.size, root, note)
 
     def commit(self) -> AppendResult:
         """Write the staged entries, tiles and a new signed checkpoint, and COMMIT. Then it is acknowledged."""
@@ -355,41 +409,14 @@ class TileLog:
         if t is None:
             raise StorageError("commit() outside a transaction")
         try:
-            c = self.conn
-            first = self._tree.size
-            if self._staged:
-                c.executemany("INSERT INTO entry_chunks(start, count, data) VALUES (?, ?, ?)",
-                              _chunks(first, self._staged))
-            if self._full_tiles:
-                c.executemany("INSERT INTO tiles(level, idx, hashes, inner) VALUES (?, ?, ?, ?)", self._full_tiles)
-            for level, edge in enumerate(t.edges):
-                idx = t.size >> (8 * (level + 1))
-                c.execute(
-                    "INSERT INTO tile_edge(level, idx, hashes) VALUES (?, ?, ?) ON CONFLICT(level) "
-                    "DO UPDATE SET idx = excluded.idx, hashes = excluded.hashes",
-                    (level, idx, b"".join(edge)),
-                )
-            root = t.root()
-            body = Checkpoint(self.origin, t.size, root).body()
-            note = body + "\n" + self.signer.sign(body).line()
-            if t.size != self._published[0] or not self._published[2]:
-                c.execute(
-                    "INSERT INTO checkpoints(size, root, note, created) VALUES (?, ?, ?, ?)",
-                    (t.size, root, note, self.clock().isoformat(timespec="milliseconds")),
-                )
-            else:
-                note = self._published[2]
-            c.execute("COMMIT")
-        except BaseException as e:
+            rows = self._rows(t, self._tree.size, self._staged, self._full_tiles)
+        except BaseException:
             self.rollback()
-            if isinstance(e, sqlite3.Error):
-                raise StorageError(f"could not write to the ledger database: {e}; nothing was acknowledged") from e
             raise
-        self._tree, self._work = t, None
+        result = self._write(rows, t, self._tree.size, begin=False)
+        self._work = None
         self._staged, self._full_tiles = [], []
-        self._published = (t.size, root, note)
-        self._write_checkpoint_file(note)
-        return AppendResult(first, t.size, root, note)
+        return result
 
     def rollback(self) -> None:
         self._work = None

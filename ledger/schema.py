@@ -96,8 +96,9 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     else:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
-        # Fewer, larger WAL checkpoints: each one costs an fsync of the main database file.
-        conn.execute("PRAGMA wal_autocheckpoint=8192")
+        # No checkpoints inside commits: the writer's log runs them in a background thread
+        # (ledger.checkpointer); other writers of this file (CLI tools) checkpoint at close.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn

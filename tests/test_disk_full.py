@@ -68,3 +68,28 @@ def test_a_cancelled_caller_does_not_stop_the_writer(tmp_path: Path) -> None:
     assert seq.submit(b"after").result(timeout=10).index >= 1
     seq.close()
     log.close()
+
+
+def test_wal_is_checkpointed_in_the_background_and_truncated_at_close(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import time
+
+    from ledger import checkpointer
+    from ledger.keys import LogSigner
+    from ledger.log import TileLog
+
+    monkeypatch.setattr(checkpointer, "WAL_THRESHOLD", 256 << 10)
+    db = tmp_path / "l.db"
+    signer = LogSigner.generate("t.example/log")
+    log = TileLog.create(db, signer)
+    for _ in range(20):
+        log.append_batch([os.urandom(200) for _ in range(1000)])
+    deadline = time.monotonic() + 10
+    while db.stat().st_size < 2 << 20:  # the entries reach the database file without any commit waiting
+        assert time.monotonic() < deadline, "no background checkpoint happened"
+        time.sleep(0.1)
+    log.close()
+    assert not os.path.exists(str(db) + "-wal") or os.path.getsize(str(db) + "-wal") == 0
+    log = TileLog.open(db, signer)
+    assert log.size == 20_000
+    log.close()
