@@ -138,46 +138,65 @@ def _split(blob: bytes) -> list[bytes]:
     return [blob[i : i + 32] for i in range(0, len(blob), 32)]
 
 
+def _leaf_hashes_py(entries: Sequence[bytes]) -> list[bytes]:
+    sha = _sha256
+    return [sha(b"\x00" + e).digest() for e in entries]
+
+
+def _pair_hashes_py(nodes: Sequence[bytes]) -> list[bytes]:
+    sha = _sha256
+    return [sha(b"\x01" + nodes[i] + nodes[i + 1]).digest() for i in range(0, len(nodes) - 1, 2)]
+
+
+try:  # the same two functions in C (ledger/_hashing.c), when the extension was built
+    from ledger._hashing import leaf_hashes as _leaf_hashes
+    from ledger._hashing import pair_hashes as _pair_hashes
+except ImportError:  # pragma: no cover - exercised where the extension is missing
+    _leaf_hashes, _pair_hashes = _leaf_hashes_py, _pair_hashes_py
+
+
 def integrate(t: _Tree, entries: Sequence[bytes], full: list[tuple[int, int, bytes, bytes]]) -> list[bytes]:
     """Fold entries into the tree: update the compact range and edges, append completed tiles to `full`.
 
-    The hot loop of the log: one leaf hash and, amortised, one node hash per entry. Nodes four levels
-    within a tile (heights 1 to 7 above its base) are kept as the tile's `inner` hashes.
+    Level by level, like a binary counter: the new nodes of a level, after the one left node that
+    waited there (a set bit of the old size), are hashed in pairs into the next level's new nodes;
+    an odd last node waits. So each level costs one call of `_pair_hashes` whatever the batch size.
+    Nodes at heights 1 to 7 within a tile are kept as the tile's `inner` hashes; a tile is cut when
+    its 256 hashes (and so all its inner nodes) exist.
     """
-    leaves: list[bytes] = []
-    add_leaf = leaves.append
-    sha = _sha256
-    stack, edges, inner = t.stack, t.edges, t.inner
-    push, pop = stack.append, stack.pop
-    edge0 = edges[0]
-    size = t.size
-    for e in entries:
-        node = sha(b"\x00" + e).digest()
-        add_leaf(node)
-        edge0.append(node)
-        size += 1
-        n, level = size, 0
-        while not n & 1:
-            node = sha(b"\x01" + pop() + node).digest()
-            level += 1
-            n >>= 1
-            r = level & 7
-            if r:
-                inner[level >> 3][r].append(node)
-            else:
-                tl = level >> 3
-                below = inner[tl - 1]
-                full.append((tl - 1, (size >> (8 * tl)) - 1, b"".join(edges[tl - 1]),
-                             b"".join([b"".join(h) for h in below])))
-                edges[tl - 1].clear()
-                for h in below:
-                    h.clear()
-                if tl == len(edges):
-                    edges.append([])
-                    inner.append(_empty_inner())
-                edges[tl].append(node)
-        push(node)
-    t.size = size
+    leaves = _leaf_hashes(entries)
+    size0 = t.size
+    size1 = size0 + len(leaves)
+    waiting = {h: node for h, node in zip(
+        [h for h in range(size0.bit_length() - 1, -1, -1) if size0 >> h & 1], t.stack, strict=True)}
+    new: list[bytes] = leaves
+    h = 0
+    while new:
+        tl, r = h >> 3, h & 7
+        if r == 0:
+            if tl == len(t.edges):
+                t.edges.append([])
+                t.inner.append(_empty_inner())
+            t.edges[tl].extend(new)
+        else:
+            t.inner[tl][r].extend(new)
+        left = waiting.pop(h, None)
+        seq = [left, *new] if left is not None else new
+        if len(seq) & 1:
+            waiting[h] = seq[-1]
+        new = _pair_hashes(seq)
+        h += 1
+    t.stack = [waiting[h] for h in sorted(waiting, reverse=True)]
+    t.size = size1
+    for tl, edge in enumerate(t.edges):
+        while len(edge) >= TILE_WIDTH:
+            index = ((size1 >> (8 * tl)) - len(edge)) // TILE_WIDTH
+            inner = t.inner[tl]
+            full.append((tl, index, b"".join(edge[:TILE_WIDTH]),
+                         b"".join([b"".join(inner[r][: TILE_WIDTH >> r]) for r in range(1, 8)])))
+            del edge[:TILE_WIDTH]
+            for r in range(1, 8):
+                del inner[r][: TILE_WIDTH >> r]
     return leaves
 
 

@@ -188,3 +188,33 @@ def test_a_reader_serves_what_the_writer_publishes(tmp_path: Path) -> None:
     assert reader.root_at(320) == mth(entries + more)
     reader.close()
     writer.close()
+
+
+@given(st.lists(st.binary(max_size=300), max_size=40))
+def test_c_hashing_equals_the_python_fallback(entries: list[bytes]) -> None:
+    """The C extension (when built) and the pure-Python fallback compute the same RFC 9162 hashes."""
+    from ledger import log as L
+
+    assert L._leaf_hashes(entries) == L._leaf_hashes_py(entries) == [leaf_hash(e) for e in entries]
+    leaves = L._leaf_hashes_py(entries)
+    assert L._pair_hashes(leaves) == L._pair_hashes_py(leaves)
+
+
+def test_the_c_extension_is_built_here() -> None:
+    """CI builds the extension (gcc and OpenSSL headers are on the machine): the fast path is tested."""
+    from ledger import log as L
+
+    assert L._leaf_hashes is not L._leaf_hashes_py, "ledger._hashing was not built; see setup.py"
+
+
+def test_pure_python_integration_gives_the_same_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledger import log as L
+
+    monkeypatch.setattr(L, "_leaf_hashes", L._leaf_hashes_py)
+    monkeypatch.setattr(L, "_pair_hashes", L._pair_hashes_py)
+    log = TileLog.create(tmp_path / "l.db", LogSigner.generate("test.example/log"))
+    entries = [os.urandom(5) for _ in range(700)]
+    log.append_batch(entries[:300])
+    log.append_batch(entries[300:])
+    assert log.root_at(700) == mth(entries)
+    log.close()
