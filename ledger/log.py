@@ -164,7 +164,7 @@ def integrate(t: _Tree, entries: Sequence[bytes], full: list[tuple[int, int, byt
     Nodes at heights 1 to 7 within a tile are kept as the tile's `inner` hashes; a tile is cut when
     its 256 hashes (and so all its inner nodes) exist.
     """
-    leaves = _leaf_hashes(entries)
+    leaves: list[bytes] = _leaf_hashes(entries)
     size0 = t.size
     size1 = size0 + len(leaves)
     waiting = {h: node for h, node in zip(
@@ -184,7 +184,7 @@ def integrate(t: _Tree, entries: Sequence[bytes], full: list[tuple[int, int, byt
         seq = [left, *new] if left is not None else new
         if len(seq) & 1:
             waiting[h] = seq[-1]
-        new = _pair_hashes(seq)
+        new = list(_pair_hashes(seq))
         h += 1
     t.stack = [waiting[h] for h in sorted(waiting, reverse=True)]
     t.size = size1
