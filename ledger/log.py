@@ -184,7 +184,7 @@ def integrate(t: _Tree, entries: Sequence[bytes], full: list[tuple[int, int, byt
         seq = [left, *new] if left is not None else new
         if len(seq) & 1:
             waiting[h] = seq[-1]
-        new = list(_pair_hashes(seq))
+        new = _pair_hashes(seq)
         h += 1
     t.stack = [waiting[h] for h in sorted(waiting, reverse=True)]
     t.size = size1
