@@ -8,6 +8,7 @@ another tenant's reference is simply unknown.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from aiohttp import web
@@ -24,10 +25,24 @@ routes = web.RouteTableDef()
 PDF_MAGIC = b"%PDF-"
 
 
+KEY_CACHE_S = 5.0  # a revoked key stops working within this many seconds
+_key_cache: dict[tuple[int, str], tuple[float, ApiKey]] = {}
+
+
 async def _key(request: web.Request, scope: str) -> ApiKey:
     led = request.app[LEDGER]
-    header = request.headers.get("Authorization")
-    key = await asyncio.to_thread(lambda: authenticate(led.log._reader(), header))
+    header = request.headers.get("Authorization") or ""
+    # Only keys that authenticated are cached, under the header itself; bad keys always hit the database.
+    cache_key = (id(led), header)
+    hit = _key_cache.get(cache_key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < KEY_CACHE_S:
+        key = hit[1]
+    else:
+        key = await asyncio.to_thread(lambda: authenticate(led.log._reader(), header or None))
+        if len(_key_cache) > 10_000:
+            _key_cache.clear()
+        _key_cache[cache_key] = (now, key)
     key.require(scope)
     return key
 

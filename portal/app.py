@@ -49,8 +49,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(e.status, e.code, str(e))
     except VerificationError as e:
         return error_response(400, e.code, str(e))
-    except asyncio.CancelledError:
-        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise  # the client went away: nothing to answer
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "the server failed; the request may be retried")

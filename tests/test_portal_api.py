@@ -203,3 +203,17 @@ async def test_proof_route_returns_a_verifiable_tlog_proof(client: TestClient[An
     r = await client.get("/api/v1/entries/2/proof", headers=auth(keys["a_read"]))
     assert r.status == 200
     verify_tlog_proof(await r.text(), ledger.log.entry(2), Ed25519Verifier.from_string(ledger.verifier_key))
+
+
+async def test_a_revoked_key_is_refused(client: TestClient[Any, Any], ledger: Ledger, keys: dict[str, str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledger.apikeys import revoke_key
+    from portal import api
+
+    monkeypatch.setattr(api, "KEY_CACHE_S", 0.0)  # in service a revocation takes effect within 5 s
+    r = await client.get("/api/v1/envelopes/none", headers=auth(keys["a_read"]))
+    assert r.status == 404
+    revoke_key(ledger.log.conn, keys["a_read"].split("_")[1])
+    r = await client.get("/api/v1/envelopes/none", headers=auth(keys["a_read"]))
+    assert r.status == 401
+    assert_error(await r.json(), "unauthorized")
