@@ -189,7 +189,8 @@ def _with_ledger(args: argparse.Namespace, led: Any) -> int:
         from ledger.qr import grouped
 
         for d in create_demo(led):
-            print(f"{d['status']:<10} {d['envelope']:<18} {led.qr_url(d['code'])}   ({grouped(d['code'])})")
+            access = f"   access code {d['access_code']}" if d["access_code"] else ""
+            print(f"{d['status']:<10} {d['envelope']:<18} {led.qr_url(d['code'])}   ({grouped(d['code'])}){access}")
         return 0
     raise AssertionError(args.command)
 

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 
 DB_NAME = "ledger.db"
 KEY_NAME = "log.key"
-PUB_NAME = "log.pub"  # the verifier key, public: readers need no private key
+PUB_NAME = "log.pub"
+ACCESS_CODE_LENGTH = 12  # the verifier key, public: readers need no private key
 TSA_DIR = "tsa"
 logger = logging.getLogger("ledger")
 
@@ -87,23 +88,29 @@ class _Request:
         openings: list[tuple[str, str, str, str]] = []
         copies: list[tuple[str, str, int, int, int]] = []  # code, env, document, copy, entry position
         codes: list[str | None] = []
+        access: list[tuple[str, int, str]] = []  # env, document, SHA-256 of its access code
         for i, ev in enumerate(self.events):
             try:
                 entry, code, data, rec = self._one(i, ev, touched, cache, openings)
             except RefusedError as e:
                 e.event = i
                 raise
-            if code is not None:
+            if code is not None and ev.type == "copy.printed":
                 copies.append((code, rec.env, data["document"], data["copy"], len(entries)))
+            elif code is not None:
+                access.append((rec.env, data["document"], qr.code_hash(code)))
             codes.append(code)
             entries.append(entry)
         first, _ = log.stage([e.raw for e in entries])
         led._write_projections(log, first, entries, touched, openings, copies)
+        if access:  # private: the codes that open documents whose policy is "code"
+            log.conn.executemany("INSERT INTO access_codes(env, document, code_sha256) VALUES (?, ?, ?)", access)
         for ref, rec in touched.items():
             cache[(self.tenant, ref)] = rec
         acks = [
             {"index": first + k, "leaf_hash": e.leaf.hex(), "envelope": ev.envelope, "env": e.env, "seq": e.seq,
-             "type": e.type, "time": e.time, **({"code": c} if c else {})}
+             "type": e.type, "time": e.time,
+             **({("code" if e.type == "copy.printed" else "access_code"): c} if c else {})}
             for k, (e, ev, c) in enumerate(zip(entries, self.events, codes, strict=True))
         ]
 
@@ -183,6 +190,8 @@ def _entry_data(i: int, ev: InputEvent, rec: _Env,
     elif t == "document.added":
         d = {"document": new_ordinal("document", f["document"]), "sha256": f["sha256"], "size": f["size"],
              "name": commit({"name": f["name"]}), "download": f.get("download", "none")}
+        if d["download"] == "code":
+            code = "A" + qr.new_code()[:ACCESS_CODE_LENGTH - 1]  # an access code, told apart by its length
     elif t == "party.added":
         ident = {"name": f["name"], **({"contact": f["contact"]} if "contact" in f else {})}
         d = {"party": new_ordinal("party", f["party"]), "role": f["role"],
@@ -404,6 +413,15 @@ class Ledger:
             raise NotFoundError("no printed copy has this code", code="unknown_code")
         base = self.config.public_url.rstrip("/")
         return f"{base}/v/{code}#k={self.key_fingerprint()}&d={row[0][:16]}"
+
+    def check_access_code(self, env: str, document: int, code_text: str) -> bool:
+        """Does this access code open the document (policy "code")? Constant-time over the stored hash."""
+        import hmac
+
+        code = "".join(ch for ch in code_text.upper() if ch not in " -")
+        row = self.log._reader().execute("SELECT code_sha256 FROM access_codes WHERE env = ? AND document = ?",
+                                         (env, document)).fetchone()
+        return row is not None and hmac.compare_digest(row[0], qr.code_hash(code))
 
     def tenant_of_entry(self, index: int) -> str | None:
         """The tenant whose envelope holds entry `index`, or None."""

@@ -55,14 +55,16 @@ def _sign(ref: str, pid: str, sha: str, method: str = "face", channel: str = "ap
 
 
 def create_demo(ledger: Ledger) -> list[dict[str, str]]:
-    """Create the demo envelopes; return one printed copy per envelope: ref, status, code."""
+    """Create the demo envelopes; return one printed copy per envelope: ref, status, code, access code."""
     two = [("lessor", "Zhang San", 1), ("lessee", "Li Si", 2)]
     out: list[dict[str, str]] = []
 
     def run(ref: str, events: list[dict[str, Any]]) -> None:
         acks = ledger.append(TENANT, events)
         code = next((a["code"] for a in acks if "code" in a), "")
-        out.append({"envelope": ref, "status": ledger.envelope(TENANT, ref)["status"], "code": code})
+        access = next((a["access_code"] for a in acks if "access_code" in a), "")
+        out.append({"envelope": ref, "status": ledger.envelope(TENANT, ref)["status"], "code": code,
+                    "access_code": access})
 
     ev, sha = _envelope(ledger, "DEMO-COMPLETED", "Office lease agreement", two)
     ev += _sign("DEMO-COMPLETED", "lessor", sha, "ukey", "ukey") + _sign("DEMO-COMPLETED", "lessee", sha, "sms", "h5")

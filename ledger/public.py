@@ -105,6 +105,8 @@ def copy_view(ledger: Ledger, code_text: str, *, proofs: bool = True) -> dict[st
                   for i, raw in zip(idxs, raws, strict=True)] if proofs else []
     return {
         "code": code,
+        "env": env,
+        "document_no": doc_no,
         "code_grouped": qr.grouped(code),
         "status": status,
         "label": STATUS_LABEL.get(status, status.upper()),

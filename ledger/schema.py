@@ -60,6 +60,9 @@ CREATE TABLE IF NOT EXISTS documents (
     env TEXT NOT NULL, document INTEGER NOT NULL, sha256 TEXT NOT NULL, idx INTEGER NOT NULL,
     PRIMARY KEY (env, document)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS documents_sha256 ON documents (sha256);
+CREATE TABLE IF NOT EXISTS access_codes (
+    env TEXT NOT NULL, document INTEGER NOT NULL, code_sha256 TEXT NOT NULL,
+    PRIMARY KEY (env, document)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, tenant TEXT NOT NULL, scopes TEXT NOT NULL, secret_sha256 TEXT NOT NULL,
     label TEXT NOT NULL DEFAULT '', created TEXT NOT NULL, revoked TEXT);

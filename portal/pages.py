@@ -113,6 +113,24 @@ async def download(request: web.Request) -> web.StreamResponse:
         "Cache-Control": "private, max-age=300"})
 
 
+@routes.post(r"/v/{code:[^/.]+}/document")
+async def download_with_code(request: web.Request) -> web.StreamResponse:
+    """Download with the access code printed or sent with the document (policy "code"); rate-limited."""
+    v = await _view(request)
+    if v is None or v["document"].get("download") != "code":
+        raise web.HTTPNotFound(text="this document is not available with an access code")
+    form = await request.post()
+    given = str(form.get("access_code", ""))[:64]
+    led = request.app[LEDGER]
+    if not await asyncio.to_thread(led.check_access_code, v["env"], v["document_no"], given):
+        raise web.HTTPForbidden(text="the access code is wrong")
+    path = led.blobs.open(v["document"]["sha256"])
+    return web.FileResponse(path, headers={
+        "Content-Type": "application/pdf",
+        "Content-Disposition": "attachment; filename=document.pdf",
+        "Cache-Control": "private, no-store"})
+
+
 @routes.get(r"/d/{sha256:[0-9a-f]{64}}")
 async def document_known(request: web.Request) -> web.Response:
     """Is a document with this SHA-256 registered? The caller hashed a file it holds."""

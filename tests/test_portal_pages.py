@@ -140,3 +140,25 @@ async def test_file_hash_lookup(client: TestClient[Any, Any], demo: Any) -> None
     sha = led.log.conn.execute("SELECT sha256 FROM documents LIMIT 1").fetchone()[0]
     assert (await (await client.get(f"/d/{sha}")).json())["registered"] is True
     assert (await (await client.get("/d/" + "0" * 64)).json())["registered"] is False
+
+
+async def test_download_with_an_access_code(aiohttp_client: Client, tmp_path: Path) -> None:
+    """Policy "code": the document.added acknowledgement carries an access code; only it opens the file."""
+    led = Ledger.init(tmp_path / "home")
+    try:
+        codes = {d["status"]: d for d in create_demo(led)}
+        item = codes["sent"]  # the in-progress demo's document has the "code" policy
+        assert len(item["access_code"]) == 12
+        client = await aiohttp_client(create_app(led))
+        assert (await client.get(f"/v/{item['code']}/document")).status == 404
+        r = await client.post(f"/v/{item['code']}/document", data={"access_code": "WRONG-CODE-1"})
+        assert r.status == 403 and (await r.json())["error"]["code"] == "forbidden"
+        r = await client.post(f"/v/{item['code']}/document", data={"access_code": item["access_code"].lower()})
+        assert r.status == 200 and (await r.read()).startswith(b"%PDF-")
+        raw = b"".join(led.log.entry(i) for i in range(led.log.size))
+        assert item["access_code"].encode() not in raw, "the access code never enters the log"
+        from ledger.audit import audit
+
+        assert audit(led.log).ok
+    finally:
+        led.close()
