@@ -91,7 +91,7 @@ def _chunks(first: int, entries: list[bytes]) -> list[tuple[int, int, bytes]]:
         start = first + pos
         n = min(end - pos, TILE_WIDTH - start % TILE_WIDTH)
         part = entries[pos : pos + n]
-        out.append((start, n, b"".join([len(e).to_bytes(2, "big") + e for e in part])))
+        out.append((start, n, _bundle(part)))
         pos += n
     return out
 
@@ -148,11 +148,16 @@ def _pair_hashes_py(nodes: Sequence[bytes]) -> list[bytes]:
     return [sha(b"\x01" + nodes[i] + nodes[i + 1]).digest() for i in range(0, len(nodes) - 1, 2)]
 
 
-try:  # the same two functions in C (ledger/_hashing.c), when the extension was built
+def _bundle_py(entries: Sequence[bytes]) -> bytes:
+    return b"".join([len(e).to_bytes(2, "big") + e for e in entries])
+
+
+try:  # the same functions in C (ledger/_hashing.c), when the extension was built
+    from ledger._hashing import bundle as _bundle
     from ledger._hashing import leaf_hashes as _leaf_hashes
     from ledger._hashing import pair_hashes as _pair_hashes
 except ImportError:  # pragma: no cover - exercised where the extension is missing
-    _leaf_hashes, _pair_hashes = _leaf_hashes_py, _pair_hashes_py
+    _leaf_hashes, _pair_hashes, _bundle = _leaf_hashes_py, _pair_hashes_py, _bundle_py
 
 
 def integrate(t: _Tree, entries: Sequence[bytes], full: list[tuple[int, int, bytes, bytes]]) -> list[bytes]:

@@ -198,6 +198,7 @@ def test_c_hashing_equals_the_python_fallback(entries: list[bytes]) -> None:
     assert L._leaf_hashes(entries) == L._leaf_hashes_py(entries) == [leaf_hash(e) for e in entries]
     leaves = L._leaf_hashes_py(entries)
     assert L._pair_hashes(leaves) == L._pair_hashes_py(leaves)
+    assert L._bundle(entries) == L._bundle_py(entries)
 
 
 def test_the_c_extension_is_built_here() -> None:
