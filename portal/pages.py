@@ -105,12 +105,13 @@ async def download(request: web.Request) -> web.StreamResponse:
     v = await _view(request)
     if v is None or v["document"].get("download") != "public":
         raise web.HTTPNotFound(text="this document is not available for download")
-    led = request.app[LEDGER]
-    path = led.blobs.open(v["document"]["sha256"])
-    return web.FileResponse(path, headers={
-        "Content-Type": "application/pdf",
-        "Content-Disposition": "attachment; filename=document.pdf",
-        "Cache-Control": "private, max-age=300"})
+    return _send_document(request, v["document"]["sha256"], "private, max-age=300")
+
+
+def _send_document(request: web.Request, sha256: str, cache_control: str) -> web.FileResponse:
+    path = request.app[LEDGER].blobs.open(sha256)
+    return web.FileResponse(path, headers={"Content-Type": "application/pdf", "Cache-Control": cache_control,
+                                           "Content-Disposition": "attachment; filename=document.pdf"})
 
 
 @routes.post(r"/v/{code:[^/.]+}/document")
@@ -124,11 +125,7 @@ async def download_with_code(request: web.Request) -> web.StreamResponse:
     led = request.app[LEDGER]
     if not await asyncio.to_thread(led.check_access_code, v["env"], v["document_no"], given):
         raise web.HTTPForbidden(text="the access code is wrong")
-    path = led.blobs.open(v["document"]["sha256"])
-    return web.FileResponse(path, headers={
-        "Content-Type": "application/pdf",
-        "Content-Disposition": "attachment; filename=document.pdf",
-        "Cache-Control": "private, no-store"})
+    return _send_document(request, v["document"]["sha256"], "private, no-store")
 
 
 @routes.get(r"/d/{sha256:[0-9a-f]{64}}")
