@@ -70,7 +70,7 @@ class DemoCopy:
         return f"{base}/v/{self.code}" + (f"#{frag}" if frag else "")
 
 
-_DEMO_LINE = re.compile(r"(\w+)\s+(\S+)\s+(http\S+)\s+\([0-9A-Z-]+\)")
+_DEMO_LINE = re.compile(r"(\w+)\s+(\S+)\s+(http\S+)\s+\([0-9A-Z-]+\)(?:\s+access code [0-9A-Z]+)?")
 
 
 class LedgerServer:
