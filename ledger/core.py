@@ -55,8 +55,7 @@ def commit_value(value: dict[str, Any]) -> tuple[str, str, str]:
 
 def format_time(clock: Clock) -> str:
     """RFC 3339 UTC with milliseconds: 2026-01-02T03:04:05.678Z."""
-    t = clock().astimezone(UTC) if clock is not utc_now else clock()
-    return t.isoformat(timespec="milliseconds")[:23] + "Z"
+    return clock().astimezone(UTC).isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 @dataclass

@@ -31,7 +31,12 @@ def render(request: web.Request, name: str, status: int = 200, **ctx: Any) -> we
     html = request.app[TEMPLATES].get_template(name).render(
         lang=lang, other_lang="en" if lang == "zh-CN" else "zh-CN", t=i18n.TEXT[lang],
         domain=request.host, origin=led.config.origin, **ctx)
-    resp = web.Response(text=html, content_type="text/html", charset="utf-8", status=status)
+    return _html(request, lang, html.encode(), status)
+
+
+def _html(request: web.Request, lang: str, body: bytes, status: int = 200) -> web.Response:
+    """An HTML page in `lang`, remembering an explicit `?lang=` choice in a cookie."""
+    resp = web.Response(body=body, content_type="text/html", charset="utf-8", status=status)
     resp.headers["Content-Language"] = lang
     resp.headers["Vary"] = "Accept-Language, Cookie"
     if request.query.get("lang") in i18n.LANGS:
@@ -83,12 +88,7 @@ async def copy_page(request: web.Request) -> web.Response:
         assert resp.body is not None
         cache.put(key, version, bytes(resp.body))  # type: ignore[arg-type]
         return resp
-    resp = web.Response(body=body, content_type="text/html", charset="utf-8")
-    resp.headers["Content-Language"] = lang
-    resp.headers["Vary"] = "Accept-Language, Cookie"
-    if request.query.get("lang") in i18n.LANGS:
-        resp.set_cookie("lang", lang, max_age=365 * 86400, samesite="Lax", httponly=True)
-    return resp
+    return _html(request, lang, body)
 
 
 @routes.get(r"/v/{code:[^/.]+}.json")

@@ -271,9 +271,16 @@ def _withdrawn(s: EnvelopeState, d: dict[str, Any], t: str) -> EnvelopeState:
     return replace(s, status="withdrawn", times={**s.times, "withdrawn": t})
 
 
-def _void_requested(s: EnvelopeState, d: dict[str, Any], t: str) -> EnvelopeState:
+def _need_completed(s: EnvelopeState, need_request: bool = True) -> None:
+    """Voiding: only after completion, and (but for the request itself) once a void was requested."""
     if s.status in ("draft", "sent"):
         raise _refuse("void_before_completion", "only a completed envelope can be voided; withdraw it instead")
+    if need_request and not s.void_requested:
+        raise _refuse("void_not_requested", "no void request is open")
+
+
+def _void_requested(s: EnvelopeState, d: dict[str, Any], t: str) -> EnvelopeState:
+    _need_completed(s, need_request=False)
     p = _signer(s, d, "void.requested")
     if s.void_requested:
         raise _refuse("void_already_requested", "a void request is already open")
@@ -283,10 +290,7 @@ def _void_requested(s: EnvelopeState, d: dict[str, Any], t: str) -> EnvelopeStat
 
 
 def _void_consented(s: EnvelopeState, d: dict[str, Any], t: str) -> EnvelopeState:
-    if s.status in ("draft", "sent"):
-        raise _refuse("void_before_completion", "only a completed envelope can be voided")
-    if not s.void_requested:
-        raise _refuse("void_not_requested", "no void request is open")
+    _need_completed(s)
     p = _signer(s, d, "void.consented")
     if p.consented:
         raise _refuse("already_consented", f"party {d['party']} has already consented")
@@ -294,10 +298,7 @@ def _void_consented(s: EnvelopeState, d: dict[str, Any], t: str) -> EnvelopeStat
 
 
 def _voided(s: EnvelopeState, d: dict[str, Any], t: str) -> EnvelopeState:
-    if s.status in ("draft", "sent"):
-        raise _refuse("void_before_completion", "only a completed envelope can be voided; withdraw it instead")
-    if not s.void_requested:
-        raise _refuse("void_not_requested", "no void request is open")
+    _need_completed(s)
     missing = [n for n, p in s.signers() if not p.consented]
     if missing:
         raise _refuse("void_consent_missing", f"parties {', '.join(map(str, missing))} have not consented")
