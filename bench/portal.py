@@ -55,7 +55,8 @@ function request()
   n = n + 1
   local events = {}
   for i = 1, batch do
-    events[i] = string.format('{"type":"envelope.created","envelope":"T%%d-%%d-%%d","title":"Contract"}', id, n, i)
+    events[i] = string.format('{"type":"envelope.created","envelope":"%(run)s%%d-%%d-%%d","title":"Contract"}',
+                              id, n, i)
   end
   local body = batch == 1 and events[1] or ("[" .. table.concat(events, ",") .. "]")
   return wrk.format("POST", "/api/v1/events", {["Content-Type"] = "application/json",
@@ -157,14 +158,18 @@ def main(argv: list[str]) -> int:
         codes_lua = ",".join(f'"{c}"' for c in codes)
         res["pages"] = _wrk(base + "/v/" + codes[0], args, PAGES_LUA % {"codes": codes_lua}, work)
         size0 = json.loads(urllib.request.urlopen(base + "/healthz").read())["size"]
-        res["single"] = _wrk(base + "/api/v1/events", args, POST_LUA % {"batch": 1, "key": key}, work)
-        res["batch"] = _wrk(base + "/api/v1/events", args, POST_LUA % {"batch": args.batch, "key": key}, work)
+        res["single"] = _wrk(base + "/api/v1/events", args, POST_LUA % {"batch": 1, "key": key, "run": "S"}, work)
+        res["batch"] = _wrk(base + "/api/v1/events", args, POST_LUA % {"batch": args.batch, "key": key, "run": "B"}, work)
         size1 = json.loads(urllib.request.urlopen(base + "/healthz").read())["size"]
         res["single"]["events_per_s"] = res["single"]["rps"]
         res["batch"]["events_per_s"] = res["batch"]["rps"] * args.batch
         res["events_in_log"] = size1 - size0
         _print(res, args)
         (work / "results.json").write_text(json.dumps(res, indent=2))
+        bad = (res["single"]["not_201"] or 0) + (res["batch"]["not_201"] or 0)
+        if bad:  # a refused request is not throughput: the figures above do not count
+            print(f"INVALID RUN: {bad} answers were not 201 acknowledgements", file=sys.stderr)
+            return 1
     finally:
         for pr in procs:
             pr.terminate()

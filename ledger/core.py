@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import secrets
+import sqlite3
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -53,6 +54,16 @@ def commit_value(value: dict[str, Any]) -> tuple[str, str, str]:
     return hashlib.sha256(salt + body).hexdigest(), salt.hex(), body.decode()
 
 
+def new_env_id(clock: Clock) -> str:
+    """An envelope's id in the log: 48 bits of Unix milliseconds, then 80 random bits (32 hex digits).
+
+    Time first, so the envelopes of one batch sit side by side in every index keyed by their id
+    (the time is in the entries anyway); the random part keeps ids unpredictable and unique.
+    """
+    ms = int(clock().timestamp() * 1000)
+    return f"{ms & (1 << 48) - 1:012x}{secrets.token_hex(10)}"
+
+
 def format_time(clock: Clock) -> str:
     """RFC 3339 UTC with milliseconds: 2026-01-02T03:04:05.678Z."""
     return clock().astimezone(UTC).isoformat(timespec="milliseconds")[:23] + "Z"
@@ -70,6 +81,60 @@ class _Env:
     new: bool = False
     first_index: int = -1
     new_refs: list[tuple[str, str, int]] = field(default_factory=list)
+    last_index: int = -1
+    created: str = ""
+    updated: str = ""
+
+
+@dataclass
+class _Batch:
+    """What one write transaction changes besides the log, written once just before it commits."""
+
+    envs: dict[tuple[str, str], _Env] = field(default_factory=dict)  # (tenant, ref): state in this batch
+    dirty: dict[str, _Env] = field(default_factory=dict)  # env id: its row to insert or update
+    entries: list[tuple[str, int, int]] = field(default_factory=list)  # env, seq, index
+    openings: list[tuple[str, str, str, str]] = field(default_factory=list)
+    copies: list[tuple[str, str, int, int, int]] = field(default_factory=list)  # code, env, document, copy, index
+    documents: list[tuple[str, int, str, int]] = field(default_factory=list)  # env, document, sha256, index
+    access: list[tuple[str, int, str]] = field(default_factory=list)  # env, document, SHA-256 of its access code
+
+    def write(self, c: sqlite3.Connection) -> None:
+        # (executemany with an empty list still costs a statement: skip those)
+        c.executemany("INSERT INTO envelope_entries(env, seq, idx) VALUES (?, ?, ?)", self.entries)
+        new = [r for r in self.dirty.values() if r.new]
+        old = [r for r in self.dirty.values() if not r.new]
+        if new:
+            c.executemany(
+                "INSERT INTO envelopes(env, tenant, ref, status, seq, last_leaf, first_index, last_index, created,"
+                " updated, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.env, r.tenant, r.ref, _status(r), r.seq, r.last_leaf, r.first_index, r.last_index, r.created,
+                  r.updated, _state_json(r)) for r in new])
+        if old:
+            c.executemany(
+                "UPDATE envelopes SET status = ?, seq = ?, last_leaf = ?, last_index = ?, updated = ?, state = ?"
+                " WHERE env = ?",
+                [(_status(r), r.seq, r.last_leaf, r.last_index, r.updated, _state_json(r), r.env) for r in old])
+        refs = [(r.env, k, ref, n) for r in self.dirty.values() for k, ref, n in r.new_refs]
+        if refs:
+            c.executemany("INSERT INTO refs(env, kind, ref, ordinal) VALUES (?, ?, ?, ?)", refs)
+        if self.openings:
+            c.executemany("INSERT INTO openings(commitment, env, salt, value) VALUES (?, ?, ?, ?)", self.openings)
+        if self.copies:
+            c.executemany("INSERT INTO copies(code, env, document, copy, idx) VALUES (?, ?, ?, ?, ?)", self.copies)
+        if self.documents:
+            c.executemany("INSERT INTO documents(env, document, sha256, idx) VALUES (?, ?, ?, ?)", self.documents)
+        if self.access:  # private: the codes that open documents whose policy is "code"
+            c.executemany("INSERT INTO access_codes(env, document, code_sha256) VALUES (?, ?, ?)", self.access)
+
+
+def _status(rec: _Env) -> str:
+    assert rec.state is not None
+    return rec.state.status
+
+
+def _state_json(rec: _Env) -> str:
+    assert rec.state is not None
+    return json.dumps(rec.state.to_json())
 
 
 class _Request:
@@ -81,31 +146,45 @@ class _Request:
 
     def stage(self, log: TileLog) -> Finish:
         led = self.ledger
-        cache = led._batch_cache(log)
+        batch = led._batch(log)
         touched: dict[str, _Env] = {}
         entries: list[Entry] = []
         openings: list[tuple[str, str, str, str]] = []
-        copies: list[tuple[str, str, int, int, int]] = []  # code, env, document, copy, entry position
+        extra: list[tuple[str, Any, int]] = []  # ("copy" | "access", row, position) for after sequencing
         codes: list[str | None] = []
-        access: list[tuple[str, int, str]] = []  # env, document, SHA-256 of its access code
+        now = format_time(led.clock)
         for i, ev in enumerate(self.events):
             try:
-                entry, code, data, rec = self._one(i, ev, touched, cache, openings)
+                entry, code, data, rec = self._one(i, ev, now, touched, batch.envs, openings)
             except RefusedError as e:
                 e.event = i
                 raise
             if code is not None and ev.type == "copy.printed":
-                copies.append((code, rec.env, data["document"], data["copy"], len(entries)))
+                extra.append(("copy", (code, rec.env, data["document"], data["copy"]), len(entries)))
             elif code is not None:
-                access.append((rec.env, data["document"], qr.code_hash(code)))
+                extra.append(("access", (rec.env, data["document"], qr.code_hash(code)), len(entries)))
             codes.append(code)
             entries.append(entry)
-        first, _ = log.stage([e.raw for e in entries])
-        led._write_projections(log, first, entries, touched, openings, copies)
-        if access:  # private: the codes that open documents whose policy is "code"
-            log.conn.executemany("INSERT INTO access_codes(env, document, code_sha256) VALUES (?, ?, ?)", access)
+        # Accepted: from here on nothing refuses, so the batch takes this request's changes.
+        first = log.defer([e.raw for e in entries])
+        recs = {rec.env: rec for rec in touched.values()}
+        for k, entry in enumerate(entries):
+            rec = recs[entry.env]
+            if rec.first_index < 0:
+                rec.first_index, rec.created = first + k, entry.time
+            rec.last_index, rec.updated = first + k, entry.time
+            batch.entries.append((entry.env, entry.seq, first + k))
+            if entry.type == "document.added":
+                batch.documents.append((entry.env, entry.data["document"], entry.data["sha256"], first + k))
+        for kind, row, pos in extra:
+            if kind == "copy":
+                batch.copies.append((*row, first + pos))
+            else:
+                batch.access.append(row)
+        batch.openings.extend(openings)
         for ref, rec in touched.items():
-            cache[(self.tenant, ref)] = rec
+            batch.envs[(self.tenant, ref)] = rec
+            batch.dirty[rec.env] = rec
         acks = [
             {"index": first + k, "leaf_hash": e.leaf.hex(), "envelope": ev.envelope, "env": e.env, "seq": e.seq,
              "type": e.type, "time": e.time,
@@ -120,7 +199,7 @@ class _Request:
 
         return finish
 
-    def _one(self, i: int, ev: InputEvent, touched: dict[str, _Env], cache: dict[tuple[str, str], _Env],
+    def _one(self, i: int, ev: InputEvent, time: str, touched: dict[str, _Env], cache: dict[tuple[str, str], _Env],
              openings: list[tuple[str, str, str, str]]) -> tuple[Entry, str | None, dict[str, Any], _Env]:
         led = self.ledger
         rec = touched.get(ev.envelope)
@@ -131,11 +210,10 @@ class _Request:
             if rec is not None:
                 raise RefusedError(f"event {i}: envelope {ev.envelope!r} already exists", code="envelope_exists",
                                    status=409)
-            rec = _Env(secrets.token_hex(16), self.tenant, ev.envelope, None, 0, "", {}, new=True)
+            rec = _Env(new_env_id(led.clock), self.tenant, ev.envelope, None, 0, "", {}, new=True)
         elif rec is None:
             raise RefusedError(f"event {i}: no envelope {ev.envelope!r}", code="unknown_envelope", status=404)
         data, code = _entry_data(i, ev, rec, openings)
-        time = format_time(led.clock)
         try:
             rec.state = apply(rec.state, ev.type, data, time)
             entry = Entry.build(rec.env, rec.seq, ev.type, time, rec.last_leaf, data)
@@ -151,7 +229,7 @@ class _Request:
 
 def _copy(rec: _Env) -> _Env:
     return _Env(rec.env, rec.tenant, rec.ref, rec.state, rec.seq, rec.last_leaf, dict(rec.refs), rec.new,
-                rec.first_index, list(rec.new_refs))
+                rec.first_index, list(rec.new_refs), rec.last_index, rec.created, rec.updated)
 
 
 def _ordinal(i: int, rec: _Env, kind: str, ref: str) -> int:
@@ -232,8 +310,8 @@ class Ledger:
                 self.local_tsa_error = e
         self.sequencer = (Sequencer(log, max_batch=config.batch_max, max_delay_ms=config.batch_delay_ms)
                           if self.writer else None)
-        self._cache: dict[tuple[str, str], _Env] = {}
-        self._cache_batch = -1
+        self._current = _Batch()
+        self._batch_txn = -1
 
     # ---- lifecycle of the ledger itself -------------------------------------------------------
 
@@ -317,12 +395,16 @@ class Ledger:
         result: list[dict[str, Any]] = self.submit(tenant, events).result()
         return result
 
-    def _batch_cache(self, log: TileLog) -> dict[tuple[str, str], _Env]:
-        # Valid within one write transaction only: a failed batch must not leave stale state behind.
-        if self._cache_batch != log.transactions:
-            self._cache = {}
-            self._cache_batch = log.transactions
-        return self._cache
+    def _batch(self, log: TileLog) -> _Batch:
+        """This write transaction's batch: made on its first request, written just before it commits.
+
+        Valid within one transaction only: a failed batch must not leave stale state behind.
+        """
+        if self._batch_txn != log.transactions:
+            self._current = _Batch()
+            self._batch_txn = log.transactions
+            log.before_commit(self._current.write)
+        return self._current
 
     def _load_env(self, tenant: str, ref: str, cache: dict[tuple[str, str], _Env]) -> _Env | None:
         hit = cache.get((tenant, ref))
@@ -337,44 +419,6 @@ class Ledger:
         refs = {(k, r): n for k, r, n in self.log.conn.execute(
             "SELECT kind, ref, ordinal FROM refs WHERE env = ?", (env,))}
         return _Env(env, tenant, ref, EnvelopeState.from_json(json.loads(state)), seq, last_leaf, refs)
-
-    def _write_projections(self, log: TileLog, first: int, entries: list[Entry], touched: dict[str, _Env],
-                           openings: list[tuple[str, str, str, str]],
-                           copies: list[tuple[str, str, int, int, int]]) -> None:
-        c = log.conn
-        now = entries[-1].time
-        c.executemany("INSERT INTO envelope_entries(env, seq, idx) VALUES (?, ?, ?)",
-                      [(e.env, e.seq, first + k) for k, e in enumerate(entries)])
-        # (executemany with an empty list still costs a statement: skip those below)
-        for rec in touched.values():
-            assert rec.state is not None
-            last = max(first + k for k, e in enumerate(entries) if e.env == rec.env)
-            if rec.new:
-                c.execute(
-                    "INSERT INTO envelopes(env, tenant, ref, status, seq, last_leaf, first_index, last_index, created,"
-                    " updated, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (rec.env, rec.tenant, rec.ref, rec.state.status, rec.seq, rec.last_leaf,
-                     min(first + k for k, e in enumerate(entries) if e.env == rec.env), last, now, now,
-                     json.dumps(rec.state.to_json())))
-                rec.new = False
-            else:
-                c.execute("UPDATE envelopes SET status = ?, seq = ?, last_leaf = ?, last_index = ?, updated = ?,"
-                          " state = ? WHERE env = ?",
-                          (rec.state.status, rec.seq, rec.last_leaf, last, now, json.dumps(rec.state.to_json()),
-                           rec.env))
-            if rec.new_refs:
-                c.executemany("INSERT INTO refs(env, kind, ref, ordinal) VALUES (?, ?, ?, ?)",
-                              [(rec.env, k, r, n) for k, r, n in rec.new_refs])
-            rec.new_refs = []
-        if openings:
-            c.executemany("INSERT INTO openings(commitment, env, salt, value) VALUES (?, ?, ?, ?)", openings)
-        if copies:
-            c.executemany("INSERT INTO copies(code, env, document, copy, idx) VALUES (?, ?, ?, ?, ?)",
-                          [(code, env, doc, cp, first + pos) for code, env, doc, cp, pos in copies])
-        docs = [(e.env, e.data["document"], e.data["sha256"], first + k) for k, e in enumerate(entries)
-                if e.type == "document.added"]
-        if docs:
-            c.executemany("INSERT INTO documents(env, document, sha256, idx) VALUES (?, ?, ?, ?)", docs)
 
     # ---- reading ------------------------------------------------------------------------------
 

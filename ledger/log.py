@@ -225,6 +225,8 @@ class TileLog:
         self.transactions = 0
         self._checkpointer = Checkpointer(path) if signer is not None else None
         self._staged: list[bytes] = []
+        self._deferred: list[bytes] = []  # sequenced in the open transaction, integrated at commit
+        self._hooks: list[Callable[[sqlite3.Connection], None]] = []
         self._full_tiles: list[tuple[int, int, bytes, bytes]] = []
         self._published: tuple[int, bytes, str] = self._load_latest()
         self.origin = signer.name if signer else self._published[2].split("\n", 1)[0]
@@ -360,7 +362,7 @@ class TileLog:
 
     @property
     def pending_size(self) -> int:
-        return self._work.size if self._work is not None else self._tree.size
+        return self._work.size + len(self._deferred) if self._work is not None else self._tree.size
 
     def begin(self) -> None:
         if self._signer is None:
@@ -382,10 +384,36 @@ class TileLog:
         if t is None:
             raise StorageError("stage() outside a transaction")
         _check_sizes(entries)
+        self._integrate_deferred()
         first = t.size
         leaves = integrate(t, entries, self._full_tiles)
         self._staged.extend(entries)
         return first, leaves
+
+    def defer(self, entries: Sequence[bytes]) -> int:
+        """Sequence entries in the open transaction and return the first one's index.
+
+        They are hashed into the tree at commit, together with everything else deferred in the
+        transaction: one integration per batch however many requests it holds.
+        """
+        if self._work is None:
+            raise StorageError("defer() outside a transaction")
+        _check_sizes(entries)
+        first = self._work.size + len(self._deferred)
+        self._deferred.extend(entries)
+        return first
+
+    def before_commit(self, hook: Callable[[sqlite3.Connection], None]) -> None:
+        """Run `hook(conn)` inside this transaction just before it commits (once; forgotten on rollback)."""
+        if self._work is None:
+            raise StorageError("before_commit() outside a transaction")
+        self._hooks.append(hook)
+
+    def _integrate_deferred(self) -> None:
+        if self._deferred and self._work is not None:
+            integrate(self._work, self._deferred, self._full_tiles)
+            self._staged.extend(self._deferred)
+            self._deferred = []
 
     def _rows(self, t: _Tree, first: int, staged: list[bytes],
               full: list[tuple[int, int, bytes, bytes]]) -> tuple[Any, ...]:
@@ -433,18 +461,23 @@ class TileLog:
         if t is None:
             raise StorageError("commit() outside a transaction")
         try:
+            for hook in self._hooks:
+                hook(self.conn)
+            self._integrate_deferred()
             rows = self._rows(t, self._tree.size, self._staged, self._full_tiles)
-        except BaseException:
+        except BaseException as e:
             self.rollback()
+            if isinstance(e, sqlite3.Error):
+                raise StorageError(f"could not write to the ledger database: {e}; nothing was acknowledged") from e
             raise
         result = self._write(rows, t, self._tree.size, begin=False)
         self._work = None
-        self._staged, self._full_tiles = [], []
+        self._staged, self._full_tiles, self._hooks = [], [], []
         return result
 
     def rollback(self) -> None:
         self._work = None
-        self._staged, self._full_tiles = [], []
+        self._staged, self._full_tiles, self._deferred, self._hooks = [], [], [], []
         if self.conn.in_transaction:
             try:
                 self.conn.execute("ROLLBACK")

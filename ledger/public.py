@@ -35,10 +35,11 @@ def mask_name(name: str) -> str:
     return name[0] + "*" * (len(name) - 2) + name[-1]
 
 
-def _opening(ledger: Ledger, commitment: str | None) -> dict[str, Any]:
+def _opening(ledger: Ledger, env: str, commitment: str | None) -> dict[str, Any]:
     if not commitment:
         return {}
-    row = ledger.log._reader().execute("SELECT value FROM openings WHERE commitment = ?", (commitment,)).fetchone()
+    row = ledger.log._reader().execute("SELECT value FROM openings WHERE env = ? AND commitment = ?",
+                                       (env, commitment)).fetchone()
     return dict(json.loads(row[0])) if row else {}  # an erased opening leaves the log intact
 
 
@@ -77,16 +78,16 @@ def copy_view(ledger: Ledger, code_text: str, *, proofs: bool = True) -> dict[st
     for e in entries:
         d = e.data
         if e.type == "envelope.created":
-            title = _opening(ledger, d["title"]).get("title", "")
+            title = _opening(ledger, env, d["title"]).get("title", "")
         elif e.type == "party.added":
-            name = _opening(ledger, d["identity"]).get("name", "")
+            name = _opening(ledger, env, d["identity"]).get("name", "")
             names[d["party"]] = mask_name(name) if name else f"Party {d['party']}"
             p = state["parties"][d["party"] - 1]
             parties.append({"party": d["party"], "name": names[d["party"]], "role": d["role"], "order": d["order"],
                             "signed": p[3], "declined": p[4], "consented": p[5]})
         elif e.type == "document.added" and d["document"] == doc_no:
             document = {"sha256": d["sha256"], "size": d["size"], "download": d["download"],
-                        "name": _opening(ledger, d["name"]).get("name", "")}
+                        "name": _opening(ledger, env, d["name"]).get("name", "")}
         item = {"type": e.type, "time": e.time, "index": idxs[len(timeline)]}
         for k in ("method", "channel", "kind"):
             if k in d:

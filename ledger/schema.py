@@ -49,8 +49,11 @@ CREATE TABLE IF NOT EXISTS envelope_entries (env TEXT NOT NULL, seq INTEGER NOT 
 CREATE TABLE IF NOT EXISTS copies (
     code TEXT PRIMARY KEY, env TEXT NOT NULL, document INTEGER NOT NULL, copy INTEGER NOT NULL,
     idx INTEGER NOT NULL);
+-- Keyed by envelope first: a batch of new envelopes fills a few pages instead of one page each.
+-- (Ledgers made before keep `commitment` as the key; every query gives both.)
 CREATE TABLE IF NOT EXISTS openings (
-    commitment TEXT PRIMARY KEY, env TEXT NOT NULL, salt TEXT NOT NULL, value TEXT NOT NULL);
+    env TEXT NOT NULL, commitment TEXT NOT NULL, salt TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (env, commitment)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS refs (
     env TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, ordinal INTEGER NOT NULL,
     PRIMARY KEY (env, kind, ref)) WITHOUT ROWID;

@@ -237,3 +237,31 @@ def test_entries_hold_no_personal_data(led: Ledger) -> None:
         assert len(bytes.fromhex(salt)) >= 16
         assert hashlib.sha256(bytes.fromhex(salt) + value.encode()).hexdigest() == c
         assert c.encode() in raw
+
+
+def test_requests_batched_together_see_each_other(led: Ledger) -> None:
+    """Requests committed in one transaction build on each other's state and write it once."""
+    futures = [led.submit(T, draft("E1")[:1])]
+    futures += [led.submit(T, [ev("party.added", "E1", party=f"p{i}", role="cc", name=f"Person {i}")])
+                for i in range(20)]
+    futures += [led.submit(T, draft(f"N{i}")) for i in range(10)]
+    acks = [f.result(timeout=30) for f in futures]
+    assert [a[0]["seq"] for a in acks[:21]] == list(range(21))
+    info = led.envelope(T, "E1")
+    assert info["events"] == 21 and info["last_index"] == max(a[0]["index"] for a in acks[:21])
+    assert len(info["state"]["parties"]) == 20
+    for i in range(10):
+        n = led.envelope(T, f"N{i}")
+        assert n["events"] == 4 and n["last_index"] - n["first_index"] == 3
+
+
+def test_envelope_ids_are_time_ordered_and_unpredictable(led: Ledger) -> None:
+    led.append(T, [ev("envelope.created", f"E{i}", title="t") for i in range(50)])
+    ids = [led.envelope(T, f"E{i}")["env"] for i in range(50)]
+    assert len(set(ids)) == 50 and all(len(i) == 32 for i in ids)
+    assert [i[:12] for i in ids] == sorted(i[:12] for i in ids)  # millisecond prefix, in creation order
+    assert len({i[12:] for i in ids}) == 50  # 80 random bits each
+    import time
+
+    ms = int(time.time() * 1000)
+    assert abs(int(ids[0][:12], 16) - ms) < 60_000

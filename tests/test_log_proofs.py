@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import random
+import sqlite3
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ledger.errors import StorageError
 from ledger.keys import LogSigner
 from ledger.log import TileLog
 from tests.naive_merkle import consistency, mth, path
@@ -124,6 +126,59 @@ def test_any_batching_gives_the_same_tree(tmp_path_factory: pytest.TempPathFacto
     assert log.size == len(entries) and log.root_at(len(entries)) == mth(entries)
     more = [b"after reopen"]
     assert log.append_batch(more).root == mth(entries + more)
+    log.close()
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 70)), min_size=1, max_size=10))
+def test_deferred_and_staged_entries_keep_their_order(tmp_path_factory: pytest.TempPathFactory,
+                                                      runs: list[tuple[bool, int]]) -> None:
+    """Entries sequenced with defer() (hashed at commit) and stage() (hashed now), mixed in one
+    transaction, get consecutive indexes in call order and give the reference tree."""
+    log = TileLog.create(tmp_path_factory.mktemp("d") / "l.db", LogSigner.generate("test.example/log"))
+    entries: list[bytes] = []
+    log.begin()
+    for deferred, n in runs:
+        run = [os.urandom(6) for _ in range(n)]
+        first = log.defer(run) if deferred else log.stage(run)[0]
+        assert first == len(entries) == log.pending_size - n
+        entries += run
+    res = log.commit()
+    assert res.size == len(entries) and res.root == mth(entries)
+    assert [log.entry(i) for i in range(len(entries))] == entries
+    log.close()
+
+
+def test_commit_hooks_run_once_inside_the_transaction_and_rollback_forgets(tmp_path: Path) -> None:
+    log = TileLog.create(tmp_path / "l.db", LogSigner.generate("test.example/log"))
+    log.conn.execute("CREATE TABLE side (n INTEGER)")
+    calls: list[int] = []
+
+    def hook(conn: object) -> None:
+        calls.append(log.size)
+        log.conn.execute("INSERT INTO side VALUES (1)")
+
+    log.begin()
+    log.defer([b"a", b"b"])
+    log.before_commit(hook)
+    log.rollback()  # nothing deferred survives, no hook runs
+    assert log.size == 0 and calls == [] and log.pending_size == 0
+    log.begin()
+    log.defer([b"c"])
+    log.before_commit(hook)
+    assert log.commit().size == 1
+    assert calls == [0] and log.conn.execute("SELECT count(*) FROM side").fetchone() == (1,)
+    log.begin()
+    assert log.commit().size == 1 and calls == [0]  # hooks belong to one transaction
+
+    def failing(conn: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    log.begin()
+    log.defer([b"d"])
+    log.before_commit(failing)
+    with pytest.raises(StorageError, match="nothing was acknowledged"):
+        log.commit()
+    assert log.size == 1 and log.entry(0) == b"c"
     log.close()
 
 
