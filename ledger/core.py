@@ -12,13 +12,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import secrets
 import sqlite3
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from ledger import qr
 from ledger.blobs import BlobStore
@@ -60,8 +64,8 @@ def new_env_id(clock: Clock) -> str:
     Time first, so the envelopes of one batch sit side by side in every index keyed by their id
     (the time is in the entries anyway); the random part keeps ids unpredictable and unique.
     """
-    ms = int(clock().timestamp() * 1000)
-    return f"{ms & (1 << 48) - 1:012x}{secrets.token_hex(10)}"
+    ms = time.time_ns() // 1_000_000 if clock is utc_now else int(clock().timestamp() * 1000)
+    return f"{ms & (1 << 48) - 1:012x}{os.urandom(10).hex()}"
 
 
 def format_time(clock: Clock) -> str:
@@ -97,6 +101,7 @@ class _Batch:
     copies: list[tuple[str, str, int, int, int]] = field(default_factory=list)  # code, env, document, copy, index
     documents: list[tuple[str, int, str, int]] = field(default_factory=list)  # env, document, sha256, index
     access: list[tuple[str, int, str]] = field(default_factory=list)  # env, document, SHA-256 of its access code
+    absent: set[tuple[str, str]] = field(default_factory=set)  # (tenant, ref) known not to exist before this batch
 
     def write(self, c: sqlite3.Connection) -> None:
         # (executemany with an empty list still costs a statement: skip those)
@@ -134,7 +139,7 @@ def _status(rec: _Env) -> str:
 
 def _state_json(rec: _Env) -> str:
     assert rec.state is not None
-    return json.dumps(rec.state.to_json())
+    return orjson.dumps(rec.state.to_json()).decode()
 
 
 class _Request:
@@ -153,9 +158,14 @@ class _Request:
         extra: list[tuple[str, Any, int]] = []  # ("copy" | "access", row, position) for after sequencing
         codes: list[str | None] = []
         now = format_time(led.clock)
+        if len(self.events) > 1:  # load the envelopes this request names in one query
+            unknown = {ev.envelope for ev in self.events if (self.tenant, ev.envelope) not in batch.envs
+                       and (self.tenant, ev.envelope) not in batch.absent}
+            if unknown:
+                led._load_envs(self.tenant, sorted(unknown), batch)
         for i, ev in enumerate(self.events):
             try:
-                entry, code, data, rec = self._one(i, ev, now, touched, batch.envs, openings)
+                entry, code, data, rec = self._one(i, ev, now, touched, batch, openings)
             except RefusedError as e:
                 e.event = i
                 raise
@@ -199,12 +209,12 @@ class _Request:
 
         return finish
 
-    def _one(self, i: int, ev: InputEvent, time: str, touched: dict[str, _Env], cache: dict[tuple[str, str], _Env],
+    def _one(self, i: int, ev: InputEvent, now: str, touched: dict[str, _Env], batch: _Batch,
              openings: list[tuple[str, str, str, str]]) -> tuple[Entry, str | None, dict[str, Any], _Env]:
         led = self.ledger
         rec = touched.get(ev.envelope)
         if rec is None:
-            base = led._load_env(self.tenant, ev.envelope, cache)
+            base = led._load_env(self.tenant, ev.envelope, batch)
             rec = _copy(base) if base is not None else None  # a refused request leaves the cache as it was
         if ev.type == "envelope.created":
             if rec is not None:
@@ -215,8 +225,8 @@ class _Request:
             raise RefusedError(f"event {i}: no envelope {ev.envelope!r}", code="unknown_envelope", status=404)
         data, code = _entry_data(i, ev, rec, openings)
         try:
-            rec.state = apply(rec.state, ev.type, data, time)
-            entry = Entry.build(rec.env, rec.seq, ev.type, time, rec.last_leaf, data)
+            rec.state = apply(rec.state, ev.type, data, now)
+            entry = Entry.build(rec.env, rec.seq, ev.type, now, rec.last_leaf, data)
         except LifecycleError as e:
             raise RefusedError(f"event {i} ({ev.type} on {ev.envelope!r}): {e}", code=e.code, status=409) from None
         except FormatError as e:
@@ -406,19 +416,34 @@ class Ledger:
             log.before_commit(self._current.write)
         return self._current
 
-    def _load_env(self, tenant: str, ref: str, cache: dict[tuple[str, str], _Env]) -> _Env | None:
-        hit = cache.get((tenant, ref))
-        if hit is not None:
+    def _load_env(self, tenant: str, ref: str, batch: _Batch) -> _Env | None:
+        hit = batch.envs.get((tenant, ref))
+        if hit is not None or (tenant, ref) in batch.absent:
             return hit
-        row = self.log.conn.execute(
-            "SELECT env, seq, last_leaf, state FROM envelopes WHERE tenant = ? AND ref = ?", (tenant, ref)
-        ).fetchone()
-        if row is None:
-            return None
-        env, seq, last_leaf, state = row
-        refs = {(k, r): n for k, r, n in self.log.conn.execute(
-            "SELECT kind, ref, ordinal FROM refs WHERE env = ?", (env,))}
-        return _Env(env, tenant, ref, EnvelopeState.from_json(json.loads(state)), seq, last_leaf, refs)
+        return self._load_envs(tenant, [ref], batch).get(ref)
+
+    def _load_envs(self, tenant: str, refs: list[str], batch: _Batch) -> dict[str, _Env]:
+        """Load envelopes by reference into the batch (one query for all of them; absent ones noted)."""
+        c = self.log.conn
+        if len(refs) == 1:
+            rows = c.execute("SELECT ref, env, seq, last_leaf, state FROM envelopes WHERE tenant = ? AND ref = ?",
+                             (tenant, refs[0])).fetchall()
+        else:
+            rows = c.execute("SELECT ref, env, seq, last_leaf, state FROM envelopes WHERE tenant = ? AND ref IN"
+                             " (SELECT value FROM json_each(?))", (tenant, json.dumps(refs))).fetchall()
+        out: dict[str, _Env] = {}
+        if rows:
+            envs = {row[1]: row for row in rows}
+            refs_of: dict[str, dict[tuple[str, str], int]] = {env: {} for env in envs}
+            q = ("SELECT env, kind, ref, ordinal FROM refs WHERE env = ?" if len(envs) == 1 else
+                 "SELECT env, kind, ref, ordinal FROM refs WHERE env IN (SELECT value FROM json_each(?))")
+            for env, k, r, n in c.execute(q, (next(iter(envs)) if len(envs) == 1 else json.dumps(list(envs)),)):
+                refs_of[env][(k, r)] = n
+            for ref, env, seq, last_leaf, state in rows:
+                out[ref] = batch.envs[(tenant, ref)] = _Env(
+                    env, tenant, ref, EnvelopeState.from_json(json.loads(state)), seq, last_leaf, refs_of[env])
+        batch.absent.update((tenant, r) for r in refs if r not in out)
+        return out
 
     # ---- reading ------------------------------------------------------------------------------
 

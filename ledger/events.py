@@ -19,6 +19,7 @@ from verifier.lifecycle import AUTH_METHODS, CHANNELS, DOWNLOAD, PARTY_KINDS, RO
 
 REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]")  # control characters other than tab and newline
 MAX_REQUEST_BYTES = 4 << 20
 MAX_EVENTS = 10_000
 
@@ -80,7 +81,7 @@ def _check(i: int, type: str, name: str, kind: Any, v: Any) -> Any:
             raise _bad(i, f"{type}.{name} must be a non-empty string")
         if len(v) > int(args[0]):
             raise _bad(i, f"{type}.{name} is {len(v)} characters, more than {args[0]}")
-        if any(ord(c) < 32 and c not in "\t\n" for c in v):
+        if _CONTROL.search(v):
             raise _bad(i, f"{type}.{name} contains control characters")
         try:
             v.encode("utf-8")

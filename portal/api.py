@@ -11,6 +11,7 @@ import asyncio
 import time
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from ledger import qr
@@ -58,6 +59,10 @@ async def _json(request: web.Request) -> Any:
     return body
 
 
+def _json_response(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(obj), status=status, content_type="application/json", charset="utf-8")
+
+
 def _ref(request: web.Request) -> str:
     ref = request.match_info["ref"]
     if not REF.fullmatch(ref):
@@ -85,7 +90,7 @@ def _with_envelope(ref: str, obj: Any) -> Any:
 async def post_events(request: web.Request) -> web.Response:
     key = await _key(request, "append")
     acks = await _append(request, key, await _json(request))
-    return web.json_response({"acks": acks}, status=201)
+    return _json_response({"acks": acks}, status=201)
 
 
 @routes.post("/api/v1/envelopes")
@@ -93,7 +98,7 @@ async def create_envelope(request: web.Request) -> web.Response:
     key = await _key(request, "append")
     data = await _strict_object(request)
     acks = await _append(request, key, {**data, "type": "envelope.created"})
-    return web.json_response(acks[0], status=201)
+    return _json_response(acks[0], status=201)
 
 
 async def _strict_object(request: web.Request) -> dict[str, Any]:
@@ -115,7 +120,7 @@ async def get_envelope(request: web.Request) -> web.Response:
     key = await _key(request, "read")
     led = request.app[LEDGER]
     info = await asyncio.to_thread(led.envelope, key.tenant, _ref(request))
-    return web.json_response(info)
+    return _json_response(info)
 
 
 @routes.post("/api/v1/envelopes/{ref}/events")
@@ -129,7 +134,7 @@ async def post_envelope_events(request: web.Request) -> web.Response:
         raise RefusedError(str(e), code="invalid_json") from None
     events = [_with_envelope(ref, o) for o in obj] if isinstance(obj, list) else _with_envelope(ref, obj)
     acks = await _append(request, key, events)
-    return web.json_response({"acks": acks}, status=201)
+    return _json_response({"acks": acks}, status=201)
 
 
 @routes.post("/api/v1/envelopes/{ref}/parties")
@@ -137,7 +142,7 @@ async def add_party(request: web.Request) -> web.Response:
     key = await _key(request, "append")
     data = await _strict_object(request)
     acks = await _append(request, key, {**_with_envelope(_ref(request), data), "type": "party.added"})
-    return web.json_response(acks[0], status=201)
+    return _json_response(acks[0], status=201)
 
 
 @routes.post("/api/v1/envelopes/{ref}/copies")
@@ -149,7 +154,7 @@ async def issue_copy(request: web.Request) -> web.Response:
     ack = acks[0]
     ack["qr_url"] = await asyncio.to_thread(request.app[LEDGER].qr_url, ack["code"])
     ack["code_grouped"] = qr.grouped(ack["code"])
-    return web.json_response(ack, status=201)
+    return _json_response(ack, status=201)
 
 
 @routes.post("/api/v1/envelopes/{ref}/documents")
@@ -183,7 +188,7 @@ async def upload_document(request: web.Request) -> web.Response:
     event = {"type": "document.added", "envelope": ref, "document": q["document"], "sha256": sha, "size": size,
              "name": q["name"], **({"download": q["download"]} if "download" in q else {})}
     acks = await _append(request, key, event)
-    return web.json_response({**acks[0], "sha256": sha, "size": size}, status=201)
+    return _json_response({**acks[0], "sha256": sha, "size": size}, status=201)
 
 
 def _check_pdf(path: Any) -> None:

@@ -10,6 +10,7 @@ them all read while the one writer writes.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -26,6 +27,7 @@ from portal.keys import LEDGER
 
 log = logging.getLogger("portal.server")
 SOCKET_NAME = "writer.sock"
+GC_THRESHOLD = (20_000, 20, 50)
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -75,6 +77,12 @@ async def _run(app: web.Application, host: str, port: int, socket_path: Path | N
 
 def _asyncio_run(coro: Awaitable[None]) -> None:
     """Run on uvloop when it is installed (it is a dependency; the standard loop is the fallback)."""
+    # What exists at start (modules, templates, the ledger) lives for the whole process: keep it out
+    # of the garbage collector's scans, and let the youngest generation grow before a collection
+    # (a batch of events allocates many short-lived objects).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
     try:
         import uvloop
 
