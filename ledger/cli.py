@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve the portal, the log tiles and the API")
     s.add_argument("--host")
     s.add_argument("--port", type=int)
-    s.add_argument("--workers", type=int, default=1, help="number of processes sharing the port")
+    s.add_argument("--workers", type=int, default=1, help="processes sharing the port; with N >= 2 a separate writer process sequences their writes")
 
     s = sub.add_parser("append", help="append events (one JSON object or an array) from a file or stdin")
     s.add_argument("file", nargs="?", default="-", help="JSON file, or - for stdin (default)")

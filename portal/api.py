@@ -18,7 +18,7 @@ from ledger import qr
 from ledger.apikeys import ApiKey, authenticate
 from ledger.errors import NotFoundError, RefusedError
 from ledger.events import REF, parse_events
-from portal.keys import LEDGER, UPLOAD_LIMIT
+from portal.keys import LEDGER, SUBMIT, UPLOAD_LIMIT
 from verifier.entry import strict_loads
 from verifier.errors import FormatError
 
@@ -74,7 +74,7 @@ async def _append(request: web.Request, key: ApiKey, events: Any) -> list[dict[s
     led = request.app[LEDGER]
     parsed = parse_events(events, max_bytes=led.config.max_request_bytes,
                           max_events=led.config.max_events_per_request)
-    acks: list[dict[str, Any]] = await led.asubmit(key.tenant, parsed)
+    acks: list[dict[str, Any]] = await request.app[SUBMIT](key.tenant, parsed)
     return acks
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import jinja2
 from aiohttp import web
 
 from ledger.anchor import Anchorer
 from ledger.core import Ledger
+from ledger.events import InputEvent
 from portal.pages_cache import PageCache
 from portal.ratelimit import RateLimiter
 
@@ -16,3 +20,6 @@ LOOKUP_LIMIT = web.AppKey("lookup_limit", RateLimiter)
 UPLOAD_LIMIT = web.AppKey("upload_limit", RateLimiter)
 PAGES = web.AppKey("pages", PageCache)
 ANCHORER = web.AppKey("anchorer", Anchorer)
+# How this process sends a tenant's events to the sequencer: the ledger itself, or the writer link.
+Submit = Callable[[str, list[InputEvent]], Awaitable[list[dict[str, Any]]]]
+SUBMIT = web.AppKey[Submit]("submit")

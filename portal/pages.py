@@ -72,7 +72,7 @@ async def copy_page(request: web.Request) -> web.Response:
     if code is not None and code != request.match_info["code"]:
         raise web.HTTPMovedPermanently(f"/v/{code}")
     version = copy_version(led, code) if code is not None else None
-    if version is None:
+    if version is None or code is None:
         return render(request, "unknown.html", status=404)
     lang = i18n.choose(request)
     key = (code, lang, request.host)

@@ -1,10 +1,12 @@
 """`ledger serve`: run the portal on one port, in one process or several.
 
-With `--workers N`, N processes share the port (SO_REUSEPORT). One is the writer: it owns the
-sequencer and the anchoring loop, and also listens on a Unix socket in the ledger folder. The
-other N-1 open the ledger read-only, serve pages, JSON and tiles themselves (picking up each new
-checkpoint), and forward writes (API POSTs) to the writer over that socket. SQLite in WAL mode lets
-them all read while the one writer writes.
+With `--workers 1` one process does everything. With `--workers N` (N >= 2), N worker processes
+share the port (SO_REUSEPORT) and a writer process owns the sequencer, the anchoring loop and the
+local TSA's key. The writer listens only on two Unix sockets in the ledger folder: `writer-events.sock`
+(`portal.writerlink`), to which workers send the events they have authenticated and parsed, and
+`writer.sock`, to which they forward, as HTTP, the little that needs the writer's keys (`POST /tsa`).
+Workers open the ledger read-only and serve pages, JSON, tiles and documents themselves, picking up
+each new checkpoint. SQLite in WAL mode lets them all read while the one writer writes.
 """
 
 from __future__ import annotations
@@ -24,24 +26,27 @@ from aiohttp import web
 from ledger.core import Ledger
 from portal.app import create_app
 from portal.keys import LEDGER
+from portal.writerlink import LINK_NAME, WriterLink, serve_link
 
 log = logging.getLogger("portal.server")
 SOCKET_NAME = "writer.sock"
 GC_THRESHOLD = (20_000, 20, 50)
+WRITER_ONLY = {"/tsa"}  # paths whose POSTs need the writer's private keys
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def forwarder(socket_path: Path) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """Middleware of a read-only worker: send writes to the writer, serve reads from the fresh log."""
+def forwarder(socket_path: Path, name: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Middleware of a worker: serve from the fresh log, and forward what needs the writer's keys."""
     session: dict[str, aiohttp.ClientSession] = {}
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method in ("GET", "HEAD"):
-            request.app[LEDGER].log.refresh()
+        if request.path not in WRITER_ONLY or request.method in ("GET", "HEAD"):
+            if request.method in ("GET", "HEAD"):
+                request.app[LEDGER].log.refresh()
             resp = await handler(request)
-            resp.headers["X-Ledger-Process"] = "reader"
+            resp.headers["X-Ledger-Process"] = name
             return resp
         if "s" not in session:
             session["s"] = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(socket_path)))
@@ -51,20 +56,24 @@ def forwarder(socket_path: Path) -> Callable[[web.Request, Handler], Awaitable[w
                                         data=request.content.iter_chunked(1 << 16)) as r:
             body = await r.read()
             out = {k: v for k, v in r.headers.items() if k.lower() not in HOP_HEADERS}
-            out["X-Ledger-Process"] = "reader"
+            out["X-Ledger-Process"] = name
             return web.Response(status=r.status, body=body, headers=out)
 
     return middleware
 
 
-async def _run(app: web.Application, host: str, port: int, socket_path: Path | None, reuse: bool) -> None:
+async def _run(app: web.Application, host: str, port: int, *, public: bool, reuse: bool,
+               socket_path: Path | None = None, link: Path | None = None) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_port=reuse).start()
+    if public:
+        await web.TCPSite(runner, host, port, reuse_port=reuse).start()
+    link_server = await serve_link(app[LEDGER], link) if link is not None else None
     if socket_path is not None:
         if socket_path.exists():
             socket_path.unlink()
         await web.UnixSite(runner, str(socket_path)).start()
+        os.chmod(socket_path, 0o600)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -72,6 +81,8 @@ async def _run(app: web.Application, host: str, port: int, socket_path: Path | N
     try:
         await stop.wait()
     finally:
+        if link_server is not None:
+            link_server.close()
         await runner.cleanup()
 
 
@@ -91,11 +102,13 @@ def _asyncio_run(coro: Awaitable[None]) -> None:
         asyncio.run(coro)  # type: ignore[arg-type]
 
 
-def _reader(home: Path, host: str, port: int, socket_path: Path) -> None:
+def _worker(home: Path, host: str, port: int, number: int) -> None:
     ledger = Ledger.open_reader(home)
-    app = create_app(ledger, anchor=False, extra_middlewares=[forwarder(socket_path)])
+    link = WriterLink(home / LINK_NAME)
+    app = create_app(ledger, anchor=False, submit=link.submit,
+                     extra_middlewares=[forwarder(home / SOCKET_NAME, f"worker {number}")])
     try:
-        _asyncio_run(_run(app, host, port, None, reuse=True))
+        _asyncio_run(_run(app, host, port, public=True, reuse=True))
     finally:
         ledger.close()
 
@@ -107,19 +120,21 @@ def serve(home: Path, host: str | None = None, port: int | None = None, workers:
     ledger = Ledger.open(home)
     h = host or ledger.config.host
     p = port or ledger.config.port
-    socket_path = home / SOCKET_NAME
     app = create_app(ledger)
     procs = []
     ctx = multiprocessing.get_context("spawn")
     print(f"serving {ledger.config.origin} at http://{h}:{p}/ (entries: {ledger.log.size}, "
-          f"{workers} process{'es' if workers > 1 else ''})", flush=True)
+          + (f"{workers} worker processes and a writer)" if workers > 1 else "one process)"), flush=True)
     try:
         if workers > 1:
-            for _ in range(workers - 1):
-                proc = ctx.Process(target=_reader, args=(home, h, p, socket_path), daemon=True)
+            for n in range(1, workers + 1):
+                proc = ctx.Process(target=_worker, args=(home, h, p, n), daemon=True)
                 proc.start()
                 procs.append(proc)
-        _asyncio_run(_run(app, h, p, socket_path if workers > 1 else None, reuse=workers > 1))
+            _asyncio_run(_run(app, h, p, public=False, reuse=False, socket_path=home / SOCKET_NAME,
+                              link=home / LINK_NAME))
+        else:
+            _asyncio_run(_run(app, h, p, public=True, reuse=False))
     finally:
         for proc in procs:
             if proc.pid is not None:

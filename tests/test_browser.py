@@ -272,6 +272,17 @@ def test_chinese_page(server: LedgerServer, browser: Browser) -> None:
         status, heading = banner(p)
         assert status == "completed" and heading.startswith("有效"), heading
         assert assert_verified(p).startswith("已在您的浏览器中验证")
+        # Chinese text is drawn with real glyphs, not one blank or box for every character
+        same = p.evaluate("""() => {
+          const family = getComputedStyle(document.querySelector('h1, h2')).fontFamily;
+          const draw = (ch) => {
+            const c = document.createElement('canvas'); c.width = c.height = 40;
+            const g = c.getContext('2d'); g.font = '32px ' + family; g.fillText(ch, 2, 34);
+            return Array.from(g.getImageData(0, 0, 40, 40).data).join(',');
+          };
+          return draw('有') === draw('效');
+        }""")
+        assert not same, "the browser has no font for Chinese (Debian package fonts-wqy-microhei)"
         shot(p, "completed-zh-CN")
     finally:
         ctx.close()

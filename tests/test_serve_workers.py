@@ -1,4 +1,5 @@
-"""`ledger serve --workers 2`: two processes on one port; writes from either land, reads stay fresh."""
+"""`ledger serve --workers 2`: two workers on one port and a writer behind them; writes from either
+land in one sequence, reads stay fresh, refusals and outages keep their meaning."""
 
 from __future__ import annotations
 
@@ -32,10 +33,26 @@ def _req(url: str, body: object | None = None, key: str | None = None) -> tuple[
                                         **({"Authorization": f"Bearer {key}"} if key else {})})
     try:
         with urllib.request.urlopen(r, timeout=10) as resp:
-            SEEN.add(resp.headers.get("X-Ledger-Process", "writer"))
+            SEEN.add(resp.headers.get("X-Ledger-Process", "none"))
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
+
+
+def _start(home: Path, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([str(BIN / "ledger"), "--home", str(home), "serve", "--port", str(port),
+                             "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if _req(f"http://127.0.0.1:{port}/healthz")[0] == 200 and (home / "writer-events.sock").exists():
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, proc.stdout.read1().decode() if proc.stdout else ""
+        time.sleep(0.2)
+    time.sleep(1.0)  # let the second worker bind too
+    return proc
 
 
 def test_two_workers_share_a_port(tmp_path: Path) -> None:
@@ -44,20 +61,9 @@ def test_two_workers_share_a_port(tmp_path: Path) -> None:
     key = create_key(led.log.conn, "t", ["append", "read"])
     led.close()
     port = _port()
-    proc = subprocess.Popen([str(BIN / "ledger"), "--home", str(home), "serve", "--port", str(port),
-                             "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = _start(home, port)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if _req(base + "/healthz")[0] == 200 and (home / "writer.sock").exists():
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, proc.stdout.read1().decode() if proc.stdout else ""
-            time.sleep(0.2)
-        time.sleep(1.0)  # let the second worker bind too
         sizes = []
         for k in range(40):  # new connections spread over both processes
             status, body = _req(base + "/api/v1/envelopes", {"envelope": f"W{k}", "title": "t"}, key)
@@ -68,9 +74,26 @@ def test_two_workers_share_a_port(tmp_path: Path) -> None:
             status, health = _req(base + "/healthz")
             assert health["size"] >= body["checkpoint_size"], "every worker serves the latest checkpoint"
         assert sizes == list(range(1, 41)), "one sequencer: indexes follow each other"
-        assert SEEN == {"reader", "writer"}, f"both processes must have answered, saw {SEEN}"
+        assert SEEN == {"worker 1", "worker 2"}, f"both workers must have answered, saw {SEEN}"
+        # refusals keep their status, code and message across the link
         status, body = _req(base + "/api/v1/envelopes", {"envelope": "W0", "title": "t"}, key)
         assert status == 409 and body["error"]["code"] == "envelope_exists"
+        status, body = _req(base + "/api/v1/events", [{"type": "party.viewed", "envelope": "W1", "party": "x"}], key)
+        assert status == 404 and body["error"]["code"] == "unknown_party", body
+        status, body = _req(base + "/api/v1/events", {"type": "envelope.sent", "envelope": "W1"}, "bad-key")
+        assert status == 401, body
+        # the writer's sockets are its own: no other user may connect
+        for name in ("writer-events.sock", "writer.sock"):
+            assert (home / name).stat().st_mode & 0o077 == 0, name
+        # the TSA's key lives in the writer: workers forward time-stamp requests to it
+        from asn1crypto import tsp
+
+        from ledger.tsa import build_request
+
+        r = urllib.request.Request(base + "/tsa", data=build_request(b"x", nonce=7),
+                                   headers={"Content-Type": "application/timestamp-query"})
+        with urllib.request.urlopen(r, timeout=10) as resp:
+            assert tsp.TimeStampResp.load(resp.read())["status"]["status"].native == "granted"
     finally:
         proc.terminate()
         proc.wait(timeout=15)

@@ -1,0 +1,122 @@
+"""The link from HTTP workers to the writer: acknowledgements, refusals, outages, hostile frames."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ledger.core import Ledger
+from ledger.errors import RefusedError, StorageError
+from ledger.events import parse_events
+from portal import writerlink
+from portal.writerlink import LINK_NAME, WriterLink, serve_link
+
+
+@pytest.fixture
+def led(tmp_path: Path) -> Iterator[Ledger]:
+    ledger = Ledger.init(tmp_path / "home")
+    yield ledger
+    ledger.close()
+
+
+def _events(*objs: dict) -> list:
+    return parse_events(orjson.dumps(list(objs)))
+
+
+def test_requests_from_a_worker_are_acknowledged_in_one_sequence(led: Ledger) -> None:
+    async def main() -> None:
+        server = await serve_link(led, led.home / LINK_NAME)
+        link = WriterLink(led.home / LINK_NAME)
+        try:
+            acks = await asyncio.gather(*[
+                link.submit("t", _events({"type": "envelope.created", "envelope": f"E{i}", "title": "x"}))
+                for i in range(50)])
+            assert sorted(a[0]["index"] for a in acks) == list(range(50))
+            assert all(a[0]["checkpoint_size"] >= a[0]["index"] + 1 for a in acks)
+            with pytest.raises(RefusedError) as info:  # a refusal keeps its code, status and position
+                await link.submit("t", _events(
+                    {"type": "party.added", "envelope": "E1", "party": "p", "role": "cc", "name": "n"},
+                    {"type": "envelope.created", "envelope": "E1", "title": "x"}))
+            assert (info.value.code, info.value.status, info.value.event) == ("envelope_exists", 409, 1)
+            with pytest.raises(RefusedError) as info:  # tenants stay apart across the link too
+                await link.submit("other", _events({"type": "envelope.sent", "envelope": "E1"}))
+            assert info.value.code == "unknown_envelope"
+        finally:
+            await link.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())
+    assert led.log.size == 50  # the refused request wrote nothing
+
+
+def test_the_socket_is_the_owners_only(led: Ledger) -> None:
+    async def main() -> None:
+        server = await serve_link(led, led.home / LINK_NAME)
+        assert (led.home / LINK_NAME).stat().st_mode & 0o777 == 0o600
+        server.close()
+
+    asyncio.run(main())
+
+
+def test_no_writer_is_a_clear_storage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writerlink, "CONNECT_TIMEOUT_S", 0.3)
+
+    async def main() -> None:
+        link = WriterLink(tmp_path / "nothing.sock")
+        with pytest.raises(StorageError, match="writer process is not reachable.*nothing was written"):
+            await link.submit("t", _events({"type": "envelope.created", "envelope": "E", "title": "x"}))
+
+    asyncio.run(main())
+
+
+def test_a_lost_writer_fails_what_is_in_flight_honestly(tmp_path: Path) -> None:
+    """The writer goes away with requests in flight: they fail saying they may or may not be written."""
+    path = tmp_path / "w.sock"
+
+    async def main() -> None:
+        got = asyncio.Event()
+
+        async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readexactly(4)
+            got.set()
+            writer.close()  # read a request, then die without answering
+
+        server = await asyncio.start_unix_server(swallow, path=str(path))
+        link = WriterLink(path)
+        task = asyncio.create_task(link.submit("t", _events({"type": "envelope.created", "envelope": "E",
+                                                             "title": "x"})))
+        await got.wait()
+        with pytest.raises(StorageError, match="may or may not have been written"):
+            await asyncio.wait_for(task, 5)
+        server.close()
+
+    asyncio.run(main())
+
+
+def test_hostile_frames_are_refused_and_the_writer_goes_on(led: Ledger) -> None:
+    async def main() -> None:
+        path = led.home / LINK_NAME
+        server = await serve_link(led, path)
+        try:
+            r, w = await asyncio.open_unix_connection(str(path))
+            for body in (b"not json", b"[1, 2]", orjson.dumps([7, "t", [["no.such.type", "E", {}]]])):
+                w.write(len(body).to_bytes(4, "big") + body)
+                n = int.from_bytes(await r.readexactly(4), "big")
+                answer = orjson.loads(await r.readexactly(n))
+                assert answer[1] is None and answer[2]["status"] >= 400, answer
+            w.write((1 << 31).to_bytes(4, "big"))  # a frame larger than any request: the connection closes
+            assert await r.read() == b""
+            w.close()
+            link = WriterLink(path)  # and the writer still serves others
+            acks = await link.submit("t", _events({"type": "envelope.created", "envelope": "E", "title": "x"}))
+            assert acks[0]["index"] == 0
+            await link.close()
+        finally:
+            server.close()
+
+    asyncio.run(main())
