@@ -49,8 +49,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(e.status, e.code, str(e))
     except VerificationError as e:
         return error_response(400, e.code, str(e))
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise  # the client went away: nothing to answer
+    except asyncio.CancelledError:
+        raise
+    except ConnectionResetError:  # the client went away mid-request: nobody to answer, nothing to log
+        return web.Response(status=400)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "the server failed; the request may be retried")

@@ -92,6 +92,8 @@ async def serve_link(ledger: Ledger, path: Path) -> asyncio.AbstractServer:
             pass  # the worker closed the connection
         except ValueError as e:
             log.error("closing a worker's connection: %s", e)
+        except asyncio.CancelledError:  # the writer is shutting down
+            pass
         finally:
             if tasks:  # answer what was accepted before closing
                 await asyncio.gather(*tasks, return_exceptions=True)
