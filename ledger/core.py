@@ -36,7 +36,9 @@ from ledger.tsa import LocalTsa, LocalTsaError, create_local_tsa
 from verifier.checkpoint import parse_checkpoint
 from verifier.entry import Entry, canonical_trusted
 from verifier.errors import FormatError
+from verifier.head import EnvelopeHead
 from verifier.lifecycle import EnvelopeState, LifecycleError, apply
+from verifier.merkle import leaf_hash
 from verifier.note import Ed25519Verifier
 from verifier.tlogproof import TlogProof
 
@@ -464,6 +466,21 @@ class Ledger:
             raise NotFoundError(f"entry {index} is not in a tree of size {size}", code="bad_index")
         note = self.log.checkpoint_at(size) if size != self.log.size else self.log.latest_checkpoint
         return TlogProof(index, tuple(self.log.inclusion_proof(index, size)), parse_checkpoint(note))
+
+    def envelope_head(self, env: str, size: int) -> str:
+        """The log's signed statement of envelope `env`'s last event in the tree of `size` (a signed
+        note, `verifier.head`). Only the writer holds the key to sign it."""
+        if not 0 < size <= self.log.size:
+            raise NotFoundError(f"no published tree of size {size}", code="bad_size")
+        row = self.log._reader().execute(
+            "SELECT count(*), max(idx) FROM envelope_entries WHERE env = ? AND idx < ?", (env, size)).fetchone()
+        if row is None or not row[0]:
+            raise NotFoundError("the envelope has no events in that tree", code="unknown_envelope")
+        events, last = row
+        head = EnvelopeHead(self.log.origin, env, size, events, last, leaf_hash(self.log.entry(last)),
+                            format_time(self.clock))
+        body = head.body()
+        return body + "\n" + self.log.signer.sign(body).line()
 
     def key_fingerprint(self) -> str:
         """What a QR code pins of the log key: the first 8 bytes of SHA-256 of the Ed25519 public key, hex."""

@@ -20,7 +20,18 @@ from ledger.anchor import Anchorer, clients_for
 from ledger.core import Ledger
 from ledger.errors import LedgerError
 from portal import api, logroutes, openapi, pages, tsaroutes
-from portal.keys import ANCHORER, LEDGER, LOOKUP_LIMIT, PAGES, SUBMIT, TEMPLATES, UPLOAD_LIMIT, Submit
+from portal.keys import (
+    ANCHORER,
+    HEAD,
+    LEDGER,
+    LOOKUP_LIMIT,
+    PAGES,
+    SUBMIT,
+    TEMPLATES,
+    UPLOAD_LIMIT,
+    Head,
+    Submit,
+)
 from portal.pages_cache import PageCache
 from portal.ratelimit import RateLimited, RateLimiter
 from verifier.errors import VerificationError
@@ -85,17 +96,18 @@ STATIC = Path(__file__).parent / "static"
 
 def create_app(ledger: Ledger, *, anchor: bool = True, lookup_rate: float | None = None,
                lookup_burst: int | None = None, extra_middlewares: list[Any] | None = None,
-               submit: Submit | None = None) -> web.Application:
+               submit: Submit | None = None, head: Head | None = None) -> web.Application:
     """The portal; `anchor=False` leaves out the anchoring loop (e.g. for a read-only replica).
 
-    `submit` sends events to the sequencer: by default this process's own ledger; a worker of
-    `ledger serve --workers N` passes its link to the writer process.
+    `submit` sends events to the sequencer and `head` gets signed envelope heads: by default from
+    this process's own ledger; a worker of `ledger serve --workers N` passes its link to the writer.
     """
     cfg = ledger.config
     app = web.Application(middlewares=[security_headers, errors, *(extra_middlewares or [])],
                           client_max_size=cfg.max_request_bytes)
     app[LEDGER] = ledger
     app[SUBMIT] = submit or ledger.asubmit
+    app[HEAD] = head or (lambda env, size: asyncio.to_thread(ledger.envelope_head, env, size))
     app[TEMPLATES] = pages.make_templates()
     app[LOOKUP_LIMIT] = RateLimiter(cfg.lookup_rate if lookup_rate is None else lookup_rate,
                                     cfg.lookup_burst if lookup_burst is None else lookup_burst)

@@ -23,3 +23,6 @@ ANCHORER = web.AppKey("anchorer", Anchorer)
 # How this process sends a tenant's events to the sequencer: the ledger itself, or the writer link.
 Submit = Callable[[str, list[InputEvent]], Awaitable[list[dict[str, Any]]]]
 SUBMIT = web.AppKey[Submit]("submit")
+# How this process gets the log's signed statement of an envelope's last event (`verifier.head`).
+Head = Callable[[str, int], Awaitable[str]]
+HEAD = web.AppKey[Head]("head")

@@ -105,7 +105,7 @@ def _asyncio_run(coro: Awaitable[None]) -> None:
 def _worker(home: Path, host: str, port: int, number: int) -> None:
     ledger = Ledger.open_reader(home)
     link = WriterLink(home / LINK_NAME)
-    app = create_app(ledger, anchor=False, submit=link.submit,
+    app = create_app(ledger, anchor=False, submit=link.submit, head=link.head,
                      extra_middlewares=[forwarder(home / SOCKET_NAME, f"worker {number}")])
     try:
         _asyncio_run(_run(app, host, port, public=True, reuse=True))

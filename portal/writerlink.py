@@ -5,8 +5,12 @@ Each request of events goes to the writer over a Unix socket in the ledger folde
 may use it may as well open the database) and the worker awaits the acknowledgements, which the
 writer sends only once the events are durable. Frames are a 4-byte big-endian length, then orjson:
 
-    request  [id, tenant, [[type, envelope, fields], ...]]
-    answer   [id, acks]   or   [id, null, {"code": ..., "status": ..., "message": ..., "event": ...}]
+    request  [id, "submit", tenant, [[type, envelope, fields], ...]]     answer  [id, acks]
+    request  [id, "head", env, tree size]                               answer  [id, signed note]
+    a refusal or failure: [id, null, {"code": ..., "status": ..., "message": ..., "event": ...}]
+
+("head" asks for the log's signed statement of an envelope's last event, `verifier.head`: only
+the writer holds the log key.)
 
 Many requests are in flight on one connection at once, so requests from every worker meet in the
 same group commit.
@@ -68,9 +72,14 @@ async def serve_link(ledger: Ledger, path: Path) -> asyncio.AbstractServer:
     async def one(body: bytes, out: _Coalescer) -> None:
         rid: Any = None
         try:
-            rid, tenant, events = orjson.loads(body)
-            acks = await ledger.asubmit(tenant, [InputEvent(t, e, f) for t, e, f in events])
-            answer = [rid, acks]
+            rid, kind, *args = orjson.loads(body)
+            if kind == "submit":
+                tenant, events = args
+                answer = [rid, await ledger.asubmit(tenant, [InputEvent(t, e, f) for t, e, f in events])]
+            elif kind == "head" and len(args) == 2 and isinstance(args[0], str) and type(args[1]) is int:
+                answer = [rid, await asyncio.to_thread(ledger.envelope_head, args[0], args[1])]
+            else:
+                raise RefusedError(f"unknown request {kind!r} on the writer link", code="bad_request")
         except LedgerError as e:
             answer = [rid, None, {"code": e.code, "status": e.status, "message": str(e), "event": e.event}]
         except Exception:  # a malformed frame or a bug: the worker gets an answer, the writer goes on
@@ -158,7 +167,7 @@ class WriterLink:
                         "lost the connection to the writer process: these events may or may not have been "
                         "written; read the envelope before sending them again"))
 
-    async def submit(self, tenant: str, events: list[InputEvent]) -> list[dict[str, Any]]:
+    async def _call(self, *request: Any) -> Any:
         if self._writer is None or self._writer.is_closing() or self._out is None:
             await self._connect()
         assert self._out is not None
@@ -166,7 +175,7 @@ class WriterLink:
         rid = self._next
         fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
-        self._out.send(_frame([rid, tenant, [[e.type, e.envelope, e.fields] for e in events]]))
+        self._out.send(_frame([rid, *request]))
         answer = await fut
         if answer[1] is None:
             err = answer[2]
@@ -174,8 +183,17 @@ class WriterLink:
             e = cls(err["message"], code=err["code"], status=err["status"])
             e.event = err["event"]
             raise e
-        acks: list[dict[str, Any]] = answer[1]
+        return answer[1]
+
+    async def submit(self, tenant: str, events: list[InputEvent]) -> list[dict[str, Any]]:
+        acks: list[dict[str, Any]] = await self._call("submit", tenant, [[e.type, e.envelope, e.fields]
+                                                                         for e in events])
         return acks
+
+    async def head(self, env: str, size: int) -> str:
+        """The writer's signed statement of envelope `env`'s last event in the tree of `size`."""
+        note: str = await self._call("head", env, size)
+        return note
 
     async def close(self) -> None:
         if self._writer is not None:

@@ -76,6 +76,15 @@ async def test_json_carries_verifiable_proofs(client: TestClient[Any, Any], demo
         verify_inclusion(p["index"], cp.size, leaf_hash(base64.b64decode(p["entry"])),
                          [base64.b64decode(h) for h in p["proof"]], cp.root)
     assert v["status"] == "voided" and v["label"] == "VOID"
+    # and the log's signed statement that these are all of the envelope's events in that tree
+    from datetime import UTC, datetime, timedelta
+
+    from verifier.head import verify_head
+
+    head = verify_head(v["log"]["head"], key, now=datetime.now(UTC), max_age=timedelta(minutes=1), size=cp.size)
+    last = v["proofs"][-1]
+    assert (head.env, head.events, head.last_index) == (v["env"], len(v["proofs"]), last["index"])
+    assert head.last_leaf == leaf_hash(base64.b64decode(last["entry"]))
 
 
 async def test_titles_are_escaped(aiohttp_client: Client, tmp_path: Path) -> None:

@@ -59,11 +59,28 @@ def test_two_workers_share_a_port(tmp_path: Path) -> None:
     home = tmp_path / "home"
     led = Ledger.init(home)
     key = create_key(led.log.conn, "t", ["append", "read"])
+    from ledger.demo import create_demo
+
+    voided = next(d["code"] for d in create_demo(led) if d["status"] == "voided")
+    size0 = led.log.size
     led.close()
     port = _port()
     proc = _start(home, port)
     base = f"http://127.0.0.1:{port}"
     try:
+        # a worker serves a copy's JSON with the log's signed statement of the envelope's events,
+        # which only the writer can sign
+        from datetime import UTC, datetime, timedelta
+
+        from verifier.head import verify_head
+        from verifier.note import Ed25519Verifier
+
+        for _ in range(4):
+            status, v = _req(f"{base}/v/{voided}.json")
+            assert status == 200, v
+            head = verify_head(v["log"]["head"], Ed25519Verifier.from_string(v["log"]["verifier_key"]),
+                               now=datetime.now(UTC), max_age=timedelta(minutes=1), size=v["log"]["size"])
+            assert head.events == len(v["proofs"]) and head.last_index == v["proofs"][-1]["index"]
         sizes = []
         for k in range(40):  # new connections spread over both processes
             status, body = _req(base + "/api/v1/envelopes", {"envelope": f"W{k}", "title": "t"}, key)
@@ -73,7 +90,7 @@ def test_two_workers_share_a_port(tmp_path: Path) -> None:
             assert status == 200 and env["status"] == "draft", "a read right after a write sees it"
             status, health = _req(base + "/healthz")
             assert health["size"] >= body["checkpoint_size"], "every worker serves the latest checkpoint"
-        assert sizes == list(range(1, 41)), "one sequencer: indexes follow each other"
+        assert sizes == list(range(size0 + 1, size0 + 41)), "one sequencer: indexes follow each other"
         assert SEEN == {"worker 1", "worker 2"}, f"both workers must have answered, saw {SEEN}"
         # refusals keep their status, code and message across the link
         status, body = _req(base + "/api/v1/envelopes", {"envelope": "W0", "title": "t"}, key)
@@ -100,5 +117,5 @@ def test_two_workers_share_a_port(tmp_path: Path) -> None:
     led = Ledger.open(home)
     from ledger.audit import audit
 
-    assert led.log.size == 40 and audit(led.log).ok
+    assert led.log.size == size0 + 40 and audit(led.log).ok
     led.close()

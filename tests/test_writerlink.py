@@ -104,7 +104,8 @@ def test_hostile_frames_are_refused_and_the_writer_goes_on(led: Ledger) -> None:
         server = await serve_link(led, path)
         try:
             r, w = await asyncio.open_unix_connection(str(path))
-            for body in (b"not json", b"[1, 2]", orjson.dumps([7, "t", [["no.such.type", "E", {}]]])):
+            for body in (b"not json", b"[1, 2]", orjson.dumps([7, "submit", "t", [["no.such.type", "E", {}]]]),
+                         orjson.dumps([8, "head", "E", "not a size"]), orjson.dumps([9, "drop tables"])):
                 w.write(len(body).to_bytes(4, "big") + body)
                 n = int.from_bytes(await r.readexactly(4), "big")
                 answer = orjson.loads(await r.readexactly(n))

@@ -3,7 +3,9 @@
 // 1. the checkpoint is signed by the log key (Ed25519, C2SP signed note), and that key matches the
 //    fingerprint pinned in the QR code's fragment (#k=...), which never reaches the server;
 // 2. every event of the envelope is in that checkpoint (RFC 9162 inclusion proofs, SHA-256);
-// 3. the events form an unbroken chain, and the status and document they describe are what the page
+// 3. they are all of the envelope's events: the log's signed statement of the envelope's last event
+//    in that checkpoint (verifier/head.py), signed at most ten minutes from this device's time;
+// 4. the events form an unbroken chain, and the status and document they describe are what the page
 //    shows, and the document hash starts with the prefix pinned in the QR code (#d=...).
 // Any failure turns the box red: a lying server cannot show a green result.
 "use strict";
@@ -51,27 +53,57 @@
     return { name, id, pub };
   }
 
-  async function verifyCheckpoint(note, key) {
+  // A C2SP signed note signed by the log key: its text (the body the signature covers).
+  async function verifyNote(note, key, what) {
     const split = note.lastIndexOf("\n\n");
-    if (split < 0) throw new Error("the checkpoint has no signatures");
+    if (split < 0) throw new Error(`the ${what} has no signatures`);
     const text = note.slice(0, split + 1);
     const lines = note.slice(split + 2).split("\n").filter((l) => l);
     const ck = await crypto.subtle.importKey("raw", key.pub, { name: "Ed25519" }, false, ["verify"]);
     let ok = false;
     for (const line of lines) {
-      if (!line.startsWith("\u2014 ")) throw new Error("a signature line is malformed");
+      if (!line.startsWith("\u2014 ")) throw new Error(`a signature line of the ${what} is malformed`);
       const [name, sigb64] = line.slice(2).split(" ");
       const sig = EL.b64(sigb64);
       if (name !== key.name || !EL.equal(sig.slice(0, 4), key.id)) continue;
       if (!(await crypto.subtle.verify({ name: "Ed25519" }, ck, sig.slice(4), enc.encode(text)))) {
-        throw new Error("the checkpoint signature does not verify");
+        throw new Error(`the ${what} signature does not verify`);
       }
       ok = true;
     }
-    if (!ok) throw new Error("the checkpoint is not signed by the log key");
+    if (!ok) throw new Error(`the ${what} is not signed by the log key`);
+    return text;
+  }
+
+  async function verifyCheckpoint(note, key) {
+    const text = await verifyNote(note, key, "checkpoint");
     const [origin, sizeText, rootB64] = text.split("\n");
     if (origin !== key.name) throw new Error("the checkpoint is for another log");
     return { size: Number(sizeText), root: EL.b64(rootB64) };
+  }
+
+  // The log's signed statement of the envelope's last event in this tree (verifier/head.py): without
+  // it a server could leave out the last events (a void, a withdrawal) and show an older status.
+  const HEAD_MAX_AGE_MS = 10 * 60 * 1000;
+  async function verifyHead(note, key, size) {
+    if (typeof note !== "string") throw new Error("the server sent no signed statement of the envelope's events");
+    const text = await verifyNote(note, key, "envelope statement");
+    const l = text.slice(0, -1).split("\n");
+    if (l.length !== 8 || l[0] !== key.name || l[1] !== "envelope-head v1") {
+      throw new Error("the envelope statement is malformed");
+    }
+    const head = { env: l[2], size: Number(l[3]), events: Number(l[4]), last: Number(l[5]),
+                   leaf: EL.hex(EL.b64(l[6])), time: l[7] };
+    if (head.size !== size) throw new Error("the envelope statement is about another checkpoint");
+    const signed = Date.parse(head.time);
+    if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(head.time) || Number.isNaN(signed)) {
+      throw new Error("the envelope statement has no valid time");
+    }
+    if (Math.abs(Date.now() - signed) > HEAD_MAX_AGE_MS) {
+      throw new Error(`the log's statement about this envelope was signed at ${head.time}, too far from ` +
+                      `this device's time (${new Date().toISOString()}): it may be stale; check your clock`);
+    }
+    return head;
   }
 
   const STATUS = {
@@ -86,7 +118,8 @@
       throw new Error("the log key differs from the one pinned in your QR code");
     }
     const cp = await verifyCheckpoint(v.log.checkpoint, key);
-    let prevLeaf = "", seq = 0, env = null, status = null, docHash = null;
+    const head = await verifyHead(v.log.head, key, cp.size);
+    let prevLeaf = "", seq = 0, env = null, status = null, docHash = null, lastIndex = -1;
     for (const item of v.proofs) {
       const entry = EL.b64(item.entry);
       const leaf = await EL.sha256(EL.concat(Uint8Array.of(0), entry));
@@ -95,9 +128,13 @@
       const e = JSON.parse(new TextDecoder().decode(entry));
       if (env === null) env = e.env;
       if (e.env !== env || e.seq !== seq || e.prev !== prevLeaf) throw new Error("the events do not form one chain");
-      seq += 1; prevLeaf = EL.hex(leaf);
+      seq += 1; prevLeaf = EL.hex(leaf); lastIndex = item.index;
       if (STATUS[e.type]) status = STATUS[e.type];
       if (e.type === "document.added" && e.data.sha256 === v.document.sha256) docHash = e.data.sha256;
+    }
+    if (head.env !== env) throw new Error("the log's statement is about another envelope");
+    if (head.events !== seq || head.last !== lastIndex || head.leaf !== prevLeaf) {
+      throw new Error(`the log says this envelope has ${head.events} events; the server showed ${seq}`);
     }
     if (status !== v.status) throw new Error(`the signed events say "${status}", the page says "${v.status}"`);
     const banner = document.getElementById("status");
