@@ -109,3 +109,31 @@ def test_malformed_heads_are_refused_with_the_reason(led: Ledger, change: object
         EnvelopeHead.from_body("\n".join(change(lines)) + "\n")  # type: ignore[operator]
     with pytest.raises(FormatError, match="newline"):
         EnvelopeHead.from_body("\n".join(lines))
+
+
+def test_the_verifier_command_checks_a_head_offline(led: Ledger, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = _env(led, "E")
+    (tmp_path / "head").write_text(led.envelope_head(env, 3))
+    (tmp_path / "old-head").write_text(led.envelope_head(env, 1))
+    (tmp_path / "cp").write_text(led.log.latest_checkpoint)
+    key = led.verifier_key
+
+    def verifier(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(Path(sys.executable).parent / "verifier"), "head", *args], capture_output=True,
+                              text=True, timeout=60)
+
+    ok = verifier(str(tmp_path / "head"), "--key", key, "--checkpoint", str(tmp_path / "cp"), "--at",
+                  datetime.now(UTC).isoformat())
+    assert ok.returncode == 0 and f"VERIFIED envelope {env} has 2 event(s)" in ok.stdout, ok.stdout + ok.stderr
+    wrong_tree = verifier(str(tmp_path / "old-head"), "--key", key, "--checkpoint", str(tmp_path / "cp"))
+    assert wrong_tree.returncode == 1 and "not 3" in wrong_tree.stdout
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    stale = verifier(str(tmp_path / "head"), "--key", key, "--at", later)
+    assert stale.returncode == 1 and "NOT VERIFIED" in stale.stdout
+    archived = verifier(str(tmp_path / "head"), "--key", key)  # no --at: what the log said, and when
+    assert archived.returncode == 0
+    other = verifier(str(tmp_path / "head"), "--key", LogSigner.generate(led.log.origin).verifier_key)
+    assert other.returncode == 1 and "NOT VERIFIED" in other.stdout

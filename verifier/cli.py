@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
                         "need a renewal made before they expired")
     s.add_argument("--entry", help="file with the entry bytes you hold; must be the bundle's")
     s.add_argument("--entry-base64", action="store_true", help="the entry file holds base64, not raw bytes")
+    s = sub.add_parser("head", help="verify the log's signed statement of an envelope's last event")
+    s.add_argument("file", help="the envelope head note (`log.head` of /v/<code>.json)")
+    s.add_argument("--key", required=True, help="verifier key string or a file holding it")
+    s.add_argument("--checkpoint", help="the checkpoint it must be about (verified too)")
+    s.add_argument("--at", type=_moment, help="when it was received, RFC 3339: it must be signed within "
+                                              "--max-age of that moment")
+    s.add_argument("--max-age", type=float, default=10.0, help="minutes (default 10)")
     return p
 
 
@@ -138,6 +145,18 @@ def _run(args: argparse.Namespace) -> int:
         kind = " (a local TSA, not accredited)" if by.local else ""
         print(f"VERIFIED entry {anchored.proof.index} existed no later than {anchored.trusted_time.isoformat()} "
               f"(anchor #{by.id}, TSA {by.tsa}{kind})")
+        return 0
+    if args.command == "head":
+        from datetime import timedelta
+
+        from verifier.head import verify_head
+
+        key = _key(args)
+        size = verify_checkpoint(_read(args.checkpoint), key).checkpoint.size if args.checkpoint else None
+        head = verify_head(_read(args.file).decode(), key, now=args.at, max_age=timedelta(minutes=args.max_age),
+                           size=size)
+        print(f"VERIFIED envelope {head.env} has {head.events} event(s) in {head.origin} at size {head.size}, "
+              f"the last at index {head.last_index} (leaf {head.last_leaf.hex()}), as the log said at {head.time}")
         return 0
     raise AssertionError(args.command)
 

@@ -86,16 +86,17 @@ class EnvelopeHead:
         return datetime.strptime(self.time, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
-def verify_head(note_text: str, log_key: Ed25519Verifier, *, now: datetime, max_age: timedelta,
+def verify_head(note_text: str, log_key: Ed25519Verifier, *, now: datetime | None, max_age: timedelta,
                 size: int | None = None) -> EnvelopeHead:
-    """Verify an envelope head signed by the log key, no older than `max_age` at `now` (and not
-    from the future by more than that), about the tree of `size` if given."""
+    """Verify an envelope head signed by the log key, about the tree of `size` if given, and signed
+    within `max_age` of `now` either way (no freshness check when `now` is None: an archived head
+    still proves what the log said, and when)."""
     note: Note = parse_note(note_text)
     head = EnvelopeHead.from_body(note.text)
     if head.origin != log_key.name:
         raise FormatError(f"envelope head is for log {head.origin!r}, not {log_key.name!r}")
     verify_note(note, [log_key])
-    if abs(now - head.signed_at) > max_age:
+    if now is not None and abs(now - head.signed_at) > max_age:
         raise VerificationError(f"envelope head was signed at {head.time}, more than {max_age} from now")
     if size is not None and head.size != size:
         raise VerificationError(f"envelope head is about tree size {head.size}, not {size}")
