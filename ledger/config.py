@@ -17,6 +17,8 @@ from typing import Any
 
 from ledger.errors import LedgerError
 from ledger.tsa import DEFAULT_POLICY
+from verifier.errors import FormatError
+from verifier.note import CosignatureVerifier
 
 DEFAULT_ORIGIN = "localhost/evidence-ledger"
 LOCAL_TSA_NAME = "local"
@@ -128,8 +130,13 @@ class Config:
     lookup_burst: int = 30
     upload_rate: float = 2.0
     upload_burst: int = 10
+    witnesses: tuple[str, ...] = ()
     tsa: tuple[TsaConfig, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def witness_verifiers(self) -> list[CosignatureVerifier]:
+        """The notaries whose tlog-cosignature/v1 cosignatures the log accepts and shows."""
+        return [CosignatureVerifier.from_string(k) for k in self.witnesses]
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -146,6 +153,8 @@ class Config:
                 continue
             if isinstance(v, bool):
                 out.append(f"{k} = {'true' if v else 'false'}")
+            elif isinstance(v, tuple):
+                out.append(f"{k} = {json.dumps(list(v))}")
             else:
                 out.append(f"{k} = {v!r}" if not isinstance(v, str) else f"{k} = {json.dumps(v)}")
         return "\n".join(out) + "\n" + "".join("\n" + t.to_toml() for t in self.tsa)
@@ -179,6 +188,16 @@ def load_config(home: Path) -> Config:
     names = [t.name for t in parsed]
     if len(set(names)) != len(names):
         raise _bad(f"{path}: two [[tsa]] tables have the same name")
+    witnesses = raw.pop("witnesses", [])
+    if not isinstance(witnesses, list) or not all(isinstance(w, str) for w in witnesses):
+        raise _bad(f"{path}: witnesses must be a list of witness verifier keys (name+keyid+base64)")
+    try:
+        names = [CosignatureVerifier.from_string(w).name for w in witnesses]
+    except FormatError as e:
+        raise _bad(f"{path}: witnesses: {e}") from None
+    if len(set(names)) != len(names):
+        raise _bad(f"{path}: two witnesses have the same name")
+    raw["witnesses"] = tuple(witnesses)
     defaults = Config()
     for k, v in raw.items():
         want = type(getattr(defaults, k))

@@ -15,6 +15,7 @@ from typing import Any
 from ledger import qr
 from ledger.config import LOCAL_TSA_NAME
 from ledger.core import Ledger
+from ledger.witness import witnesses_after
 from verifier.entry import Entry
 
 STATUS_LABEL = {
@@ -43,15 +44,17 @@ def _opening(ledger: Ledger, env: str, commitment: str | None) -> dict[str, Any]
     return dict(json.loads(row[0])) if row else {}  # an erased opening leaves the log intact
 
 
-def copy_version(ledger: Ledger, code: str) -> tuple[int, int, int] | None:
-    """What a copy's page depends on: the envelope's last entry, the newest anchor, the log size.
+def copy_version(ledger: Ledger, code: str) -> tuple[int, int, int, int] | None:
+    """What a copy's page depends on: the envelope's last entry, the newest anchor, the newest
+    cosigned checkpoint, the log size.
 
     One indexed query: a page cache keyed by this never serves a stale status.
     """
     row = ledger.log._reader().execute(
-        "SELECT e.last_index, (SELECT coalesce(max(id), 0) FROM anchors) FROM copies c"
+        "SELECT e.last_index, (SELECT coalesce(max(id), 0) FROM anchors),"
+        " (SELECT coalesce(max(size), 0) FROM cosignatures) FROM copies c"
         " JOIN envelopes e ON e.env = c.env WHERE c.code = ?", (code,)).fetchone()
-    return (int(row[0]), int(row[1]), ledger.log.size) if row else None
+    return (int(row[0]), int(row[1]), int(row[2]), ledger.log.size) if row else None
 
 
 def copy_view(ledger: Ledger, code_text: str, *, proofs: bool = True) -> dict[str, Any] | None:
@@ -119,6 +122,7 @@ def copy_view(ledger: Ledger, code_text: str, *, proofs: bool = True) -> dict[st
         "timeline": timeline,
         "times": state.get("times", {}),
         "anchors": anchors,
+        "witnesses": witnesses_after(ledger, last),
         "void_consent": status == "voided" and all(p["consented"] for p in parties if p["role"] == "signer"),
         "log": {"origin": ledger.config.origin, "size": size, "checkpoint": checkpoint,
                 "verifier_key": ledger.verifier_key},

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-APPEND_ONLY = ("entry_chunks", "tiles", "checkpoints", "anchors")
+APPEND_ONLY = ("entry_chunks", "tiles", "checkpoints", "anchors", "cosignatures")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -34,6 +34,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS anchors_once ON anchors (tsa, size) WHERE rene
 CREATE UNIQUE INDEX IF NOT EXISTS anchors_renewal ON anchors (renews, tsa) WHERE renews IS NOT NULL;
 CREATE INDEX IF NOT EXISTS anchors_size ON anchors (size);
 CREATE INDEX IF NOT EXISTS anchors_expiry ON anchors (cert_expires);
+-- Witness (notary) cosignatures of checkpoints, c2sp.org/tlog-cosignature: `line` is the whole signature
+-- line, verified against a configured witness key before it was stored.
+CREATE TABLE IF NOT EXISTS cosignatures (
+    size INTEGER NOT NULL, witness TEXT NOT NULL, time INTEGER NOT NULL, line TEXT NOT NULL,
+    received TEXT NOT NULL, PRIMARY KEY (size, witness)) WITHOUT ROWID;
 -- The health of each TSA as seen by the anchoring loop (a projection: rewritten, never evidence).
 CREATE TABLE IF NOT EXISTS tsa_status (
     tsa TEXT PRIMARY KEY, last_success TEXT, last_error TEXT, last_error_at TEXT,

@@ -1,14 +1,19 @@
-"""C2SP log endpoints: /checkpoint, /tile/<L>/<N>[.p/<W>], /tile/entries/<N>[.p/<W>], /log-key."""
+"""C2SP log endpoints: /checkpoint, /tile/<L>/<N>[.p/<W>], /tile/entries/<N>[.p/<W>], /log-key; and
+for notaries (`ledger.witness`): /checkpoint/<size> with its cosignatures, /proof/consistency/<old>/<new>,
+and POST /witness/cosign."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 
 from aiohttp import web
 
-from ledger.errors import NotFoundError
-from portal.keys import LEDGER
+from ledger import witness
+from ledger.errors import NotFoundError, RefusedError
+from portal.keys import LEDGER, LOOKUP_LIMIT
 from verifier.errors import FormatError
+from verifier.note import MAX_NOTE_SIZE
 from verifier.tiles import parse_tile_path
 
 routes = web.RouteTableDef()
@@ -57,3 +62,43 @@ async def tile(request: web.Request) -> web.Response:
             raise NotFoundError("partial tile is not available")
     headers = {"Cache-Control": IMMUTABLE} if tp.width == 256 else {"Cache-Control": "public, max-age=3600"}
     return web.Response(body=body, content_type="application/octet-stream", headers=headers)
+
+
+def _sizes(request: web.Request, *names: str) -> list[int]:
+    size = request.app[LEDGER].log.size
+    out = [int(request.match_info[n]) for n in names]
+    for n in out:
+        if n > size:
+            raise NotFoundError(f"the log has {size} entries; it published no tree of size {n}", code="bad_size")
+    return out
+
+
+@routes.get(r"/checkpoint/{size:\d{1,19}}")
+async def checkpoint_at(request: web.Request) -> web.Response:
+    """A checkpoint this log published, with the witness cosignatures kept for it (they may grow)."""
+    (size,) = _sizes(request, "size")
+    note = await asyncio.to_thread(witness.cosigned_checkpoint, request.app[LEDGER], size)
+    return web.Response(text=note, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-cache"})
+
+
+@routes.get(r"/proof/consistency/{old:\d{1,19}}/{new:\d{1,19}}")
+async def consistency(request: web.Request) -> web.Response:
+    """RFC 9162 consistency proof between two published tree sizes: one base64 hash a line, the form
+    `verifier consistency --proof` reads."""
+    old, new = _sizes(request, "old", "new")
+    if not 0 < old <= new:
+        raise RefusedError("a consistency proof needs 0 < old <= new", code="bad_size")
+    hashes = await asyncio.to_thread(request.app[LEDGER].log.consistency_proof, old, new)
+    body = "".join(base64.b64encode(h).decode() + "\n" for h in hashes)
+    return web.Response(text=body, content_type="text/plain", charset="utf-8", headers={"Cache-Control": IMMUTABLE})
+
+
+@routes.post("/witness/cosign")
+async def cosign(request: web.Request) -> web.Response:
+    """A notary posts a checkpoint of this log with its cosignature line(s)."""
+    request.app[LOOKUP_LIMIT].check(request)
+    body = await request.content.read(MAX_NOTE_SIZE + 1)
+    if len(body) > MAX_NOTE_SIZE:
+        raise RefusedError(f"a cosigned checkpoint is at most {MAX_NOTE_SIZE} bytes", code="too_large", status=413)
+    size, names = await witness.accept(request.app[LEDGER], body)
+    return web.json_response({"size": size, "accepted": names})

@@ -31,7 +31,7 @@ from portal.writerlink import LINK_NAME, WriterLink, serve_link
 log = logging.getLogger("portal.server")
 SOCKET_NAME = "writer.sock"
 GC_THRESHOLD = (20_000, 20, 50)
-WRITER_ONLY = {"/tsa"}  # paths whose POSTs need the writer's private keys
+WRITER_ONLY = {"/tsa", "/witness/cosign"}  # POSTs that need the writer: its TSA key, its sequencer
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

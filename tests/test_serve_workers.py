@@ -64,6 +64,13 @@ def test_two_workers_share_a_port(tmp_path: Path) -> None:
     voided = next(d["code"] for d in create_demo(led) if d["status"] == "voided")
     size0 = led.log.size
     led.close()
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from verifier.note import CosignatureSigner, parse_note
+
+    notary = CosignatureSigner("notary.example/w", Ed25519PrivateKey.generate())
+    cfg = home / "config.toml"
+    cfg.write_text(cfg.read_text().replace("witnesses = []", f'witnesses = ["{notary.verifier.to_string()}"]'))
     port = _port()
     proc = _start(home, port)
     base = f"http://127.0.0.1:{port}"
@@ -102,6 +109,17 @@ def test_two_workers_share_a_port(tmp_path: Path) -> None:
         # the writer's sockets are its own: no other user may connect
         for name in ("writer-events.sock", "writer.sock"):
             assert (home / name).stat().st_mode & 0o077 == 0, name
+        # a notary's cosignature reaches the writer through a worker, and every worker serves it
+        with urllib.request.urlopen(base + "/checkpoint", timeout=10) as resp:
+            note = parse_note(resp.read().decode())
+        cosigned = note.with_signature(notary.sign(note.text, int(time.time()))).to_text()
+        r = urllib.request.Request(base + "/witness/cosign", data=cosigned.encode(), method="POST")
+        with urllib.request.urlopen(r, timeout=10) as resp:
+            assert json.loads(resp.read())["accepted"] == ["notary.example/w"]
+        size = int(note.text.split("\n")[1])
+        for _ in range(4):
+            with urllib.request.urlopen(f"{base}/checkpoint/{size}", timeout=10) as resp:
+                assert "notary.example/w" in resp.read().decode()
         # the TSA's key lives in the writer: workers forward time-stamp requests to it
         from asn1crypto import tsp
 

@@ -65,6 +65,15 @@ def _parser() -> argparse.ArgumentParser:
                         "need a renewal made before they expired")
     s.add_argument("--entry", help="file with the entry bytes you hold; must be the bundle's")
     s.add_argument("--entry-base64", action="store_true", help="the entry file holds base64, not raw bytes")
+    s = sub.add_parser("witness-key", help="make a notary's witness key (tlog-cosignature/v1) and print its "
+                                          "verifier key for the ledger's `witnesses` setting")
+    s.add_argument("name", help="the witness's name, e.g. notary.example/w1")
+    s.add_argument("file", help="where to write the private key (created, mode 0600)")
+    s = sub.add_parser("cosign", help="verify a checkpoint against the log key and print it cosigned")
+    s.add_argument("file", help="the checkpoint")
+    s.add_argument("--key", required=True, help="the log's verifier key string or a file holding it")
+    s.add_argument("--witness-key", required=True, help="the file written by `verifier witness-key`")
+    s.add_argument("--at", required=True, type=_moment, help="the moment of cosigning, RFC 3339 (now)")
     s = sub.add_parser("head", help="verify the log's signed statement of an envelope's last event")
     s.add_argument("file", help="the envelope head note (`log.head` of /v/<code>.json)")
     s.add_argument("--key", required=True, help="verifier key string or a file holding it")
@@ -145,6 +154,38 @@ def _run(args: argparse.Namespace) -> int:
         kind = " (a local TSA, not accredited)" if by.local else ""
         print(f"VERIFIED entry {anchored.proof.index} existed no later than {anchored.trusted_time.isoformat()} "
               f"(anchor #{by.id}, TSA {by.tsa}{kind})")
+        return 0
+    if args.command == "witness-key":
+        import os
+
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from verifier.note import CosignatureSigner
+
+        priv = Ed25519PrivateKey.generate()
+        signer = CosignatureSigner(args.name, priv)  # checks the name
+        pem = priv.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption()).decode()
+        fd = os.open(args.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{args.name}\n{pem}")
+        print(signer.verifier.to_string())
+        return 0
+    if args.command == "cosign":
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from verifier.note import CosignatureSigner
+
+        name, _, pem = _read(args.witness_key).decode().partition("\n")
+        loaded = serialization.load_pem_private_key(pem.encode(), password=None)
+        if not isinstance(loaded, Ed25519PrivateKey):
+            raise ValueError(f"{args.witness_key} does not hold an Ed25519 key")
+        signed = verify_checkpoint(_read(args.file), _key(args))
+        witness = CosignatureSigner(name, loaded)
+        note = signed.note.with_signature(witness.sign(signed.note.text, int(args.at.timestamp())))
+        sys.stdout.write(note.to_text())
         return 0
     if args.command == "head":
         from datetime import timedelta

@@ -117,6 +117,35 @@ def parse_note(data: bytes | str) -> Note:
     return Note(text, tuple(sigs))
 
 
+def _parse_vkey(vkey: str, sig_type: int, what: str) -> tuple[str, bytes, bytes]:
+    parts = vkey.strip().split("+", 2)  # base64 may itself hold '+'; a name may not
+    if len(parts) != 3:
+        raise FormatError("verifier key must be name+hexkeyid+base64key")
+    name, hexid, b64 = parts
+    _check_name(name)
+    try:
+        kid = bytes.fromhex(hexid)
+        raw = base64.b64decode(b64, validate=True)
+    except (ValueError, binascii.Error):
+        raise FormatError("verifier key has a bad key ID or base64 key") from None
+    if len(kid) != 4 or len(raw) != 33 or raw[0] != sig_type:
+        raise FormatError(f"verifier key is not {what}")
+    if key_id(name, sig_type, raw[1:]) != kid:
+        raise FormatError("verifier key ID does not match its name and public key")
+    return name, kid, raw[1:]
+
+
+def _vkey_string(name: str, kid: bytes, sig_type: int, public_key: bytes) -> str:
+    return f"{name}+{kid.hex()}+{base64.b64encode(bytes([sig_type]) + public_key).decode()}"
+
+
+def cosignature_time(sig: NoteSignature) -> int:
+    """The Unix time a tlog-cosignature/v1 signature carries (its first 8 bytes)."""
+    if len(sig.signature) != 8 + 64:
+        raise FormatError("a cosignature is 8 bytes of time and a 64-byte signature")
+    return int(struct.unpack(">Q", sig.signature[:8])[0])
+
+
 class NoteVerifier(Protocol):
     @property
     def name(self) -> str: ...
@@ -138,25 +167,10 @@ class Ed25519Verifier:
     @classmethod
     def from_string(cls, vkey: str) -> Ed25519Verifier:
         """Parse `name+hex(keyID)+base64(0x01||pubkey)`."""
-        parts = vkey.strip().split("+", 2)  # base64 may itself hold '+'; a name may not
-        if len(parts) != 3:
-            raise FormatError("verifier key must be name+hexkeyid+base64key")
-        name, hexid, b64 = parts
-        _check_name(name)
-        try:
-            kid = bytes.fromhex(hexid)
-            raw = base64.b64decode(b64, validate=True)
-        except (ValueError, binascii.Error):
-            raise FormatError("verifier key has a bad key ID or base64 key") from None
-        if len(kid) != 4 or len(raw) != 33 or raw[0] != SIG_ED25519:
-            raise FormatError("verifier key is not an Ed25519 signed-note key")
-        if key_id(name, SIG_ED25519, raw[1:]) != kid:
-            raise FormatError("verifier key ID does not match its name and public key")
-        return cls(name, kid, raw[1:])
+        return cls(*_parse_vkey(vkey, SIG_ED25519, "an Ed25519 signed-note key"))
 
     def to_string(self) -> str:
-        b64 = base64.b64encode(bytes([SIG_ED25519]) + self.public_key).decode()
-        return f"{self.name}+{self.key_id.hex()}+{b64}"
+        return _vkey_string(self.name, self.key_id, SIG_ED25519, self.public_key)
 
     def verify(self, text: str, signature: bytes) -> bool:
         try:
@@ -178,6 +192,14 @@ class CosignatureVerifier:
     def from_public_key(cls, name: str, public_key: bytes) -> CosignatureVerifier:
         _check_name(name)
         return cls(name, key_id(name, SIG_COSIGNATURE, public_key), public_key)
+
+    @classmethod
+    def from_string(cls, vkey: str) -> CosignatureVerifier:
+        """Parse a witness's verifier key `name+hex(keyID)+base64(0x04||pubkey)`."""
+        return cls(*_parse_vkey(vkey, SIG_COSIGNATURE, "a tlog-cosignature/v1 witness key"))
+
+    def to_string(self) -> str:
+        return _vkey_string(self.name, self.key_id, SIG_COSIGNATURE, self.public_key)
 
     def verify(self, text: str, signature: bytes) -> bool:
         if len(signature) != 8 + 64:

@@ -1,0 +1,107 @@
+"""Witness (notary) cosignatures of checkpoints (c2sp.org/tlog-cosignature, `cosignature/v1`).
+
+A notary keeps its own copy of the checkpoints it has seen, checks that each new one extends the last
+(`GET /proof/consistency/<old>/<new>` and `verifier consistency`), and cosigns it with its witness key.
+It posts the checkpoint with its cosignature line to `POST /witness/cosign`. The ledger keeps a
+cosignature when the checkpoint is one this log published and the signature verifies under a key listed
+in the `witnesses` setting; a checkpoint this log never published at that size, under its own name, is
+refused as a possible fork and logged. `GET /checkpoint/<size>` serves a checkpoint with every
+cosignature kept for it, and copy pages name the witnesses that cosigned a checkpoint holding all of an
+envelope's events.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ledger.errors import NotFoundError, RefusedError
+from ledger.log import TileLog, utc_now
+from verifier.checkpoint import Checkpoint
+from verifier.errors import FormatError
+from verifier.note import CosignatureVerifier, cosignature_time, parse_note
+
+if TYPE_CHECKING:
+    from ledger.core import Ledger
+
+log = logging.getLogger("ledger.witness")
+
+
+class _Store:
+    """Sequencer work: store verified cosignatures in the writer's next transaction."""
+
+    size = 0  # no log entries
+
+    def __init__(self, rows: list[tuple[int, str, int, str, str]]) -> None:
+        self.rows = rows
+
+    def stage(self, tl: TileLog) -> Any:
+        tl.conn.executemany("INSERT OR IGNORE INTO cosignatures(size, witness, time, line, received)"
+                            " VALUES (?, ?, ?, ?, ?)", self.rows)
+        names = [r[1] for r in self.rows]
+        return lambda r: names
+
+
+def check(ledger: Ledger, data: bytes | str) -> list[tuple[int, str, int, str, str]]:
+    """Check a cosigned checkpoint; return the rows to store (one per known witness that signed)."""
+    try:
+        note = parse_note(data)
+        cp = Checkpoint.from_body(note.text)
+    except FormatError as e:
+        raise RefusedError(f"not a cosigned checkpoint: {e}", code="bad_checkpoint") from None
+    if cp.origin != ledger.log.origin:
+        raise RefusedError(f"the checkpoint is for log {cp.origin!r}, not {ledger.log.origin!r}",
+                           code="bad_checkpoint")
+    try:
+        ours = parse_note(ledger.log.checkpoint_at(cp.size)).text if cp.size <= ledger.log.size else None
+    except NotFoundError:
+        ours = None
+    if ours != note.text:
+        log.warning("a witness posted a checkpoint this log never published: size %d, root %s", cp.size,
+                    cp.root.hex())
+        raise RefusedError(f"this log never published that checkpoint at size {cp.size}", code="not_published",
+                           status=409)
+    known: dict[tuple[str, bytes], CosignatureVerifier] = {(v.name, v.key_id): v
+                                                            for v in ledger.config.witness_verifiers()}
+    now = utc_now().isoformat(timespec="milliseconds")
+    rows = []
+    for sig in note.signatures:
+        v = known.get((sig.name, sig.key_id))
+        if v is None:
+            continue  # the log's own signature, or a witness this log does not know
+        if not v.verify(note.text, sig.signature):
+            raise RefusedError(f"the cosignature of {v.name} does not verify", code="bad_cosignature")
+        rows.append((cp.size, v.name, cosignature_time(sig), sig.line().rstrip("\n"), now))
+    if not rows:
+        names = ", ".join(sorted(v.name for v in known.values())) or "none configured"
+        raise RefusedError(f"no cosignature by a witness this log knows (known: {names})", code="unknown_witness",
+                           status=422)
+    return rows
+
+
+async def accept(ledger: Ledger, data: bytes | str) -> tuple[int, list[str]]:
+    """Check and store the cosignatures of a posted checkpoint: (its size, the witnesses kept)."""
+    import asyncio
+
+    rows = await asyncio.to_thread(check, ledger, data)
+    names: list[str] = await ledger._seq.asubmit(_Store(rows))
+    return rows[0][0], names
+
+
+def cosigned_checkpoint(ledger: Ledger, size: int) -> str:
+    """The checkpoint published at `size`, with every cosignature kept for it."""
+    note = ledger.log.checkpoint_at(size)
+    lines = [line for (line,) in ledger.log._reader().execute(
+        "SELECT line FROM cosignatures WHERE size = ? ORDER BY witness", (size,))]
+    return note + "".join(line + "\n" for line in lines)
+
+
+def witnesses_after(ledger: Ledger, index: int) -> list[dict[str, Any]]:
+    """For each witness: the first checkpoint it cosigned that holds entry `index`, and when."""
+    rows = ledger.log._reader().execute(
+        "SELECT witness, min(size), time FROM cosignatures WHERE size > ? GROUP BY witness ORDER BY witness",
+        (index,)).fetchall()
+    return [{"witness": w, "size": size, "time": datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")}
+            for w, size, t in rows]
+
