@@ -185,12 +185,14 @@ def _with_ledger(args: argparse.Namespace, led: Any) -> int:
     if args.command == "keys":
         return _keys(args, led)
     if args.command == "demo":
-        from ledger.demo import create_demo
+        from ledger.demo import create_demo, demo_notary
         from ledger.qr import grouped
 
         for d in create_demo(led):
             access = f"   access code {d['access_code']}" if d["access_code"] else ""
             print(f"{d['status']:<10} {d['envelope']:<18} {led.qr_url(d['code'])}   ({grouped(d['code'])}){access}")
+        name, size = demo_notary(led)
+        print(f"demo notary {name} cosigned the checkpoint of size {size}")
         return 0
     raise AssertionError(args.command)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from typing import Any
 
 from reportlab.lib.pagesizes import A4
@@ -98,3 +99,44 @@ def create_demo(ledger: Ledger) -> list[dict[str, str]]:
            {"type": "envelope.voided", "envelope": "DEMO-VOID"}]
     run("DEMO-VOID", ev)
     return out
+
+
+DEMO_NOTARY = "demo-notary.localhost/w"
+
+
+def demo_notary(ledger: Ledger) -> tuple[str, int]:
+    """A demo notary: a witness key in the ledger folder (made once, listed in `witnesses`), which
+    cosigns the latest checkpoint, so the copy pages show a witness. Returns (name, size cosigned)."""
+    import os
+    import re
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ledger import witness
+    from verifier.note import CosignatureSigner, parse_note
+
+    path = ledger.home / "demo-notary.key"
+    if path.exists():
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        assert isinstance(loaded, Ed25519PrivateKey)
+        key = loaded
+    else:
+        key = Ed25519PrivateKey.generate()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    notary = CosignatureSigner(DEMO_NOTARY, key)
+    vkey = notary.verifier.to_string()
+    if vkey not in ledger.config.witnesses:
+        ledger.config = ledger.config.replace(witnesses=(*ledger.config.witnesses, vkey))
+        cfg = ledger.home / "config.toml"
+        line = f"witnesses = {json.dumps(list(ledger.config.witnesses))}"
+        text = cfg.read_text() if cfg.exists() else ""
+        text, n = re.subn(r"(?m)^witnesses = .*$", lambda _: line, text)
+        cfg.write_text(text if n else text + line + "\n")
+    note = parse_note(ledger.log.latest_checkpoint)
+    cosigned = note.with_signature(notary.sign(note.text, int(ledger.clock().timestamp()))).to_text()
+    witness.store(ledger, cosigned)
+    return DEMO_NOTARY, int(note.text.split("\n")[1])

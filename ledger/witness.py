@@ -89,6 +89,12 @@ async def accept(ledger: Ledger, data: bytes | str) -> tuple[int, list[str]]:
     return rows[0][0], names
 
 
+def store(ledger: Ledger, data: bytes | str) -> list[str]:
+    """`accept` for threads (the CLI): check and store, return the witnesses kept."""
+    names: list[str] = ledger._seq.submit(_Store(check(ledger, data))).result()
+    return names
+
+
 def cosigned_checkpoint(ledger: Ledger, size: int) -> str:
     """The checkpoint published at `size`, with every cosignature kept for it."""
     note = ledger.log.checkpoint_at(size)

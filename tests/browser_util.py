@@ -81,6 +81,7 @@ class LedgerServer:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.copies: dict[str, DemoCopy] = {}
+        self.notary = ""
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = home.parent / "serve.log"
 
@@ -96,6 +97,9 @@ class LedgerServer:
             assert n == 1, f"config.toml written by `ledger init` has no `{key}` line:\n{text}"
         cfg.write_text(text)
         for line in ledger(self.home, "demo").splitlines():
+            if line.startswith("demo notary "):
+                self.notary = line.split()[2]
+                continue
             m = _DEMO_LINE.fullmatch(line.strip())
             assert m, f"unexpected `ledger demo` line: {line!r}"
             copy = DemoCopy(m[1], m[2], m[3])

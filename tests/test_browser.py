@@ -185,6 +185,7 @@ def test_completed_copy_is_valid_and_verified_in_the_browser(server: LedgerServe
     assert sha.startswith(copy.pins["d"]), (sha, copy.pins)
     facts = page.locator("dl.facts").inner_text()
     assert EN["copy"] in facts and EN["copy_of"].format(n=1) in facts, facts
+    assert page.locator("ul.witnesses li").inner_text().startswith(f"{server.notary}: cosigned at ")
     assert script_errors(page) == []
     shot(page, "completed-valid")
 
