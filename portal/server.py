@@ -62,8 +62,16 @@ def forwarder(socket_path: Path, name: str) -> Callable[[web.Request, Handler], 
     return middleware
 
 
+async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
+    """A worker outlives no writer: when the parent process is gone (killed, crashed), stop too."""
+    while os.getppid() == parent:
+        await asyncio.sleep(0.5)
+    log.error("the writer process is gone; this worker stops")
+    stop.set()
+
+
 async def _run(app: web.Application, host: str, port: int, *, public: bool, reuse: bool,
-               socket_path: Path | None = None, link: Path | None = None) -> None:
+               socket_path: Path | None = None, link: Path | None = None, parent: int | None = None) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     if public:
@@ -78,9 +86,12 @@ async def _run(app: web.Application, host: str, port: int, *, public: bool, reus
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watch = asyncio.create_task(_watch_parent(parent, stop)) if parent is not None else None
     try:
         await stop.wait()
     finally:
+        if watch is not None:
+            watch.cancel()
         if link_server is not None:
             link_server.close()
         await runner.cleanup()
@@ -102,13 +113,13 @@ def _asyncio_run(coro: Awaitable[None]) -> None:
         asyncio.run(coro)  # type: ignore[arg-type]
 
 
-def _worker(home: Path, host: str, port: int, number: int) -> None:
+def _worker(home: Path, host: str, port: int, number: int, parent: int) -> None:
     ledger = Ledger.open_reader(home)
     link = WriterLink(home / LINK_NAME)
     app = create_app(ledger, anchor=False, submit=link.submit, head=link.head,
                      extra_middlewares=[forwarder(home / SOCKET_NAME, f"worker {number}")])
     try:
-        _asyncio_run(_run(app, host, port, public=True, reuse=True))
+        _asyncio_run(_run(app, host, port, public=True, reuse=True, parent=parent))
     finally:
         ledger.close()
 
@@ -128,7 +139,7 @@ def serve(home: Path, host: str | None = None, port: int | None = None, workers:
     try:
         if workers > 1:
             for n in range(1, workers + 1):
-                proc = ctx.Process(target=_worker, args=(home, h, p, n), daemon=True)
+                proc = ctx.Process(target=_worker, args=(home, h, p, n, os.getpid()), daemon=True)
                 proc.start()
                 procs.append(proc)
             _asyncio_run(_run(app, h, p, public=False, reuse=False, socket_path=home / SOCKET_NAME,

@@ -33,6 +33,7 @@ from ledger.events import InputEvent
 log = logging.getLogger("portal.writerlink")
 LINK_NAME = "writer-events.sock"
 CONNECT_TIMEOUT_S = 10.0
+RECONNECT_TIMEOUT_S = 1.0
 
 
 def _frame(obj: Any) -> bytes:
@@ -129,12 +130,15 @@ class WriterLink:
         self._pending: dict[int, asyncio.Future[list[Any]]] = {}
         self._next = 0
         self._lock = asyncio.Lock()
+        self._connected_once = False
 
     async def _connect(self) -> asyncio.StreamWriter:
         async with self._lock:
             if self._writer is not None and not self._writer.is_closing():
                 return self._writer
-            deadline = asyncio.get_running_loop().time() + CONNECT_TIMEOUT_S
+            # at start the writer may still be coming up; once it was there, a lost writer fails fast
+            wait = CONNECT_TIMEOUT_S if not self._connected_once else RECONNECT_TIMEOUT_S
+            deadline = asyncio.get_running_loop().time() + wait
             while True:  # the writer may still be starting
                 try:
                     reader, writer = await asyncio.open_unix_connection(str(self.path), limit=1 << 20)
@@ -144,6 +148,7 @@ class WriterLink:
                         raise StorageError(f"the writer process is not reachable ({e}); nothing was written") from e
                     await asyncio.sleep(0.1)
             self._writer, self._out = writer, _Coalescer(writer)
+            self._connected_once = True
             asyncio.create_task(self._read(reader, writer), name="writer-link")
             return writer
 
