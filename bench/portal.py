@@ -193,5 +193,13 @@ def _print(r: dict[str, Any], args: argparse.Namespace) -> None:
     for name, x, items, target in rows:
         print(f"{name:<38}{x['rps']:>10,.0f}{items:>12,.0f}{x['p50_ms'] or 0:>9.1f}{x['p99_ms'] or 0:>9.1f}"
               f"{x['rps'] / st['rps']:>10.2f}x  {target}")
+    b = r["batch"]
+    if b["events_per_s"]:
+        # Little's law: with every connection waiting on a whole batch, the mean wait is in flight / rate
+        floor = args.connections * args.batch / b["events_per_s"] * 1000
+        need = args.connections * args.batch / 0.050
+        print(f"batch latency floor: {args.connections} connections x {args.batch} events in flight at "
+              f"{b['events_per_s']:,.0f} events/s = {floor:,.0f} ms mean; a 50 ms mean at this concurrency "
+              f"needs {need:,.0f} events/s")
     bad = (r["single"]["not_201"] or 0) + (r["batch"]["not_201"] or 0)
     print(f"acknowledged durably: {r['events_in_log']:,} events now in the log; answers other than 201: {bad}")
