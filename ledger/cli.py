@@ -252,10 +252,11 @@ def _status(args: argparse.Namespace, led: Any) -> int:
         return 0
     by_status = dict(led.log.conn.execute("SELECT status, count(*) FROM envelopes GROUP BY status").fetchall())
     from ledger.anchor import anchoring_status
+    from ledger.witness import witness_status
 
     info = {"home": str(led.home), "origin": led.config.origin, "size": led.log.size,
             "verifier_key": led.verifier_key, "envelopes": by_status, "checkpoint": led.log.latest_checkpoint,
-            "tsas": anchoring_status(led)}
+            "tsas": anchoring_status(led), "witnesses": witness_status(led)}
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -269,6 +270,10 @@ def _status(args: argparse.Namespace, led: Any) -> int:
                   f"({t['unanchored']} entries not yet), {t['anchors']} tokens; last success {t['last_success'] or 'never'}"
                   + (f"; {t['consecutive_failures']} consecutive failures, last error at {t['last_error_at']}: "
                      f"{t['last_error']}" if t["consecutive_failures"] else ""))
+        print("witnesses" + ("" if info["witnesses"] else "  none configured"))
+        for w in info["witnesses"]:
+            print(f"  {w['witness']}: " + (f"cosigned up to size {w['size']} ({led.log.size - w['size']} entries "
+                                           f"not yet), last at {w['time']}" if w["size"] else "never cosigned"))
     return 0
 
 

@@ -39,6 +39,7 @@ CREATE INDEX IF NOT EXISTS anchors_expiry ON anchors (cert_expires);
 CREATE TABLE IF NOT EXISTS cosignatures (
     size INTEGER NOT NULL, witness TEXT NOT NULL, time INTEGER NOT NULL, line TEXT NOT NULL,
     received TEXT NOT NULL, PRIMARY KEY (size, witness)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cosignatures_witness ON cosignatures (witness, size);
 -- The health of each TSA as seen by the anchoring loop (a projection: rewritten, never evidence).
 CREATE TABLE IF NOT EXISTS tsa_status (
     tsa TEXT PRIMARY KEY, last_success TEXT, last_error TEXT, last_error_at TEXT,

@@ -111,3 +111,14 @@ def witnesses_after(ledger: Ledger, index: int) -> list[dict[str, Any]]:
     return [{"witness": w, "size": size, "time": datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")}
             for w, size, t in rows]
 
+
+
+def witness_status(ledger: Ledger) -> list[dict[str, Any]]:
+    """Each configured witness: the largest checkpoint it cosigned (0 if none) and when."""
+    out = []
+    for v in ledger.config.witness_verifiers():
+        row = ledger.log._reader().execute(
+            "SELECT size, time FROM cosignatures WHERE witness = ? ORDER BY size DESC LIMIT 1", (v.name,)).fetchone()
+        out.append({"witness": v.name, "size": row[0] if row else 0,
+                    "time": datetime.fromtimestamp(row[1], UTC).isoformat().replace("+00:00", "Z") if row else None})
+    return out

@@ -71,6 +71,13 @@ async def test_a_notary_checks_growth_cosigns_and_the_page_names_it(aiohttp_clie
     assert "notary.example/w1: cosigned at" in page and f"a checkpoint of {cp_new.size} entries" in page
     v = await (await client.get(f"/v/{codes['voided']}.json")).json()
     assert [w["witness"] for w in v["witnesses"]] == ["notary.example/w1"] and v["witnesses"][0]["size"] == cp_new.size
+    # and the operator sees how far each witness has got
+    from ledger.witness import witness_status
+
+    led.config = led.config.replace(witnesses=(NOTARY.verifier.to_string(), STRANGER.verifier.to_string()))
+    status = {w["witness"]: w for w in witness_status(led)}
+    assert status["notary.example/w1"]["size"] == cp_new.size and status["notary.example/w1"]["time"]
+    assert status["stranger.example/w"] == {"witness": "stranger.example/w", "size": 0, "time": None}
 
 
 async def test_what_a_witness_endpoint_refuses(aiohttp_client: Client, led: Ledger) -> None:
