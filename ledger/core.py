@@ -470,8 +470,9 @@ class Ledger:
     def envelope_head(self, env: str, size: int) -> str:
         """The log's signed statement of envelope `env`'s last event in the tree of `size` (a signed
         note, `verifier.head`). Only the writer holds the key to sign it."""
-        if not 0 < size <= self.log.size:
+        if size <= 0:
             raise NotFoundError(f"no published tree of size {size}", code="bad_size")
+        self.log.checkpoint_at(size)  # published, though perhaps a moment ago: a worker may see it first
         row = self.log._reader().execute(
             "SELECT count(*), max(idx) FROM envelope_entries WHERE env = ? AND idx < ?", (env, size)).fetchone()
         if row is None or not row[0]:

@@ -29,6 +29,7 @@ import orjson
 from ledger.core import Ledger
 from ledger.errors import LedgerError, RefusedError, StorageError
 from ledger.events import InputEvent
+from verifier.errors import VerificationError
 
 log = logging.getLogger("portal.writerlink")
 LINK_NAME = "writer-events.sock"
@@ -83,6 +84,8 @@ async def serve_link(ledger: Ledger, path: Path) -> asyncio.AbstractServer:
                 raise RefusedError(f"unknown request {kind!r} on the writer link", code="bad_request")
         except LedgerError as e:
             answer = [rid, None, {"code": e.code, "status": e.status, "message": str(e), "event": e.event}]
+        except VerificationError as e:  # as the portal answers it in one process
+            answer = [rid, None, {"code": e.code, "status": 400, "message": str(e), "event": None}]
         except Exception:  # a malformed frame or a bug: the worker gets an answer, the writer goes on
             log.exception("cannot handle a request from a worker")
             answer = [rid, None, {"code": "internal_error", "status": 500, "event": None,

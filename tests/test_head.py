@@ -25,10 +25,11 @@ H = hashlib.sha256(b"doc").hexdigest()
 @pytest.fixture
 def led(tmp_path: Path) -> Iterator[Ledger]:
     ledger = Ledger.init(tmp_path / "home")
-    ledger.append("t", [{"type": "envelope.created", "envelope": "E", "title": "x"},
-                        {"type": "envelope.created", "envelope": "F", "title": "y"},
-                        {"type": "document.added", "envelope": "E", "document": "d", "sha256": H, "size": 1,
-                         "name": "d.pdf"}])
+    for event in ({"type": "envelope.created", "envelope": "E", "title": "x"},  # one checkpoint each
+                  {"type": "envelope.created", "envelope": "F", "title": "y"},
+                  {"type": "document.added", "envelope": "E", "document": "d", "sha256": H, "size": 1,
+                   "name": "d.pdf"}):
+        ledger.append("t", [event])
     yield ledger
     ledger.close()
 
