@@ -460,11 +460,15 @@ class Ledger:
                 "last_index": last, "created": created, "updated": updated, "state": json.loads(state)}
 
     def prove(self, index: int, size: int | None = None) -> TlogProof:
-        """A C2SP tlog-proof of entry `index` against the checkpoint of `size` (default: the latest)."""
+        """A C2SP tlog-proof of entry `index` against the checkpoint of `size` (default: the latest),
+        carrying every witness cosignature kept for that checkpoint."""
+        from ledger.witness import cosignature_lines
+
         size = self.log.size if size is None else size
         if not 0 <= index < size:
             raise NotFoundError(f"entry {index} is not in a tree of size {size}", code="bad_index")
         note = self.log.checkpoint_at(size) if size != self.log.size else self.log.latest_checkpoint
+        note += "".join(line + "\n" for line in cosignature_lines(self, size))
         return TlogProof(index, tuple(self.log.inclusion_proof(index, size)), parse_checkpoint(note))
 
     def envelope_head(self, env: str, size: int) -> str:

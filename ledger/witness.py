@@ -95,12 +95,15 @@ def store(ledger: Ledger, data: bytes | str) -> list[str]:
     return names
 
 
+def cosignature_lines(ledger: Ledger, size: int) -> list[str]:
+    """The signature lines of the witnesses that cosigned the checkpoint of `size`."""
+    return [line for (line,) in ledger.log._reader().execute(
+        "SELECT line FROM cosignatures WHERE size = ? ORDER BY witness", (size,))]
+
+
 def cosigned_checkpoint(ledger: Ledger, size: int) -> str:
     """The checkpoint published at `size`, with every cosignature kept for it."""
-    note = ledger.log.checkpoint_at(size)
-    lines = [line for (line,) in ledger.log._reader().execute(
-        "SELECT line FROM cosignatures WHERE size = ? ORDER BY witness", (size,))]
-    return note + "".join(line + "\n" for line in lines)
+    return ledger.log.checkpoint_at(size) + "".join(line + "\n" for line in cosignature_lines(ledger, size))
 
 
 def witnesses_after(ledger: Ledger, index: int) -> list[dict[str, Any]]:

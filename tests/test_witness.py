@@ -43,7 +43,8 @@ def cosign(note: str, *witnesses: CosignatureSigner) -> str:
     return n.to_text()
 
 
-async def test_a_notary_checks_growth_cosigns_and_the_page_names_it(aiohttp_client: Client, led: Ledger) -> None:
+async def test_a_notary_checks_growth_cosigns_and_the_page_names_it(aiohttp_client: Client, led: Ledger,
+                                                                     tmp_path: Path) -> None:
     codes = {d["status"]: d["code"] for d in create_demo(led)}
     client = await aiohttp_client(create_app(led))
     old = await (await client.get("/checkpoint")).text()
@@ -71,6 +72,27 @@ async def test_a_notary_checks_growth_cosigns_and_the_page_names_it(aiohttp_clie
     assert "notary.example/w1: cosigned at" in page and f"a checkpoint of {cp_new.size} entries" in page
     v = await (await client.get(f"/v/{codes['voided']}.json")).json()
     assert [w["witness"] for w in v["witnesses"]] == ["notary.example/w1"] and v["witnesses"][0]["size"] == cp_new.size
+    # proofs of events carry the cosigned checkpoint (DESIGN: tlog-proof with a cosigned checkpoint)
+    from verifier.tlogproof import verify_tlog_proof
+
+    proof = led.prove(0, cp_new.size).to_text()
+    verify_tlog_proof(proof, led.log.entry(0), key, witnesses=[NOTARY.verifier], witness_quorum=1)
+    import subprocess
+    import sys
+
+    (tmp_path / "proof").write_text(proof)
+    (tmp_path / "entry").write_bytes(led.log.entry(0))
+
+    def verify(*witness: str) -> subprocess.CompletedProcess[str]:
+        args = [a for w in witness for a in ("--witness", w)]
+        return subprocess.run([str(Path(sys.executable).parent / "verifier"), "proof", str(tmp_path / "proof"),
+                               "--entry", str(tmp_path / "entry"), "--key", led.verifier_key, *args],
+                              capture_output=True, text=True, timeout=60)
+
+    ok = verify(NOTARY.verifier.to_string())
+    assert ok.returncode == 0 and "cosigned by at least 1 of 1 witnesses" in ok.stdout, ok.stdout + ok.stderr
+    missing = verify(NOTARY.verifier.to_string(), STRANGER.verifier.to_string())
+    assert missing.returncode == 1 and "1 valid witness cosignatures, 2 needed" in missing.stdout, missing.stdout
     # and the operator sees how far each witness has got
     from ledger.witness import witness_status
 

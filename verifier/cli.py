@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--entry", required=True, help="file with the exact entry bytes")
     s.add_argument("--entry-base64", action="store_true", help="the entry file holds base64, not raw bytes")
     s.add_argument("--key", required=True, help="verifier key string or a file holding it")
+    s.add_argument("--witness", action="append", default=[],
+                   help="a notary's witness verifier key (name+hex+base64 of type 0x04); repeatable")
+    s.add_argument("--quorum", type=int, help="how many of the --witness keys must have cosigned (default: all)")
     s = sub.add_parser("consistency", help="verify that a newer checkpoint extends an older one")
     s.add_argument("old")
     s.add_argument("new")
@@ -115,9 +118,15 @@ def _run(args: argparse.Namespace) -> int:
         entry = _read(args.entry)
         if args.entry_base64:
             entry = base64.b64decode(entry.strip(), validate=True)
-        proof = verify_tlog_proof(_read(args.file), entry, _key(args))
+        from verifier.note import CosignatureVerifier
+
+        witnesses = [CosignatureVerifier.from_string(w) for w in args.witness]
+        quorum = len(witnesses) if args.quorum is None else args.quorum
+        proof = verify_tlog_proof(_read(args.file), entry, _key(args), witnesses=list(witnesses),
+                                  witness_quorum=quorum)
         print(f"VERIFIED entry {proof.index} is in {proof.checkpoint.checkpoint.origin} "
-              f"at size {proof.checkpoint.checkpoint.size}")
+              f"at size {proof.checkpoint.checkpoint.size}"
+              + (f", cosigned by at least {quorum} of {len(witnesses)} witnesses" if quorum else ""))
         return 0
     if args.command == "consistency":
         key = _key(args)
