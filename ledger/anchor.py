@@ -165,8 +165,11 @@ class Anchorer:
                     next_renewal = now + RENEW_EVERY_S
                     self._renewing = asyncio.create_task(self._renew_logged())
                 waits = [h.next_due - now for h in self.health.values() if h.task is None and h.next_due > now]
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+                # arrives as the wait ends, and this loop would then never stop
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=max(0.005, min([poll, *waits])))
+                    async with asyncio.timeout(max(0.005, min([poll, *waits]))):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
         finally:

@@ -136,3 +136,20 @@ async def test_retries_back_off_exponentially_up_to_the_cap(tmp_path: Path) -> N
         assert status["kind"] == "no longer configured"  # known from tsa_status, not from config.toml
     finally:
         led.close()
+
+
+async def test_the_loop_stops_when_cancelled_as_it_wakes(tmp_path: Path) -> None:
+    """A cancellation that arrives in the same turn as a wake-up still stops the loop (on Python 3.11,
+    asyncio.wait_for could swallow it, and shutting the portal down then hung forever)."""
+    led = Ledger.init(tmp_path / "home")
+    try:
+        anchorer = Anchorer(led, [DownTsa()], interval_s=3600, backoff_max_s=3600)
+        for _ in range(20):
+            loop = asyncio.create_task(anchorer.run())
+            await asyncio.sleep(0.01)  # waiting for a wake-up now
+            anchorer._wake.set()
+            loop.cancel()
+            done, _ = await asyncio.wait([loop], timeout=5)
+            assert loop in done, "the anchoring loop went on after being cancelled"
+    finally:
+        led.close()
