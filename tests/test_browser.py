@@ -158,6 +158,8 @@ def assert_failed(p: Page, reason: str) -> str:
     assert border_colour(p, "#verify") == RED, "the failed box is not red"
     assert text.startswith("VERIFICATION FAILED") and reason in text, \
         f"the check failed for another reason than {reason!r}: {text!r}; script errors: {script_errors(p)}"
+    heading = (p.locator("#verify h2").text_content() or "").strip()
+    assert "verified" not in heading.lower(), f"a failed check is headed {heading!r}"
     return text
 
 
