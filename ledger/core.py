@@ -26,11 +26,12 @@ import orjson
 
 from ledger import qr
 from ledger.blobs import BlobStore
+from ledger.clock import Clock, utc_now
 from ledger.config import Config, load_config
 from ledger.errors import NotFoundError, RefusedError, StorageError
 from ledger.events import InputEvent, parse_events
 from ledger.keys import LogSigner
-from ledger.log import AppendResult, Clock, TileLog, utc_now
+from ledger.log import AppendResult, TileLog
 from ledger.sequencer import Finish, Sequencer
 from ledger.tsa import LocalTsa, LocalTsaError, create_local_tsa
 from verifier.checkpoint import parse_checkpoint

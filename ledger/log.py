@@ -27,12 +27,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ledger import schema
 from ledger.checkpointer import Checkpointer
+from ledger.clock import Clock, utc_now
 from ledger.errors import IntegrityError, NotFoundError, RefusedError, StorageError
 from ledger.keys import LogSigner
 from verifier.checkpoint import Checkpoint, parse_checkpoint
@@ -51,11 +51,6 @@ TILE_CACHE = 8192  # tiles kept by readers (about 130 MiB at most)
 NODE_CACHE = 65536  # complete-subtree hashes of 16 leaves or more (about 8 MiB at most)
 MAX_ENTRY_SIZE = 0xFFFF  # entry bundles prefix each entry with a big-endian uint16 length
 _sha256 = hashlib.sha256
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

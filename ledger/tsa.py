@@ -17,7 +17,6 @@ import fcntl
 import hashlib
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ledger.clock import Clock, utc_now
 from ledger.errors import StorageError
 
 DEFAULT_POLICY = "1.3.6.1.4.1.57264.3161.1"
@@ -38,8 +38,6 @@ CERT_FILE = "tsa.pem"
 KEY_FILE = "tsa.key"
 SERIAL_FILE = "tsa-serial"
 _ACCEPTED_IMPRINTS = {"sha256": 32, "sha384": 48, "sha512": 64}
-
-Clock = Callable[[], datetime]
 
 
 class LocalTsaError(StorageError):
@@ -68,10 +66,6 @@ class LocalTsaPaths:
             key=directory / KEY_FILE,
             serial=directory / SERIAL_FILE,
         )
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _new_key(key_type: str) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
@@ -104,7 +98,7 @@ def create_local_tsa(
     paths.directory.mkdir(parents=True, exist_ok=True)
     if paths.key.exists():
         raise FileExistsError(f"{paths.key} exists; refusing to replace a TSA key")
-    start = (now or _utc_now()) - timedelta(minutes=5)  # tolerate clients whose clocks run slightly behind
+    start = (now or utc_now()) - timedelta(minutes=5)  # tolerate clients whose clocks run slightly behind
     org = x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Evidence Ledger")
     unit = x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Local TSA (not accredited)")
     root_name = x509.Name(
@@ -244,7 +238,7 @@ class LocalTsa:
         self._serial_lock = threading.Lock()
 
     @classmethod
-    def load(cls, directory: Path, *, policy_oid: str = DEFAULT_POLICY, clock: Clock = _utc_now) -> LocalTsa:
+    def load(cls, directory: Path, *, policy_oid: str = DEFAULT_POLICY, clock: Clock = utc_now) -> LocalTsa:
         """Load a TSA made by `create_local_tsa`. `clock` returns an aware datetime (the genTime)."""
         paths = LocalTsaPaths.of(directory)
         try:

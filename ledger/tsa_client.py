@@ -30,9 +30,9 @@ import aiohttp
 from asn1crypto import tsp
 from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
 
+from ledger.clock import Clock
 from ledger.config import LOCAL_TSA_NAME, TsaConfig
 from ledger.errors import LedgerError, StorageError
-from ledger.log import Clock
 from ledger.tsa import LocalTsa, build_request
 from verifier.anchored import certificate_expiry
 from verifier.errors import TimestampError

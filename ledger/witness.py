@@ -16,8 +16,9 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ledger.clock import utc_now
 from ledger.errors import NotFoundError, RefusedError
-from ledger.log import TileLog, utc_now
+from ledger.log import TileLog
 from verifier.checkpoint import Checkpoint
 from verifier.errors import FormatError
 from verifier.note import CosignatureVerifier, cosignature_time, parse_note
@@ -111,8 +112,7 @@ def witnesses_after(ledger: Ledger, index: int) -> list[dict[str, Any]]:
     rows = ledger.log._reader().execute(
         "SELECT witness, min(size), time FROM cosignatures WHERE size > ? GROUP BY witness ORDER BY witness",
         (index,)).fetchall()
-    return [{"witness": w, "size": size, "time": datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")}
-            for w, size, t in rows]
+    return [{"witness": w, "size": size, "time": _utc_text(t)} for w, size, t in rows]
 
 
 
@@ -122,6 +122,10 @@ def witness_status(ledger: Ledger) -> list[dict[str, Any]]:
     for v in ledger.config.witness_verifiers():
         row = ledger.log._reader().execute(
             "SELECT size, time FROM cosignatures WHERE witness = ? ORDER BY size DESC LIMIT 1", (v.name,)).fetchone()
-        out.append({"witness": v.name, "size": row[0] if row else 0,
-                    "time": datetime.fromtimestamp(row[1], UTC).isoformat().replace("+00:00", "Z") if row else None})
+        out.append({"witness": v.name, "size": row[0] if row else 0, "time": _utc_text(row[1]) if row else None})
     return out
+
+
+def _utc_text(unix_time: int) -> str:
+    """A cosignature's time, RFC 3339 UTC."""
+    return datetime.fromtimestamp(unix_time, UTC).isoformat().replace("+00:00", "Z")

@@ -8,7 +8,6 @@ another tenant's reference is simply unknown.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import orjson
@@ -19,6 +18,7 @@ from ledger.apikeys import ApiKey, authenticate
 from ledger.errors import NotFoundError, RefusedError
 from ledger.events import REF, parse_events
 from portal.keys import LEDGER, SUBMIT, UPLOAD_LIMIT
+from portal.pages_cache import TtlCache
 from verifier.entry import strict_loads
 from verifier.errors import FormatError
 
@@ -27,7 +27,7 @@ PDF_MAGIC = b"%PDF-"
 
 
 KEY_CACHE_S = 5.0  # a revoked key stops working within this many seconds
-_key_cache: dict[tuple[int, str], tuple[float, ApiKey]] = {}
+_key_cache: TtlCache[tuple[int, str], ApiKey] = TtlCache()
 
 
 async def _key(request: web.Request, scope: str) -> ApiKey:
@@ -35,15 +35,10 @@ async def _key(request: web.Request, scope: str) -> ApiKey:
     header = request.headers.get("Authorization") or ""
     # Only keys that authenticated are cached, under the header itself; bad keys always hit the database.
     cache_key = (id(led), header)
-    hit = _key_cache.get(cache_key)
-    now = time.monotonic()
-    if hit is not None and now - hit[0] < KEY_CACHE_S:
-        key = hit[1]
-    else:
+    key = _key_cache.get(cache_key, KEY_CACHE_S)
+    if key is None:
         key = await asyncio.to_thread(lambda: authenticate(led.log._reader(), header or None))
-        if len(_key_cache) > 10_000:
-            _key_cache.clear()
-        _key_cache[cache_key] = (now, key)
+        _key_cache.put(cache_key, key)
     key.require(scope)
     return key
 

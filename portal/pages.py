@@ -7,7 +7,6 @@ hashing of local files and the in-browser proof check. Lookups are rate-limited 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import jinja2
@@ -17,6 +16,7 @@ from ledger import qr
 from ledger.public import STATUS_LABEL, copy_version, copy_view
 from portal import i18n
 from portal.keys import HEAD, LEDGER, LOOKUP_LIMIT, PAGES, TEMPLATES
+from portal.pages_cache import TtlCache
 
 routes = web.RouteTableDef()
 
@@ -93,21 +93,17 @@ async def copy_page(request: web.Request) -> web.Response:
 
 
 HEAD_CACHE_S = 30.0  # a served envelope head is at most this old (browsers accept HEAD_MAX_AGE)
-_heads: dict[tuple[int, str, int], tuple[float, str]] = {}
+_heads: TtlCache[tuple[int, str, int], str] = TtlCache()
 
 
 async def _head(request: web.Request, env: str, size: int) -> str:
     """The log's signed statement of the envelope's last event in this tree, signed at most
     HEAD_CACHE_S ago (signing is the writer's: the statement is shared between requests)."""
     key = (id(request.app), env, size)
-    now = time.monotonic()
-    hit = _heads.get(key)
-    if hit is not None and now - hit[0] < HEAD_CACHE_S:
-        return hit[1]
-    note = await request.app[HEAD](env, size)
-    if len(_heads) > 10_000:
-        _heads.clear()
-    _heads[key] = (now, note)
+    note = _heads.get(key, HEAD_CACHE_S)
+    if note is None:
+        note = await request.app[HEAD](env, size)
+        _heads.put(key, note)
     return note
 
 

@@ -1,8 +1,12 @@
-"""A small cache of rendered copy pages (see portal.pages)."""
+"""Small in-process caches: rendered copy pages (see portal.pages), and values kept for a few seconds."""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Generic, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class PageCache:
@@ -20,3 +24,20 @@ class PageCache:
         if len(self.pages) >= self.size:
             self.pages.pop(next(iter(self.pages)))
         self.pages[key] = (version, body)
+
+
+class TtlCache(Generic[K, V]):
+    """Values younger than the age each lookup allows; emptied when it holds more than `size`."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._items: dict[K, tuple[float, V]] = {}
+
+    def get(self, key: K, max_age_s: float) -> V | None:
+        hit = self._items.get(key)
+        return hit[1] if hit is not None and time.monotonic() - hit[0] < max_age_s else None
+
+    def put(self, key: K, value: V) -> None:
+        if len(self._items) > self.size:
+            self._items.clear()
+        self._items[key] = (time.monotonic(), value)

@@ -42,9 +42,10 @@ def forwarder(socket_path: Path, name: str) -> Callable[[web.Request, Handler], 
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in WRITER_ONLY or request.method in ("GET", "HEAD"):
-            if request.method in ("GET", "HEAD"):
-                request.app[LEDGER].log.refresh()
+        reading = request.method in ("GET", "HEAD")
+        if reading:
+            request.app[LEDGER].log.refresh()
+        if reading or request.path not in WRITER_ONLY:
             resp = await handler(request)
             resp.headers["X-Ledger-Process"] = name
             return resp

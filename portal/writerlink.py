@@ -135,10 +135,17 @@ class WriterLink:
         self._lock = asyncio.Lock()
         self._connected_once = False
 
-    async def _connect(self) -> asyncio.StreamWriter:
+    def _live(self) -> _Coalescer | None:
+        """Where to send frames, while the connection to the writer is open."""
+        if self._writer is None or self._writer.is_closing():
+            return None
+        return self._out
+
+    async def _connect(self) -> _Coalescer:
         async with self._lock:
-            if self._writer is not None and not self._writer.is_closing():
-                return self._writer
+            out = self._live()
+            if out is not None:
+                return out
             # at start the writer may still be coming up; once it was there, a lost writer fails fast
             wait = CONNECT_TIMEOUT_S if not self._connected_once else RECONNECT_TIMEOUT_S
             deadline = asyncio.get_running_loop().time() + wait
@@ -150,10 +157,11 @@ class WriterLink:
                     if asyncio.get_running_loop().time() > deadline:
                         raise StorageError(f"the writer process is not reachable ({e}); nothing was written") from e
                     await asyncio.sleep(0.1)
-            self._writer, self._out = writer, _Coalescer(writer)
+            out = _Coalescer(writer)
+            self._writer, self._out = writer, out
             self._connected_once = True
             asyncio.create_task(self._read(reader, writer), name="writer-link")
-            return writer
+            return out
 
     async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -176,14 +184,12 @@ class WriterLink:
                         "written; read the envelope before sending them again"))
 
     async def _call(self, *request: Any) -> Any:
-        if self._writer is None or self._writer.is_closing() or self._out is None:
-            await self._connect()
-        assert self._out is not None
+        out = self._live() or await self._connect()
         self._next += 1
         rid = self._next
         fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
-        self._out.send(_frame([rid, *request]))
+        out.send(_frame([rid, *request]))
         answer = await fut
         if answer[1] is None:
             err = answer[2]

@@ -46,18 +46,7 @@ def test_sigkill_loses_no_acknowledged_entry(tmp_path: Path) -> None:
                 except ValueError:
                     raise AssertionError(f"bad line {line!r}") from None
                 acked[a["index"]] = a["leaf"]
-        led = Ledger.open(home)
-        try:
-            size = led.log.size
-            missing = [i for i in acked if i >= size]
-            assert not missing, f"round {round_}: acknowledged entries {missing[:5]} lost (size {size})"
-            stored = led.log.entries(0, size)
-            for i, leaf in acked.items():
-                assert leaf_hash(stored[i]).hex() == leaf, f"entry {i} changed"
-            rep = audit(led.log)
-            assert rep.ok, f"round {round_}: {rep.problems}"
-        finally:
-            led.close()
+        size = _assert_acknowledged_survive(home, acked, round_)
     assert len(acked) > KILLS * 10
     print(f"{KILLS} kills, {len(acked)} acknowledged entries, final size {size}")
 
@@ -118,18 +107,25 @@ def test_sigkill_of_the_writer_behind_workers_loses_no_acknowledged_event(tmp_pa
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        led = Ledger.open(home)
-        try:
-            size = led.log.size
-            missing = [i for i in acked if i >= size]
-            assert not missing, f"round {round_}: acknowledged events {missing[:5]} lost (size {size})"
-            stored = led.log.entries(0, size)
-            for i, leaf in acked.items():
-                assert leaf_hash(stored[i]).hex() == leaf, f"entry {i} changed"
-            assert audit(led.log).ok
-        finally:
-            led.close()
+        _assert_acknowledged_survive(home, acked, round_)
     assert len(acked) >= 60
+
+
+def _assert_acknowledged_survive(home: Path, acked: dict[int, str], round_: int) -> int:
+    """Every acknowledged entry is in the reopened log, unchanged, and the audit passes; its size."""
+    led = Ledger.open(home)
+    try:
+        size = led.log.size
+        missing = [i for i in acked if i >= size]
+        assert not missing, f"round {round_}: acknowledged entries {missing[:5]} lost (size {size})"
+        stored = led.log.entries(0, size)
+        for i, leaf in acked.items():
+            assert leaf_hash(stored[i]).hex() == leaf, f"entry {i} changed"
+        rep = audit(led.log)
+        assert rep.ok, f"round {round_}: {rep.problems}"
+        return size
+    finally:
+        led.close()
 
 
 def _post_until(stop: Any, base: str, key: str, prefix: str, acked: dict[int, str], lock: Any,
