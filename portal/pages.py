@@ -85,7 +85,7 @@ async def copy_page(request: web.Request) -> web.Response:
             return render(request, "unknown.html", status=404)
         t = i18n.TEXT[lang]
         labels = {st: t["status_" + label] for st, label in STATUS_LABEL.items()}
-        resp = render(request, "copy.html", v=v, labels=labels)
+        resp = render(request, "copy.html", v=v, labels=labels, reasons=i18n.REASONS[lang])
         assert resp.body is not None
         cache.put(key, version, bytes(resp.body))  # type: ignore[arg-type]
         return resp

@@ -24,7 +24,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_
 from playwright.sync_api import Error as PlaywrightError
 
 from ledger.keys import LogSigner
-from portal.i18n import TEXT
+from portal.i18n import REASONS, TEXT
 from tests.browser_util import CHROMIUM, CHROMIUM_ARGS, DemoCopy, LedgerServer, LyingProxies, Tamper
 from tests.conftest import ROOT
 from verifier.checkpoint import verify_checkpoint
@@ -446,6 +446,25 @@ def test_a_lying_server_never_gets_a_green_check(server: LedgerServer, liars: Ly
     paths = set(liars.applied[rule])
     want = {f"/v/{copy.code}.json" if part == "json" else f"/v/{copy.code}" for part in touched}
     assert want <= paths, f"the proxy did not tell the lie it was meant to: changed {paths}, wanted {want}"
+
+
+def test_a_lying_server_fails_in_the_page_language(server: LedgerServer, liars: LyingProxies,
+                                                  browser: Browser) -> None:
+    """On the Chinese page the red box says why in Chinese, as the English page does in English."""
+    ctx = new_context(browser, locale="zh-CN")
+    try:
+        p = watched(ctx.new_page())
+        copy = server.copies["completed"]
+        open_copy(p, copy.on(liars.base["proof"]))
+        result, text = verify_outcome(p)
+        assert result == "fail" and p.get_attribute("#verify", "class") == "verify fail", text
+        assert border_colour(p, "#verify") == RED
+        assert text.startswith(TEXT["zh-CN"]["verify_fail"].split("{")[0]), text
+        assert REASONS["zh-CN"]["not_included"].split("{")[0] in text, text
+        assert not re.search(r"[A-Za-z]{3,}", text), f"English words on the Chinese page: {text!r}"
+        shot(p, "lie-proof-byte-flipped-zh-CN")
+    finally:
+        ctx.close()
 
 
 def test_the_forged_checkpoint_is_well_signed(server: LedgerServer, liars: LyingProxies) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -171,3 +172,17 @@ async def test_download_with_an_access_code(aiohttp_client: Client, tmp_path: Pa
         assert audit(led.log).ok
     finally:
         led.close()
+
+
+def test_every_reason_verify_js_gives_is_translated() -> None:
+    """verify.js fails with reason codes; each one has its text in every language, and none is unused."""
+    from portal import i18n
+
+    js = (Path(i18n.__file__).parent / "static" / "verify.js").read_text()
+    used = set(re.findall(r'\bfail\("(\w+)"', js)) | {"unexpected"}
+    used |= {"what_" + w for w in re.findall(r'verifyNote\([^)]*"(\w+)"\)', js)}
+    assert "new Error(" not in js, "a failure without a reason code would be shown untranslated"
+    for lang in i18n.LANGS:
+        assert set(i18n.REASONS[lang]) == used, lang
+        for code, text in i18n.REASONS[lang].items():
+            assert set(re.findall(r"\{(\w+)\}", text)) == set(re.findall(r"\{(\w+)\}", i18n.REASONS["en"][code]))

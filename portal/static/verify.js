@@ -13,6 +13,24 @@
 (function () {
   const enc = new TextEncoder();
 
+  // A failed check: a reason code (portal/i18n.py REASONS) and what fills its {names}.
+  class CheckFailed extends Error {
+    constructor(code, params) { super(code); this.code = code; this.params = params || {}; }
+  }
+  function fail(code, params) { throw new CheckFailed(code, params); }
+
+  // The reason in the page's language; anything else that went wrong (a malformed answer, a browser
+  // without Ed25519 in WebCrypto) is a failure too, never a pass.
+  function reason(err, reasons) {
+    const code = err instanceof CheckFailed && reasons[err.code] ? err.code : "unexpected";
+    const params = err instanceof CheckFailed ? err.params : { detail: String(err && err.message || err) };
+    return reasons[code].replace(/\{(\w+)\}/g, (m, name) => {
+      const value = params[name];
+      if (value === undefined) return m;
+      return name === "what" ? reasons["what_" + value] || String(value) : String(value);
+    });
+  }
+
   function pins() {
     const out = {};
     for (const part of location.hash.replace(/^#/, "").split("&")) {
@@ -26,11 +44,11 @@
 
   // RFC 9162 section 2.1.3.2
   async function rootFromInclusion(index, size, leaf, proof) {
-    if (index >= size) throw new Error(`index ${index} is outside the tree`);
+    if (index >= size) fail("outside", { index });
     let fn = index, sn = size - 1, r = leaf;
     for (const p of proof) {
-      if (p.length !== 32) throw new Error("a proof hash is not 32 bytes");
-      if (sn === 0) throw new Error("the inclusion proof is too long");
+      if (p.length !== 32) fail("proof_hash");
+      if (sn === 0) fail("proof_long");
       if ((fn & 1) === 1 || fn === sn) {
         r = await nodeHash(p, r);
         if ((fn & 1) === 0) { while ((fn & 1) === 0 && fn !== 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); } }
@@ -39,46 +57,46 @@
       }
       fn = Math.floor(fn / 2); sn = Math.floor(sn / 2);
     }
-    if (sn !== 0) throw new Error("the inclusion proof is too short");
+    if (sn !== 0) fail("proof_short");
     return r;
   }
 
   async function parseKey(vkey) {
     const [name, hexid, b64] = [vkey.split("+")[0], vkey.split("+")[1], vkey.split("+").slice(2).join("+")];
     const raw = EL.b64(b64);
-    if (raw.length !== 33 || raw[0] !== 1) throw new Error("the log key is not an Ed25519 note key");
+    if (raw.length !== 33 || raw[0] !== 1) fail("key_format");
     const pub = raw.slice(1);
     const id = (await EL.sha256(EL.concat(enc.encode(name + "\n"), Uint8Array.of(1), pub))).slice(0, 4);
-    if (EL.hex(id) !== hexid) throw new Error("the log key's ID does not match the key");
+    if (EL.hex(id) !== hexid) fail("key_id");
     return { name, id, pub };
   }
 
   // A C2SP signed note signed by the log key: its text (the body the signature covers).
   async function verifyNote(note, key, what) {
     const split = note.lastIndexOf("\n\n");
-    if (split < 0) throw new Error(`the ${what} has no signatures`);
+    if (split < 0) fail("unsigned", { what });
     const text = note.slice(0, split + 1);
     const lines = note.slice(split + 2).split("\n").filter((l) => l);
     const ck = await crypto.subtle.importKey("raw", key.pub, { name: "Ed25519" }, false, ["verify"]);
     let ok = false;
     for (const line of lines) {
-      if (!line.startsWith("\u2014 ")) throw new Error(`a signature line of the ${what} is malformed`);
+      if (!line.startsWith("\u2014 ")) fail("sig_line", { what });
       const [name, sigb64] = line.slice(2).split(" ");
       const sig = EL.b64(sigb64);
       if (name !== key.name || !EL.equal(sig.slice(0, 4), key.id)) continue;
       if (!(await crypto.subtle.verify({ name: "Ed25519" }, ck, sig.slice(4), enc.encode(text)))) {
-        throw new Error(`the ${what} signature does not verify`);
+        fail("sig_bad", { what });
       }
       ok = true;
     }
-    if (!ok) throw new Error(`the ${what} is not signed by the log key`);
+    if (!ok) fail("not_log_key", { what });
     return text;
   }
 
   async function verifyCheckpoint(note, key) {
     const text = await verifyNote(note, key, "checkpoint");
     const [origin, sizeText, rootB64] = text.split("\n");
-    if (origin !== key.name) throw new Error("the checkpoint is for another log");
+    if (origin !== key.name) fail("other_log");
     return { size: Number(sizeText), root: EL.b64(rootB64) };
   }
 
@@ -86,22 +104,21 @@
   // it a server could leave out the last events (a void, a withdrawal) and show an older status.
   const HEAD_MAX_AGE_MS = 10 * 60 * 1000;
   async function verifyHead(note, key, size) {
-    if (typeof note !== "string") throw new Error("the server sent no signed statement of the envelope's events");
-    const text = await verifyNote(note, key, "envelope statement");
+    if (typeof note !== "string") fail("no_head");
+    const text = await verifyNote(note, key, "head");
     const l = text.slice(0, -1).split("\n");
     if (l.length !== 8 || l[0] !== key.name || l[1] !== "envelope-head v1") {
-      throw new Error("the envelope statement is malformed");
+      fail("head_format");
     }
     const head = { env: l[2], size: Number(l[3]), events: Number(l[4]), last: Number(l[5]),
                    leaf: EL.hex(EL.b64(l[6])), time: l[7] };
-    if (head.size !== size) throw new Error("the envelope statement is about another checkpoint");
+    if (head.size !== size) fail("head_size");
     const signed = Date.parse(head.time);
     if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(head.time) || Number.isNaN(signed)) {
-      throw new Error("the envelope statement has no valid time");
+      fail("head_time");
     }
     if (Math.abs(Date.now() - signed) > HEAD_MAX_AGE_MS) {
-      throw new Error(`the log's statement about this envelope was signed at ${head.time}, too far from ` +
-                      `this device's time (${new Date().toISOString()}): it may be stale; check your clock`);
+      fail("head_stale", { signed: head.time, now: new Date().toISOString() });
     }
     return head;
   }
@@ -115,7 +132,7 @@
     const p = pins();
     const key = await parseKey(v.log.verifier_key);
     if (p.k && EL.hex(await EL.sha256(key.pub)).slice(0, p.k.length) !== p.k) {
-      throw new Error("the log key differs from the one pinned in your QR code");
+      fail("key_pin");
     }
     const cp = await verifyCheckpoint(v.log.checkpoint, key);
     const head = await verifyHead(v.log.head, key, cp.size);
@@ -124,34 +141,34 @@
       const entry = EL.b64(item.entry);
       const leaf = await EL.sha256(EL.concat(Uint8Array.of(0), entry));
       const root = await rootFromInclusion(item.index, cp.size, leaf, item.proof.map(EL.b64));
-      if (!EL.equal(root, cp.root)) throw new Error(`event ${item.index} is not in the signed log`);
+      if (!EL.equal(root, cp.root)) fail("not_included", { index: item.index });
       const e = JSON.parse(new TextDecoder().decode(entry));
       if (env === null) env = e.env;
-      if (e.env !== env || e.seq !== seq || e.prev !== prevLeaf) throw new Error("the events do not form one chain");
+      if (e.env !== env || e.seq !== seq || e.prev !== prevLeaf) fail("chain");
       seq += 1; prevLeaf = EL.hex(leaf); lastIndex = item.index;
       if (STATUS[e.type]) status = STATUS[e.type];
       if (e.type === "document.added" && e.data.sha256 === v.document.sha256) docHash = e.data.sha256;
     }
-    if (head.env !== env) throw new Error("the log's statement is about another envelope");
+    if (head.env !== env) fail("head_env");
     if (head.events !== seq || head.last !== lastIndex || head.leaf !== prevLeaf) {
-      throw new Error(`the log says this envelope has ${head.events} events; the server showed ${seq}`);
+      fail("head_events", { logged: head.events, shown: seq });
     }
-    if (status !== v.status) throw new Error(`the signed events say "${status}", the page says "${v.status}"`);
+    if (status !== v.status) fail("status", { signed: status, shown: v.status });
     const banner = document.getElementById("status");
-    if (banner && banner.dataset.status !== status) throw new Error("the banner differs from the signed events");
+    if (banner && banner.dataset.status !== status) fail("banner_status");
     // The visible banner too: its colour and its words must be those of the verified status.
     const labels = JSON.parse(document.getElementById("verify").dataset.labels || "{}");
     const heading = banner && banner.querySelector("h1");
     if (banner && (!banner.classList.contains(`status-${status}`) ||
                    !heading || heading.textContent.trim() !== labels[status])) {
-      throw new Error("the banner shows another status than the signed events");
+      fail("banner");
     }
-    if (!docHash) throw new Error("the document is not registered in the signed events");
+    if (!docHash) fail("no_document");
     const shown = document.getElementById("doc-sha256");
-    if (shown && shown.textContent.trim() !== docHash) throw new Error("the page shows another document hash");
+    if (shown && shown.textContent.trim() !== docHash) fail("doc_shown");
     const cmp = document.getElementById("compare");
-    if (cmp && cmp.dataset.sha256 !== docHash) throw new Error("the page compares your file with another document");
-    if (p.d && !docHash.startsWith(p.d)) throw new Error("the document differs from the one pinned in your QR code");
+    if (cmp && cmp.dataset.sha256 !== docHash) fail("doc_compare");
+    if (p.d && !docHash.startsWith(p.d)) fail("doc_pin");
     return { size: cp.size, pinned: Boolean(p.k) };
   }
 
@@ -174,13 +191,14 @@
     out.textContent = box.dataset.pending;
     try {
       const resp = await fetch(box.dataset.json, { headers: { Accept: "application/json" }, cache: "no-store" });
-      if (!resp.ok) throw new Error(`the server answered ${resp.status}`);
+      if (!resp.ok) fail("http", { status: resp.status });
       const r = await verify(await resp.json());
       out.textContent = box.dataset.ok.replace("{size}", String(r.size));
       box.className = "verify ok";
       box.dataset.result = "ok";
     } catch (err) {
-      out.textContent = box.dataset.fail.replace("{reason}", err.message);
+      const reasons = JSON.parse(box.dataset.reasons || "{}");
+      out.textContent = box.dataset.fail.replace("{reason}", reasons.unexpected ? reason(err, reasons) : String(err));
       box.className = "verify fail";
       box.dataset.result = "fail";
     }
