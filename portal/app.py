@@ -33,7 +33,7 @@ from portal.keys import (
     Submit,
 )
 from portal.pages_cache import PageCache
-from portal.ratelimit import RateLimited, RateLimiter
+from portal.ratelimit import RateLimited, RateLimiter, SharedBuckets
 from verifier.errors import VerificationError
 
 log = logging.getLogger("portal")
@@ -96,11 +96,15 @@ STATIC = Path(__file__).parent / "static"
 
 def create_app(ledger: Ledger, *, anchor: bool = True, lookup_rate: float | None = None,
                lookup_burst: int | None = None, extra_middlewares: list[Any] | None = None,
-               submit: Submit | None = None, head: Head | None = None) -> web.Application:
+               submit: Submit | None = None, head: Head | None = None,
+               lookup_buckets: SharedBuckets | None = None,
+               upload_buckets: SharedBuckets | None = None) -> web.Application:
     """The portal; `anchor=False` leaves out the anchoring loop (e.g. for a read-only replica).
 
     `submit` sends events to the sequencer and `head` gets signed envelope heads: by default from
     this process's own ledger; a worker of `ledger serve --workers N` passes its link to the writer.
+    `lookup_buckets` and `upload_buckets` hold the rate limits' buckets: by default this application's
+    own; the processes of `ledger serve --workers N` share theirs.
     """
     cfg = ledger.config
     app = web.Application(middlewares=[security_headers, errors, *(extra_middlewares or [])],
@@ -110,8 +114,8 @@ def create_app(ledger: Ledger, *, anchor: bool = True, lookup_rate: float | None
     app[HEAD] = head or (lambda env, size: asyncio.to_thread(ledger.envelope_head, env, size))
     app[TEMPLATES] = pages.make_templates()
     app[LOOKUP_LIMIT] = RateLimiter(cfg.lookup_rate if lookup_rate is None else lookup_rate,
-                                    cfg.lookup_burst if lookup_burst is None else lookup_burst)
-    app[UPLOAD_LIMIT] = RateLimiter(cfg.upload_rate, cfg.upload_burst)
+                                    cfg.lookup_burst if lookup_burst is None else lookup_burst, lookup_buckets)
+    app[UPLOAD_LIMIT] = RateLimiter(cfg.upload_rate, cfg.upload_burst, upload_buckets)
     app[PAGES] = PageCache()
     app.add_routes(logroutes.routes)
     app.add_routes(tsaroutes.routes)

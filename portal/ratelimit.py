@@ -1,16 +1,28 @@
-"""Per-client-IP token buckets for code lookups and uploads; over the limit -> 429 with Retry-After."""
+"""Per-client-IP token buckets for code lookups and uploads; over the limit -> 429 with Retry-After.
+
+The buckets live in a `SharedBuckets` table in shared memory: `ledger serve --workers N` makes one
+per limiter in the parent and hands it to every process, so the configured limit holds for the whole
+portal, not per process. The table has a fixed number of slots, so memory is bounded.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
+import logging
 import math
+import threading
 import time
-from collections import OrderedDict
+from multiprocessing.context import BaseContext
+from typing import Any
 
 from aiohttp import web
 
 from ledger.errors import LedgerError
 
-MAX_CLIENTS = 100_000
+SLOTS = 65_536
+LOCK_WAIT_S = 0.1
+log = logging.getLogger("portal.ratelimit")
 
 
 class RateLimited(LedgerError):
@@ -31,24 +43,69 @@ def client_ip(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
-class RateLimiter:
-    """`rate` requests per second with bursts of `burst`, per client IP. Memory is bounded."""
+def bucket_key(ip: str) -> int:
+    """The same in every process (unlike `hash`): 52 bits of BLAKE2b, which a double holds exactly;
+    never 0, which marks an empty slot."""
+    return (int.from_bytes(hashlib.blake2b(ip.encode(), digest_size=8).digest(), "big") >> 12) or 1
 
-    def __init__(self, rate: float, burst: int) -> None:
+
+class SharedBuckets:
+    """Token buckets by client IP: `slots` rows of (key, tokens, last), guarded by one lock. With a
+    multiprocessing context `ctx` they are in shared memory, and a parent may pass the table to the
+    processes it starts from that context; without, they serve this process only.
+
+    A key may sit in one of two slots. A bucket that would be full by now is the same as no bucket,
+    so a new key takes an empty or refilled slot; if both hold clients still being held back, it
+    takes the one closest to full. One table serves one limiter (one rate and burst)."""
+
+    def __init__(self, slots: int = SLOTS, ctx: BaseContext | None = None) -> None:
+        self.slots = slots
+        self._rows = ctx.RawArray(ctypes.c_double, 3 * slots) if ctx else (ctypes.c_double * (3 * slots))()
+        self._lock: Any = ctx.Lock() if ctx else threading.Lock()
+        self._warned = -math.inf
+
+    def take(self, ip: str, rate: float, burst: int, now: float) -> float:
+        """Refill `ip`'s bucket to `now` and spend a token if it has one; return the tokens it had."""
+        key = bucket_key(ip)
+        rows = self._rows
+
+        def refilled(i: int) -> float:  # an empty slot counts as more than full
+            return rows[3 * i + 1] + max(0.0, now - rows[3 * i + 2]) * rate if rows[3 * i] else math.inf
+
+        if not self._lock.acquire(timeout=LOCK_WAIT_S):
+            # Held for microseconds, so its holder died holding it (a killed worker): better an
+            # unlimited portal than a stuck one.
+            if time.monotonic() - self._warned > 60:
+                self._warned = time.monotonic()
+                log.error("the rate-limit table stays locked (a portal process died holding it?); "
+                          "requests pass unlimited until the portal restarts")
+            return math.inf
+        try:
+            candidates = (key % self.slots, key // self.slots % self.slots)
+            slot = next((i for i in candidates if rows[3 * i] == key), None)
+            if slot is None:  # take over the slot whose bucket is closest to full, or empty
+                slot = max(candidates, key=refilled)
+                rows[3 * slot], rows[3 * slot + 1], rows[3 * slot + 2] = key, burst, now
+            tokens = min(float(burst), refilled(slot))
+            rows[3 * slot + 1] = tokens - 1.0 if tokens >= 1.0 else tokens
+            rows[3 * slot + 2] = now
+        finally:
+            self._lock.release()
+        return tokens
+
+
+class RateLimiter:
+    """`rate` requests per second with bursts of `burst`, per client IP, kept in `buckets` (shared
+    with other processes) or in a table of its own. A rate of 0 or less turns the limit off."""
+
+    def __init__(self, rate: float, burst: int, buckets: SharedBuckets | None = None) -> None:
         self.rate, self.burst = rate, burst
         self._clock = time.monotonic
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._buckets = buckets if buckets is not None else SharedBuckets(SLOTS if rate > 0 else 1)
 
     def check(self, request: web.Request) -> None:
         if self.rate <= 0:
             return
-        ip = client_ip(request)
-        now = self._clock()
-        tokens, last = self._buckets.pop(ip, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        tokens = self._buckets.take(client_ip(request), self.rate, self.burst, self._clock())
         if tokens < 1.0:
-            self._buckets[ip] = (tokens, now)
             raise RateLimited(max(1, math.ceil((1.0 - tokens) / self.rate)))
-        self._buckets[ip] = (tokens - 1.0, now)
-        if len(self._buckets) > MAX_CLIENTS:
-            self._buckets.popitem(last=False)

@@ -6,7 +6,9 @@ local TSA's key. The writer listens only on two Unix sockets in the ledger folde
 (`portal.writerlink`), to which workers send the events they have authenticated and parsed, and
 `writer.sock`, to which they forward, as HTTP, the little that needs the writer's keys (`POST /tsa`).
 Workers open the ledger read-only and serve pages, JSON, tiles and documents themselves, picking up
-each new checkpoint. SQLite in WAL mode lets them all read while the one writer writes.
+each new checkpoint. SQLite in WAL mode lets them all read while the one writer writes. The rate
+limits' token buckets are in shared memory, one table per limit for all processes, so a limit holds
+for the whole portal however a client's connections are spread over the workers.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from aiohttp import web
 from ledger.core import Ledger
 from portal.app import create_app
 from portal.keys import LEDGER
+from portal.ratelimit import SharedBuckets
 from portal.writerlink import LINK_NAME, WriterLink, serve_link
 
 log = logging.getLogger("portal.server")
@@ -36,7 +39,7 @@ HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def forwarder(socket_path: Path, name: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def forwarder(socket_path: Path) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     """Middleware of a worker: serve from the fresh log, and forward what needs the writer's keys."""
     session: dict[str, aiohttp.ClientSession] = {}
 
@@ -46,9 +49,7 @@ def forwarder(socket_path: Path, name: str) -> Callable[[web.Request, Handler], 
         if reading:
             request.app[LEDGER].log.refresh()
         if reading or request.path not in WRITER_ONLY:
-            resp = await handler(request)
-            resp.headers["X-Ledger-Process"] = name
-            return resp
+            return await handler(request)
         if "s" not in session:
             session["s"] = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(socket_path)))
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
@@ -57,10 +58,18 @@ def forwarder(socket_path: Path, name: str) -> Callable[[web.Request, Handler], 
                                         data=request.content.iter_chunked(1 << 16)) as r:
             body = await r.read()
             out = {k: v for k, v in r.headers.items() if k.lower() not in HOP_HEADERS}
-            out["X-Ledger-Process"] = name
             return web.Response(status=r.status, body=body, headers=out)
 
     return middleware
+
+
+def process_name(name: str) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """Signal handler of a worker: every answer, refusals included, says which process gave it."""
+
+    async def tag(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["X-Ledger-Process"] = name
+
+    return tag
 
 
 async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
@@ -114,11 +123,14 @@ def _asyncio_run(coro: Awaitable[None]) -> None:
         asyncio.run(coro)  # type: ignore[arg-type]
 
 
-def _worker(home: Path, host: str, port: int, number: int, parent: int) -> None:
+def _worker(home: Path, host: str, port: int, number: int, parent: int, lookup_buckets: SharedBuckets,
+            upload_buckets: SharedBuckets) -> None:
     ledger = Ledger.open_reader(home)
     link = WriterLink(home / LINK_NAME)
     app = create_app(ledger, anchor=False, submit=link.submit, head=link.head,
-                     extra_middlewares=[forwarder(home / SOCKET_NAME, f"worker {number}")])
+                     extra_middlewares=[forwarder(home / SOCKET_NAME)],
+                     lookup_buckets=lookup_buckets, upload_buckets=upload_buckets)
+    app.on_response_prepare.append(process_name(f"worker {number}"))
     try:
         _asyncio_run(_run(app, host, port, public=True, reuse=True, parent=parent))
     finally:
@@ -132,15 +144,17 @@ def serve(home: Path, host: str | None = None, port: int | None = None, workers:
     ledger = Ledger.open(home)
     h = host or ledger.config.host
     p = port or ledger.config.port
-    app = create_app(ledger)
     procs = []
     ctx = multiprocessing.get_context("spawn")
+    # One set of rate-limit buckets for all processes, so that the limits hold for the whole portal.
+    lookup, upload = (SharedBuckets(ctx=ctx), SharedBuckets(ctx=ctx)) if workers > 1 else (None, None)
+    app = create_app(ledger, lookup_buckets=lookup, upload_buckets=upload)
     print(f"serving {ledger.config.origin} at http://{h}:{p}/ (entries: {ledger.log.size}, "
           + (f"{workers} worker processes and a writer)" if workers > 1 else "one process)"), flush=True)
     try:
         if workers > 1:
             for n in range(1, workers + 1):
-                proc = ctx.Process(target=_worker, args=(home, h, p, n, os.getpid()), daemon=True)
+                proc = ctx.Process(target=_worker, args=(home, h, p, n, os.getpid(), lookup, upload), daemon=True)
                 proc.start()
                 procs.append(proc)
             _asyncio_run(_run(app, h, p, public=False, reuse=False, socket_path=home / SOCKET_NAME,
