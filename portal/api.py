@@ -17,8 +17,7 @@ from ledger import qr
 from ledger.apikeys import ApiKey, authenticate
 from ledger.errors import NotFoundError, RefusedError
 from ledger.events import REF, parse_events
-from portal.keys import LEDGER, SUBMIT, UPLOAD_LIMIT
-from portal.pages_cache import TtlCache
+from portal.keys import KEYS_SEEN, LEDGER, SUBMIT, UPLOAD_LIMIT
 from verifier.entry import strict_loads
 from verifier.errors import FormatError
 
@@ -27,18 +26,17 @@ PDF_MAGIC = b"%PDF-"
 
 
 KEY_CACHE_S = 5.0  # a revoked key stops working within this many seconds
-_key_cache: TtlCache[tuple[int, str], ApiKey] = TtlCache()
 
 
 async def _key(request: web.Request, scope: str) -> ApiKey:
     led = request.app[LEDGER]
     header = request.headers.get("Authorization") or ""
     # Only keys that authenticated are cached, under the header itself; bad keys always hit the database.
-    cache_key = (id(led), header)
-    key = _key_cache.get(cache_key, KEY_CACHE_S)
+    seen = request.app[KEYS_SEEN]
+    key = seen.get(header, KEY_CACHE_S)
     if key is None:
         key = await asyncio.to_thread(lambda: authenticate(led.log._reader(), header or None))
-        _key_cache.put(cache_key, key)
+        seen.put(header, key)
     key.require(scope)
     return key
 

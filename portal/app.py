@@ -23,6 +23,8 @@ from portal import api, logroutes, openapi, pages, tsaroutes
 from portal.keys import (
     ANCHORER,
     HEAD,
+    HEADS,
+    KEYS_SEEN,
     LEDGER,
     LOOKUP_LIMIT,
     PAGES,
@@ -32,7 +34,7 @@ from portal.keys import (
     Head,
     Submit,
 )
-from portal.pages_cache import PageCache
+from portal.pages_cache import PageCache, TtlCache
 from portal.ratelimit import RateLimited, RateLimiter, SharedBuckets
 from verifier.errors import VerificationError
 
@@ -117,6 +119,7 @@ def create_app(ledger: Ledger, *, anchor: bool = True, lookup_rate: float | None
                                     cfg.lookup_burst if lookup_burst is None else lookup_burst, lookup_buckets)
     app[UPLOAD_LIMIT] = RateLimiter(cfg.upload_rate, cfg.upload_burst, upload_buckets)
     app[PAGES] = PageCache()
+    app[KEYS_SEEN], app[HEADS] = TtlCache(), TtlCache()
     app.add_routes(logroutes.routes)
     app.add_routes(tsaroutes.routes)
     app.add_routes(pages.routes)

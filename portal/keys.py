@@ -9,9 +9,10 @@ import jinja2
 from aiohttp import web
 
 from ledger.anchor import Anchorer
+from ledger.apikeys import ApiKey
 from ledger.core import Ledger
 from ledger.events import InputEvent
-from portal.pages_cache import PageCache
+from portal.pages_cache import PageCache, TtlCache
 from portal.ratelimit import RateLimiter
 
 LEDGER = web.AppKey("ledger", Ledger)
@@ -26,3 +27,6 @@ SUBMIT = web.AppKey[Submit]("submit")
 # How this process gets the log's signed statement of an envelope's last event (`verifier.head`).
 Head = Callable[[str, int], Awaitable[str]]
 HEAD = web.AppKey[Head]("head")
+# API keys that authenticated, by Authorization header; signed envelope heads, by (env, tree size)
+KEYS_SEEN = web.AppKey[TtlCache[str, ApiKey]]("keys_seen")
+HEADS = web.AppKey[TtlCache[tuple[str, int], str]]("heads")

@@ -15,8 +15,7 @@ from aiohttp import web
 from ledger import qr
 from ledger.public import STATUS_LABEL, copy_version, copy_view
 from portal import i18n
-from portal.keys import HEAD, LEDGER, LOOKUP_LIMIT, PAGES, TEMPLATES
-from portal.pages_cache import TtlCache
+from portal.keys import HEAD, HEADS, LEDGER, LOOKUP_LIMIT, PAGES, TEMPLATES
 
 routes = web.RouteTableDef()
 
@@ -93,17 +92,16 @@ async def copy_page(request: web.Request) -> web.Response:
 
 
 HEAD_CACHE_S = 30.0  # a served envelope head is at most this old (browsers accept HEAD_MAX_AGE)
-_heads: TtlCache[tuple[int, str, int], str] = TtlCache()
 
 
 async def _head(request: web.Request, env: str, size: int) -> str:
     """The log's signed statement of the envelope's last event in this tree, signed at most
     HEAD_CACHE_S ago (signing is the writer's: the statement is shared between requests)."""
-    key = (id(request.app), env, size)
-    note = _heads.get(key, HEAD_CACHE_S)
+    heads = request.app[HEADS]
+    note = heads.get((env, size), HEAD_CACHE_S)
     if note is None:
         note = await request.app[HEAD](env, size)
-        _heads.put(key, note)
+        heads.put((env, size), note)
     return note
 
 
