@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -97,13 +98,59 @@ def _wait(url: str, timeout: float = 30.0) -> None:
             time.sleep(0.1)
 
 
-def _wrk(url: str, args: argparse.Namespace, script: str | None, work: Path) -> dict[str, Any]:
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _tree(root: int) -> list[int]:
+    """`root` and its descendants (the processes of one `ledger serve`)."""
+    kids: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += kids.get(pid, [])
+    return out
+
+
+def _cpu_s(pid: int) -> float:
+    """User and system CPU seconds of one process so far (0 once it is gone)."""
+    try:
+        f = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(f[11]) + int(f[12])) / TICK
+
+
+def _machine() -> tuple[float, float]:
+    """Busy and total CPU seconds of the whole machine so far (from /proc/stat)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = f[3] + f[4]
+    return (sum(f[:8]) - idle) / TICK, sum(f[:8]) / TICK
+
+
+def _wrk(url: str, args: argparse.Namespace, script: str | None, work: Path, server: int | None = None
+         ) -> dict[str, Any]:
+    """One wrk run; with the `server` process, also the CPU it and wrk used (in cores, on average)."""
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s", "--latency"]
     if script:
         path = work / f"s{abs(hash(script))}.lua"
         path.write_text(script)
         cmd += ["-s", str(path)]
+    pids = _tree(server) if server else []
+    cpu0, (busy0, all0) = [_cpu_s(p) for p in pids], _machine()
+    wrk0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    wrk1, elapsed, (busy1, all1) = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0, _machine()
+    cpu = {"portal": [(_cpu_s(p) - c) / elapsed for p, c in zip(pids, cpu0, strict=True)],
+           "wrk": (wrk1.ru_utime + wrk1.ru_stime - wrk0.ru_utime - wrk0.ru_stime) / elapsed,
+           "machine_busy": (busy1 - busy0) / (all1 - all0) * (os.cpu_count() or 1)}
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     lat = {}
     for pct in ("50", "99"):
@@ -113,7 +160,7 @@ def _wrk(url: str, args: argparse.Namespace, script: str | None, work: Path) -> 
             lat[pct] = v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
     bad = re.search(r"STATUS_NOT_201 (\d+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"),
+    return {"rps": rps, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"), "cpu": cpu,
             "not_201": int(bad.group(1)) if bad else None, "non_2xx": int(non2xx.group(1)) if non2xx else 0}
 
 
@@ -144,8 +191,9 @@ def main(argv: list[str]) -> int:
         key = _ledger(home, "keys", "create", "--tenant", "bench", "--scopes", "append,read").strip()
         sport, lport = _port(), _port()
         procs.append(subprocess.Popen([sys.executable, "-c", STATIC_APP, str(sport)]))
-        procs.append(subprocess.Popen([str(BIN / "ledger"), "--home", str(home), "serve", "--port", str(lport),
-                                       "--workers", str(args.workers)], stdout=subprocess.DEVNULL))
+        serve = subprocess.Popen([str(BIN / "ledger"), "--home", str(home), "serve", "--port", str(lport),
+                                  "--workers", str(args.workers)], stdout=subprocess.DEVNULL)
+        procs.append(serve)
         _wait(f"http://127.0.0.1:{sport}/static.css")
         _wait(f"http://127.0.0.1:{lport}/healthz")
         time.sleep(1.0)
@@ -154,12 +202,14 @@ def main(argv: list[str]) -> int:
         base = f"http://127.0.0.1:{lport}"
         res: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
                                "connections": args.connections, "workers": args.workers}
-        res["static"] = _wrk(f"http://127.0.0.1:{sport}/static.css", args, None, work)
+        res["static"] = _wrk(f"http://127.0.0.1:{sport}/static.css", args, None, work, procs[0].pid)
         codes_lua = ",".join(f'"{c}"' for c in codes)
-        res["pages"] = _wrk(base + "/v/" + codes[0], args, PAGES_LUA % {"codes": codes_lua}, work)
+        res["pages"] = _wrk(base + "/v/" + codes[0], args, PAGES_LUA % {"codes": codes_lua}, work, serve.pid)
         size0 = json.loads(urllib.request.urlopen(base + "/healthz").read())["size"]
-        res["single"] = _wrk(base + "/api/v1/events", args, POST_LUA % {"batch": 1, "key": key, "run": "S"}, work)
-        res["batch"] = _wrk(base + "/api/v1/events", args, POST_LUA % {"batch": args.batch, "key": key, "run": "B"}, work)
+        res["single"] = _wrk(base + "/api/v1/events", args, POST_LUA % {"batch": 1, "key": key, "run": "S"}, work,
+                             serve.pid)
+        res["batch"] = _wrk(base + "/api/v1/events", args, POST_LUA % {"batch": args.batch, "key": key, "run": "B"},
+                            work, serve.pid)
         size1 = json.loads(urllib.request.urlopen(base + "/healthz").read())["size"]
         res["single"]["events_per_s"] = res["single"]["rps"]
         res["batch"]["events_per_s"] = res["batch"]["rps"] * args.batch
@@ -193,6 +243,14 @@ def _print(r: dict[str, Any], args: argparse.Namespace) -> None:
     for name, x, items, target in rows:
         print(f"{name:<38}{x['rps']:>10,.0f}{items:>12,.0f}{x['p50_ms'] or 0:>9.1f}{x['p99_ms'] or 0:>9.1f}"
               f"{x['rps'] / st['rps']:>10.2f}x  {target}")
+    print("CPU in cores, on average over each run (the portal's processes, the writer first; then wrk):")
+    for name, x, items, _ in rows:
+        c = x["cpu"]
+        portal = sum(c["portal"])
+        per = portal / items * 1e6 if items else 0
+        print(f"  {name:<36} portal {portal:.2f} ({' + '.join(f'{v:.2f}' for v in c['portal'])}), "
+              f"wrk {c['wrk']:.2f}, machine busy {c['machine_busy']:.2f} of {r['machine']['cores']}; "
+              f"portal {per:,.0f} us of CPU per item")
     b = r["batch"]
     if b["events_per_s"]:
         # Little's law: with every connection waiting on a whole batch, the mean wait is in flight / rate
