@@ -45,10 +45,10 @@ def forwarder(socket_path: Path) -> Callable[[web.Request, Handler], Awaitable[w
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        reading = request.method in ("GET", "HEAD")
-        if reading:
+        if request.method in ("GET", "HEAD") or request.path not in WRITER_ONLY:
+            # served here: from the latest published tree (a POST reads it too, e.g. a download with an
+            # access code of a copy printed a moment ago)
             request.app[LEDGER].log.refresh()
-        if reading or request.path not in WRITER_ONLY:
             return await handler(request)
         if "s" not in session:
             session["s"] = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(socket_path)))
