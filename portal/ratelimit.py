@@ -63,6 +63,7 @@ class SharedBuckets:
         self._rows = ctx.RawArray(ctypes.c_double, 3 * slots) if ctx else (ctypes.c_double * (3 * slots))()
         self._lock: Any = ctx.Lock() if ctx else threading.Lock()
         self._warned = -math.inf
+        self._stuck = False
 
     def take(self, ip: str, rate: float, burst: int, now: float) -> float:
         """Refill `ip`'s bucket to `now` and spend a token if it has one; return the tokens it had."""
@@ -72,14 +73,17 @@ class SharedBuckets:
         def refilled(i: int) -> float:  # an empty slot counts as more than full
             return rows[3 * i + 1] + max(0.0, now - rows[3 * i + 2]) * rate if rows[3 * i] else math.inf
 
-        if not self._lock.acquire(timeout=LOCK_WAIT_S):
-            # Held for microseconds, so its holder died holding it (a killed worker): better an
-            # unlimited portal than a stuck one.
-            if time.monotonic() - self._warned > 60:
-                self._warned = time.monotonic()
-                log.error("the rate-limit table stays locked (a portal process died holding it?); "
-                          "requests pass unlimited until the portal restarts")
-            return math.inf
+        if not self._lock.acquire(False):
+            # Held for microseconds, so if it stays held its holder died holding it (a killed worker):
+            # better an unlimited portal than a stuck one. Once seen stuck, no request waits for it.
+            if self._stuck or not self._lock.acquire(True, LOCK_WAIT_S):
+                self._stuck = True
+                if time.monotonic() - self._warned > 60:
+                    self._warned = time.monotonic()
+                    log.error("the rate-limit table stays locked (a portal process died holding it?); "
+                              "requests pass unlimited until it is free again")
+                return math.inf
+        self._stuck = False
         try:
             candidates = (key % self.slots, key // self.slots % self.slots)
             slot = next((i for i in candidates if rows[3 * i] == key), None)

@@ -156,12 +156,14 @@ def test_a_lock_left_held_lets_requests_through(monkeypatch: pytest.MonkeyPatch,
     """A process killed inside the table's lock leaves it held: the portal keeps answering, unlimited."""
     from portal import ratelimit
 
-    monkeypatch.setattr(ratelimit, "LOCK_WAIT_S", 0.01)
     table = SharedBuckets(slots=8, ctx=multiprocessing.get_context("spawn"))
-    limiter = RateLimiter(1.0, 1, table)
+    limiter = RateLimiter(0.01, 1, table)
     assert _allowed(limiter, "203.0.113.9") and not _allowed(limiter, "203.0.113.9")
     table._lock.acquire()  # as if its holder had died
-    assert all(_allowed(limiter, "203.0.113.9") for _ in range(3))
+    monkeypatch.setattr(ratelimit, "LOCK_WAIT_S", 1.0)
+    started = time.monotonic()
+    assert all(_allowed(limiter, "203.0.113.9") for _ in range(20))
+    assert time.monotonic() - started < 5, "every request waited for the stuck lock, not just the first"
     assert sum("stays locked" in r.message for r in caplog.records) == 1, "one error, not one per request"
     table._lock.release()
     assert not _allowed(limiter, "203.0.113.9"), "limited again once the table is free"
