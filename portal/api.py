@@ -52,8 +52,11 @@ async def _json(request: web.Request) -> Any:
     return body
 
 
+JSON_TYPE = {"Content-Type": "application/json; charset=utf-8"}  # as a header: aiohttp parses content_type=
+
+
 def _json_response(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(obj), status=status, content_type="application/json", charset="utf-8")
+    return web.Response(body=orjson.dumps(obj), status=status, headers=JSON_TYPE)
 
 
 def _ref(request: web.Request) -> str:
