@@ -7,6 +7,7 @@ a `[[tsa]]` table, so a typo is an error rather than a silently ignored setting.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -131,6 +132,7 @@ class Config:
     upload_rate: float = 2.0
     upload_burst: int = 10
     witnesses: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
     tsa: tuple[TsaConfig, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -198,6 +200,15 @@ def load_config(home: Path) -> Config:
     if len(set(names)) != len(names):
         raise _bad(f"{path}: two witnesses have the same name")
     raw["witnesses"] = tuple(witnesses)
+    proxies = raw.pop("trusted_proxies", [])
+    if not isinstance(proxies, list) or not all(isinstance(p, str) for p in proxies):
+        raise _bad(f"{path}: trusted_proxies must be a list of addresses or networks, like [\"10.0.0.0/8\"]")
+    for p in proxies:
+        try:
+            ipaddress.ip_network(p, strict=False)
+        except ValueError as e:
+            raise _bad(f"{path}: trusted_proxies: {e}") from None
+    raw["trusted_proxies"] = tuple(proxies)
     defaults = Config()
     for k, v in raw.items():
         want = type(getattr(defaults, k))

@@ -35,7 +35,7 @@ from portal.keys import (
     Submit,
 )
 from portal.pages_cache import PageCache, TtlCache
-from portal.ratelimit import RateLimited, RateLimiter, SharedBuckets
+from portal.ratelimit import RateLimited, RateLimiter, SharedBuckets, networks
 from verifier.errors import VerificationError
 
 log = logging.getLogger("portal")
@@ -115,9 +115,11 @@ def create_app(ledger: Ledger, *, anchor: bool = True, lookup_rate: float | None
     app[SUBMIT] = submit or ledger.asubmit
     app[HEAD] = head or (lambda env, size: asyncio.to_thread(ledger.envelope_head, env, size))
     app[TEMPLATES] = pages.make_templates()
+    proxies = networks(cfg.trusted_proxies)
     app[LOOKUP_LIMIT] = RateLimiter(cfg.lookup_rate if lookup_rate is None else lookup_rate,
-                                    cfg.lookup_burst if lookup_burst is None else lookup_burst, lookup_buckets)
-    app[UPLOAD_LIMIT] = RateLimiter(cfg.upload_rate, cfg.upload_burst, upload_buckets)
+                                    cfg.lookup_burst if lookup_burst is None else lookup_burst, lookup_buckets,
+                                    proxies)
+    app[UPLOAD_LIMIT] = RateLimiter(cfg.upload_rate, cfg.upload_burst, upload_buckets, proxies)
     app[PAGES] = PageCache()
     app[KEYS_SEEN], app[HEADS] = TtlCache(), TtlCache()
     app.add_routes(logroutes.routes)

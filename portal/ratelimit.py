@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import ipaddress
 import logging
 import math
 import threading
 import time
+from collections.abc import Iterable
 from multiprocessing.context import BaseContext
 from typing import Any
 
@@ -34,13 +36,50 @@ class RateLimited(LedgerError):
         self.retry_after = retry_after
 
 
-def client_ip(request: web.Request) -> str:
-    """The client's address; for a request forwarded by a worker over the writer's Unix socket, the
-    address the worker saw (only that socket is trusted to say so)."""
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def networks(specs: Iterable[str]) -> Networks:
+    """The `trusted_proxies` setting as networks (checked when the config is loaded)."""
+    return tuple(ipaddress.ip_network(s, strict=False) for s in specs)
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def _trusted(addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None, proxies: Networks) -> bool:
+    return addr is not None and any(addr in n for n in proxies)
+
+
+def client_ip(request: web.Request, proxies: Networks = ()) -> str:
+    """The client's address.
+
+    For a request forwarded by a worker over the writer's Unix socket, the address the worker saw
+    (only that socket is trusted to say so). When that address is one of the `trusted_proxies`,
+    the client is the last address in `X-Forwarded-For` that is not a trusted proxy (each proxy
+    appends the address it saw); an address a proxy did not write cannot be trusted, so a client
+    that sends the header itself gains nothing. Without trusted proxies the header is ignored.
+    """
     peer = request.transport.get_extra_info("peername") if request.transport else None
     if peer == "" and "X-Ledger-Client" in request.headers:
-        return request.headers["X-Ledger-Client"] or "unknown"
-    return request.remote or "unknown"
+        peer = request.headers["X-Ledger-Client"] or "unknown"
+    else:
+        peer = request.remote or "unknown"
+    if not proxies or not _trusted(_address(peer), proxies):
+        return str(peer)
+    hops = [h for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",")]
+    for hop in reversed(hops):
+        addr = _address(hop)
+        if addr is None:  # not written by a proxy we trust: the proxy's own address it is
+            return str(peer)
+        if not _trusted(addr, proxies):
+            return str(addr)
+    first = _address(hops[0]) if hops else None  # only trusted proxies: the first address, the origin
+    return str(first) if first is not None else str(peer)
 
 
 def bucket_key(ip: str) -> int:
@@ -102,14 +141,15 @@ class RateLimiter:
     """`rate` requests per second with bursts of `burst`, per client IP, kept in `buckets` (shared
     with other processes) or in a table of its own. A rate of 0 or less turns the limit off."""
 
-    def __init__(self, rate: float, burst: int, buckets: SharedBuckets | None = None) -> None:
-        self.rate, self.burst = rate, burst
+    def __init__(self, rate: float, burst: int, buckets: SharedBuckets | None = None,
+                 proxies: Networks = ()) -> None:
+        self.rate, self.burst, self.proxies = rate, burst, proxies
         self._clock = time.monotonic
         self._buckets = buckets if buckets is not None else SharedBuckets(SLOTS if rate > 0 else 1)
 
     def check(self, request: web.Request) -> None:
         if self.rate <= 0:
             return
-        tokens = self._buckets.take(client_ip(request), self.rate, self.burst, self._clock())
+        tokens = self._buckets.take(client_ip(request, self.proxies), self.rate, self.burst, self._clock())
         if tokens < 1.0:
             raise RateLimited(max(1, math.ceil((1.0 - tokens) / self.rate)))
