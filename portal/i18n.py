@@ -152,6 +152,12 @@ REASONS: dict[str, dict[str, str]] = {
         "doc_compare": "the page compares your file with another document",
         "doc_pin": "the document differs from the one pinned in your QR code",
         "unexpected": "the check could not be completed ({detail})",
+        "st_draft": "IN PROGRESS",
+        "st_sent": "IN PROGRESS",
+        "st_completed": "VALID",
+        "st_withdrawn": "WITHDRAWN",
+        "st_declined": "DECLINED",
+        "st_voided": "VOID",
     },
     "zh-CN": {
         "http": "服务器返回了 {status}",
@@ -186,6 +192,12 @@ REASONS: dict[str, dict[str, str]] = {
         "doc_compare": "页面用于比对您文件的是另一个文件",
         "doc_pin": "该文件与您二维码中固定的文件不同",
         "unexpected": "无法完成核验（{detail}）",
+        "st_draft": "签署中",
+        "st_sent": "签署中",
+        "st_completed": "有效",
+        "st_withdrawn": "已撤回",
+        "st_declined": "已拒签",
+        "st_voided": "已作废",
     },
 }
 assert set(REASONS["en"]) == set(REASONS["zh-CN"])

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from ledger.core import Ledger
 from ledger.demo import TENANT, create_demo
+from ledger.public import STATUS_LABEL
 from portal.app import create_app
 
 Client = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -181,6 +182,7 @@ def test_every_reason_verify_js_gives_is_translated() -> None:
     js = (Path(i18n.__file__).parent / "static" / "verify.js").read_text()
     used = set(re.findall(r'\bfail\("(\w+)"', js)) | {"unexpected"}
     used |= {"what_" + w for w in re.findall(r'verifyNote\([^)]*"(\w+)"\)', js)}
+    used |= {"st_" + s for s in STATUS_LABEL}  # statuses named in a reason
     assert "new Error(" not in js, "a failure without a reason code would be shown untranslated"
     for lang in i18n.LANGS:
         assert set(i18n.REASONS[lang]) == used, lang

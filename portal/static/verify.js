@@ -27,7 +27,8 @@
     return reasons[code].replace(/\{(\w+)\}/g, (m, name) => {
       const value = params[name];
       if (value === undefined) return m;
-      return name === "what" ? reasons["what_" + value] || String(value) : String(value);
+      if (name === "what") return reasons["what_" + value] || String(value);
+      return reasons["st_" + value] || String(value);  // a status by its name in the page's language
     });
   }
 
