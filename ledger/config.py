@@ -166,6 +166,14 @@ def _bad(message: str) -> LedgerError:
     return LedgerError(message, code="bad_config")
 
 
+def _strings(raw: dict[str, Any], key: str, message: str) -> list[str]:
+    """Take `key`, a list of strings (empty if absent), out of the parsed TOML; `message` if it is not one."""
+    value = raw.pop(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _bad(message)
+    return value
+
+
 def home_dir(arg: str | None = None) -> Path:
     return Path(arg or os.environ.get("LEDGER_HOME") or "data").resolve()
 
@@ -190,9 +198,8 @@ def load_config(home: Path) -> Config:
     names = [t.name for t in parsed]
     if len(set(names)) != len(names):
         raise _bad(f"{path}: two [[tsa]] tables have the same name")
-    witnesses = raw.pop("witnesses", [])
-    if not isinstance(witnesses, list) or not all(isinstance(w, str) for w in witnesses):
-        raise _bad(f"{path}: witnesses must be a list of witness verifier keys (name+keyid+base64)")
+    witnesses = _strings(raw, "witnesses", f"{path}: witnesses must be a list of witness verifier keys "
+                                            "(name+keyid+base64)")
     try:
         names = [CosignatureVerifier.from_string(w).name for w in witnesses]
     except FormatError as e:
@@ -200,9 +207,8 @@ def load_config(home: Path) -> Config:
     if len(set(names)) != len(names):
         raise _bad(f"{path}: two witnesses have the same name")
     raw["witnesses"] = tuple(witnesses)
-    proxies = raw.pop("trusted_proxies", [])
-    if not isinstance(proxies, list) or not all(isinstance(p, str) for p in proxies):
-        raise _bad(f"{path}: trusted_proxies must be a list of addresses or networks, like [\"10.0.0.0/8\"]")
+    proxies = _strings(raw, "trusted_proxies", f"{path}: trusted_proxies must be a list of addresses or "
+                                               "networks, like [\"10.0.0.0/8\"]")
     for p in proxies:
         try:
             ipaddress.ip_network(p, strict=False)

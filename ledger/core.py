@@ -120,6 +120,10 @@ class _Batch:
     access: list[tuple[str, int, str]] = field(default_factory=list)  # env, document, SHA-256 of its access code
     absent: set[tuple[str, str]] = field(default_factory=set)  # (tenant, ref) known not to exist before this batch
 
+    def known(self, key: tuple[str, str]) -> bool:
+        """Is this envelope's state, or its absence, known without the database?"""
+        return key in self.envs or key in self.absent
+
     def write(self, c: sqlite3.Connection) -> None:
         # (executemany with an empty list still costs a statement: skip those)
         c.executemany("INSERT INTO envelope_entries(env, seq, idx) VALUES (?, ?, ?)", self.entries)
@@ -172,12 +176,12 @@ class _Request:
         touched: dict[str, _Env] = {}
         entries: list[Entry] = []
         openings: list[tuple[str, str, str, str]] = []
-        extra: list[tuple[str, Any, int]] = []  # ("copy" | "access", row, position) for after sequencing
+        copies: list[tuple[str, str, int, int, int]] = []  # code, env, document, copy, entry position
+        access: list[tuple[str, int, str]] = []  # env, document, SHA-256 of its access code
         codes: list[str | None] = []
         now = format_time(led.clock)
         if len(self.events) > 1:  # load the envelopes this request names in one query
-            unknown = {ev.envelope for ev in self.events if (self.tenant, ev.envelope) not in batch.envs
-                       and (self.tenant, ev.envelope) not in batch.absent}
+            unknown = {ev.envelope for ev in self.events if not batch.known((self.tenant, ev.envelope))}
             if unknown:
                 led._load_envs(self.tenant, sorted(unknown), batch)
         for i, ev in enumerate(self.events):
@@ -187,9 +191,9 @@ class _Request:
                 e.event = i
                 raise
             if code is not None and ev.type == "copy.printed":
-                extra.append(("copy", (code, rec.env, data["document"], data["copy"]), len(entries)))
+                copies.append((code, rec.env, data["document"], data["copy"], len(entries)))
             elif code is not None:
-                extra.append(("access", (rec.env, data["document"], qr.code_hash(code)), len(entries)))
+                access.append((rec.env, data["document"], qr.code_hash(code)))
             codes.append(code)
             entries.append(entry)
         # Accepted: from here on nothing refuses, so the batch takes this request's changes.
@@ -203,11 +207,8 @@ class _Request:
             batch.entries.append((entry.env, entry.seq, first + k))
             if entry.type == "document.added":
                 batch.documents.append((entry.env, entry.data["document"], entry.data["sha256"], first + k))
-        for kind, row, pos in extra:
-            if kind == "copy":
-                batch.copies.append((*row, first + pos))
-            else:
-                batch.access.append(row)
+        batch.copies.extend((code, env, d, n, first + pos) for code, env, d, n, pos in copies)
+        batch.access.extend(access)
         batch.openings.extend(openings)
         for ref, rec in touched.items():
             batch.envs[(self.tenant, ref)] = rec
@@ -434,9 +435,8 @@ class Ledger:
         return self._current
 
     def _load_env(self, tenant: str, ref: str, batch: _Batch) -> _Env | None:
-        hit = batch.envs.get((tenant, ref))
-        if hit is not None or (tenant, ref) in batch.absent:
-            return hit
+        if batch.known((tenant, ref)):
+            return batch.envs.get((tenant, ref))
         return self._load_envs(tenant, [ref], batch).get(ref)
 
     def _load_envs(self, tenant: str, refs: list[str], batch: _Batch) -> dict[str, _Env]:

@@ -110,24 +110,17 @@ def demo_notary(ledger: Ledger) -> tuple[str, int]:
     import os
     import re
 
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     from ledger import witness
     from verifier.note import CosignatureSigner, parse_note
 
     path = ledger.home / "demo-notary.key"
-    if path.exists():
-        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        assert isinstance(loaded, Ed25519PrivateKey)
-        key = loaded
+    if path.exists():  # (a key file of PEM alone, as demos made it before, takes the demo's name)
+        notary = CosignatureSigner.from_key_file(path.read_bytes(), DEMO_NOTARY)
     else:
-        key = Ed25519PrivateKey.generate()
+        notary, key_file = CosignatureSigner.generate(DEMO_NOTARY)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
-            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-    notary = CosignatureSigner(DEMO_NOTARY, key)
+            f.write(key_file)
     vkey = notary.verifier.to_string()
     if vkey not in ledger.config.witnesses:
         ledger.config = ledger.config.replace(witnesses=(*ledger.config.witnesses, vkey))

@@ -167,32 +167,19 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "witness-key":
         import os
 
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
         from verifier.note import CosignatureSigner
 
-        priv = Ed25519PrivateKey.generate()
-        signer = CosignatureSigner(args.name, priv)  # checks the name
-        pem = priv.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption()).decode()
+        signer, key_file = CosignatureSigner.generate(args.name)
         fd = os.open(args.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{args.name}\n{pem}")
+        with os.fdopen(fd, "wb") as f:
+            f.write(key_file)
         print(signer.verifier.to_string())
         return 0
     if args.command == "cosign":
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
         from verifier.note import CosignatureSigner
 
-        name, _, pem = _read(args.witness_key).decode().partition("\n")
-        loaded = serialization.load_pem_private_key(pem.encode(), password=None)
-        if not isinstance(loaded, Ed25519PrivateKey):
-            raise ValueError(f"{args.witness_key} does not hold an Ed25519 key")
+        witness = CosignatureSigner.from_key_file(_read(args.witness_key))
         signed = verify_checkpoint(_read(args.file), _key(args))
-        witness = CosignatureSigner(name, loaded)
         note = signed.note.with_signature(witness.sign(signed.note.text, int(args.at.timestamp())))
         sys.stdout.write(note.to_text())
         return 0

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from verifier.errors import FormatError, SignatureError
@@ -241,6 +242,29 @@ class CosignatureSigner:
         msg = f"cosignature/v1\ntime {unix_time}\n{text}".encode()
         sig = struct.pack(">Q", unix_time) + self._key.sign(msg)
         return NoteSignature(self.verifier.name, self.verifier.key_id, sig)
+
+    @classmethod
+    def generate(cls, name: str) -> tuple[CosignatureSigner, bytes]:
+        """A new witness key: the signer, and its key file (the name on the first line, then PKCS#8 PEM)."""
+        priv = Ed25519PrivateKey.generate()
+        signer = cls(name, priv)  # checks the name
+        pem = priv.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+        return signer, name.encode() + b"\n" + pem
+
+    @classmethod
+    def from_key_file(cls, data: bytes, name: str | None = None) -> CosignatureSigner:
+        """The signer of a key file from `generate`; a file of PEM alone takes `name`.
+        A file that holds no such key is a ValueError."""
+        if not data.startswith(b"-----BEGIN"):
+            first, _, data = data.partition(b"\n")
+            name = first.decode()
+        if name is None:
+            raise ValueError("the witness key file does not name its witness")
+        priv = serialization.load_pem_private_key(data, password=None)  # ValueError if it holds none
+        if not isinstance(priv, Ed25519PrivateKey):
+            raise ValueError("the witness key file does not hold an Ed25519 key")
+        return cls(name, priv)
 
 
 def sign_note(text: str, *signers: Ed25519Signer) -> Note:
