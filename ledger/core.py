@@ -16,6 +16,7 @@ import os
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -170,6 +171,18 @@ class _Request:
         self.ledger, self.tenant, self.events = ledger, tenant, events
         self.size = len(events)
 
+    @classmethod
+    def prepare_batch(cls, log: TileLog, requests: list[_Request]) -> None:
+        """Load every envelope the batch's requests name, one query per tenant instead of one each."""
+        batch = requests[0].ledger._batch(log)
+        wanted: dict[str, set[str]] = {}
+        for r in requests:
+            for ev in r.events:
+                if not batch.known((r.tenant, ev.envelope)):
+                    wanted.setdefault(r.tenant, set()).add(ev.envelope)
+        for tenant, refs in wanted.items():
+            requests[0].ledger._load_envs(tenant, sorted(refs), batch)
+
     def stage(self, log: TileLog) -> Finish:
         led = self.ledger
         batch = led._batch(log)
@@ -180,10 +193,6 @@ class _Request:
         access: list[tuple[str, int, str]] = []  # env, document, SHA-256 of its access code
         codes: list[str | None] = []
         now = format_time(led.clock)
-        if len(self.events) > 1:  # load the envelopes this request names in one query
-            unknown = {ev.envelope for ev in self.events if not batch.known((self.tenant, ev.envelope))}
-            if unknown:
-                led._load_envs(self.tenant, sorted(unknown), batch)
         for i, ev in enumerate(self.events):
             try:
                 entry, code, data, rec = self._one(i, ev, now, touched, batch, openings)
@@ -418,6 +427,11 @@ class Ledger:
         """Submit from asyncio; returns the acknowledgements once the events are durable."""
         result: list[dict[str, Any]] = await self._seq.asubmit(_Request(self, tenant, events))
         return result
+
+    def commit_here(self, requests: list[tuple[str, list[InputEvent], Callable[[bool, Any], None]]]) -> None:
+        """Sequence these requests, each (tenant, events, fn), as one batch on the calling thread; then
+        `fn(True, acks)` once its events are durable, or `fn(False, refusal)` (`Sequencer.commit_here`)."""
+        self._seq.commit_here([(_Request(self, tenant, events), fn) for tenant, events, fn in requests])
 
     def append(self, tenant: str, events: list[InputEvent] | bytes | list[Any]) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.submit(tenant, events).result()

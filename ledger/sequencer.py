@@ -1,7 +1,8 @@
 """The one writer: a thread that batches submitted work into group commits.
 
 Threads `submit()` work and get a `concurrent.futures.Future`; asyncio code awaits `asubmit()`,
-whose futures are resolved with one wake-up of the event loop per batch rather than one per event. The thread takes whatever is queued, up to `max_batch` items (waiting up to
+whose futures are resolved with one wake-up of the event loop per batch rather than one per event.
+A caller with a batch of its own may also commit it on its own thread (`commit_here`). The thread takes whatever is queued, up to `max_batch` items (waiting up to
 `max_delay_ms` for more when the queue runs dry), stages every item in one transaction, commits with
 one signed checkpoint, and only then resolves the futures: an acknowledgement means durable.
 A refused item fails alone; a storage failure fails the whole batch and acknowledges nothing.
@@ -30,7 +31,11 @@ Finish = Callable[[AppendResult], Any]
 
 
 class Work(Protocol):
-    """One unit of work: stage it (may raise a refusal); return how to build the ack after commit."""
+    """One unit of work: stage it (may raise a refusal); return how to build the ack after commit.
+
+    A kind of work may also define `prepare_batch(log, works)` (a class method), called once per batch
+    with all of its items before any is staged: to read what they need from the database in one go.
+    """
 
     size: int
 
@@ -70,8 +75,9 @@ class _AsyncSlot:
         self.future: asyncio.Future[Any] = loop.create_future()
 
 
-def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for fut, ok, value in items:
+def _resolve(items: list[tuple[_AsyncSlot, bool, Any]]) -> None:
+    for waiter, ok, value in items:
+        fut = waiter.future
         if not fut.done():
             if ok:
                 fut.set_result(value)
@@ -89,6 +95,7 @@ class Sequencer:
         self.max_delay = max_delay_ms / 1000
         self._q: queue.Queue[Any] = queue.Queue()
         self._closed = False
+        self._commit_lock = threading.Lock()  # the sequencer's thread and `commit_here` callers take turns
         self.batches = 0
         self._thread = threading.Thread(target=self._run, name="ledger-sequencer", daemon=True)
         self._thread.start()
@@ -141,22 +148,50 @@ class Sequencer:
         stop = False
         while not stop:
             batch, stop = self._collect()
-            if not batch:
-                continue
+            if batch:
+                self._settle(self._commit_locked(batch))
+
+    def commit_here(self, items: list[tuple[Work, Callable[[bool, Any], None]]]) -> None:
+        """Sequence `items` as one batch on the calling thread, then call each one's function with
+        (True, result) once durable, or (False, exception).
+
+        For a caller that has nothing better to do while the batch commits: the writer process's
+        event loop, which takes the requests of every worker from the link. One thread then reads,
+        stages and commits, instead of handing each request over to the sequencer's thread and each
+        answer back. Commits of both threads take turns.
+        """
+        if self._closed:
+            raise StorageError("the sequencer is closed")
+        for fn, ok, value in self._commit_locked(items):
             try:
-                self._commit(batch)
+                fn(ok, value)
+            except Exception:  # one caller's failure must not keep the others waiting
+                log.exception("a caller of the sequencer failed on its answer")
+
+    def _commit_locked(self, batch: list[tuple[Work, Any]]) -> list[tuple[Any, bool, Any]]:
+        with self._commit_lock:
+            try:
+                return self._commit(batch)
             except Exception as e:  # the one writer must survive anything a batch does
                 log.exception("unexpected error in the sequencer")
-                self._fail_all(batch, StorageError(f"internal error: {e}; nothing was acknowledged"))
+                return self._fail_all(batch, StorageError(f"internal error: {e}; nothing was acknowledged"))
 
-    def _commit(self, batch: list[tuple[Work, Any]]) -> None:
-        done: list[tuple[Any, bool, Any]] = []  # (waiter, ok, result or exception)
+    def _commit(self, batch: list[tuple[Work, Any]]) -> list[tuple[Any, bool, Any]]:
+        """Stage and commit one batch; return (waiter, ok, result or exception) for every item."""
+        done: list[tuple[Any, bool, Any]] = []
         accepted: list[tuple[Any, Finish]] = []
         try:
             self.log.begin()
         except LedgerError as e:
-            self._settle([(w, False, e) for _, w in batch])
-            return
+            return [(w, False, e) for _, w in batch]
+        try:
+            for kind in {type(w) for w, _ in batch}:
+                prepare = getattr(kind, "prepare_batch", None)
+                if prepare is not None:
+                    prepare(self.log, [w for w, _ in batch if type(w) is kind])
+        except sqlite3.Error as e:
+            return self._fail_all(batch, StorageError(f"could not read the ledger database: {e}; "
+                                                      "nothing was acknowledged"))
         i = 0
         while i < len(batch):
             work, waiter = batch[i]
@@ -176,41 +211,37 @@ class Sequencer:
                 accepted.append((waiter, work.stage(self.log)))
             except (LedgerError, VerificationError) as e:
                 if isinstance(e, StorageError):
-                    self._fail_all(batch, e)
-                    return
+                    return self._fail_all(batch, e)
                 done.append((waiter, False, e))
             except sqlite3.Error as e:  # disk full, I/O error: nothing in this batch is acknowledged
-                self._fail_all(batch, StorageError(f"could not write to the ledger database: {e}; "
-                                                   "nothing was acknowledged"))
-                return
+                return self._fail_all(batch, StorageError(f"could not write to the ledger database: {e}; "
+                                                          "nothing was acknowledged"))
             except Exception as e:  # a bug must not kill the writer thread
                 log.exception("unexpected error while staging")
-                self._fail_all(batch, StorageError(f"internal error while staging: {e}"))
-                return
+                return self._fail_all(batch, StorageError(f"internal error while staging: {e}"))
         try:
             result = self.log.commit()
         except Exception as e:
-            self._fail_all(batch, e if isinstance(e, StorageError) else StorageError(f"commit failed: {e}"))
-            return
+            return self._fail_all(batch, e if isinstance(e, StorageError) else StorageError(f"commit failed: {e}"))
         self.batches += 1
         for waiter, finish in accepted:
             try:
                 done.append((waiter, True, finish(result)))
             except Exception as e:  # surface to the caller, keep the writer alive
                 done.append((waiter, False, e))
-        self._settle(done)
+        return done
 
-    def _fail_all(self, batch: list[tuple[Work, Any]], err: Exception) -> None:
+    def _fail_all(self, batch: list[tuple[Work, Any]], err: Exception) -> list[tuple[Any, bool, Any]]:
         self.log.rollback()
-        self._settle([(w, False, err) for _, w in batch])
+        return [(w, False, err) for _, w in batch]
 
     @staticmethod
     def _settle(done: list[tuple[Any, bool, Any]]) -> None:
         """Resolve waiters: thread futures directly, asyncio futures with one wake-up per loop."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_AsyncSlot, bool, Any]]] = {}
         for waiter, ok, value in done:
             if isinstance(waiter, _AsyncSlot):
-                by_loop.setdefault(waiter.loop, []).append((waiter.future, ok, value))
+                by_loop.setdefault(waiter.loop, []).append((waiter, ok, value))
                 continue
             try:  # a caller may have cancelled its future meanwhile: that must not stop the writer
                 if ok:

@@ -265,3 +265,57 @@ def test_envelope_ids_are_time_ordered_and_unpredictable(led: Ledger) -> None:
 
     ms = int(time.time() * 1000)
     assert abs(int(ids[0][:12], 16) - ms) < 60_000
+
+
+def test_a_batch_committed_here_reads_its_envelopes_once_per_tenant(led: Ledger) -> None:
+    """`commit_here` (the writer link's path) stages a batch on the calling thread: the envelopes its
+    requests name are read in one query per tenant, a refusal fails alone, the rest is durable at once."""
+    from ledger.events import parse_events
+
+    for i in range(10):
+        led.append(T, draft(f"E{i}")[:1])
+    led.append("other", draft("O1")[:1])
+    statements: list[str] = []
+    led.log.conn.set_trace_callback(statements.append)
+    answers: list[tuple[bool, Any]] = []
+
+    def req(tenant: str, *events: dict[str, Any]) -> tuple[str, list, Any]:
+        return (tenant, parse_events(list(events)), lambda ok, value: answers.append((ok, value)))
+
+    led.commit_here([req(T, ev("party.added", f"E{i}", party="p", role="cc", name="n")) for i in range(10)]
+                    + [req(T, ev("envelope.created", f"N{i}", title="t")) for i in range(5)]
+                    + [req("other", ev("party.added", "O1", party="p", role="cc", name="n")),
+                       req("other", ev("envelope.sent", "E1"))])  # E1 is not this tenant's: refused alone
+    led.log.conn.set_trace_callback(None)
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "FROM envelopes" in s]
+    assert len(reads) == 2, reads  # one per tenant, not one per request
+    refused = [value for ok, value in answers if not ok]
+    assert len(answers) == 17 and len(refused) == 1, answers
+    assert isinstance(refused[0], RefusedError) and refused[0].code == "unknown_envelope"
+    sizes = {value[0]["checkpoint_size"] for ok, value in answers if ok}
+    assert sizes == {led.log.size}, "one batch, one checkpoint"
+    assert sorted(value[0]["index"] for ok, value in answers if ok) == list(range(led.log.size - 16, led.log.size))
+    assert status(led, "E3") == "draft" and led.envelope(T, "E3")["events"] == 2
+
+
+def test_batches_committed_here_and_by_the_thread_take_turns(led: Ledger) -> None:
+    """The sequencer's thread and a caller committing on its own thread never write at once."""
+    import threading
+
+    from ledger.events import parse_events
+
+    answers: list[Any] = []
+    futures = []
+
+    def from_threads() -> None:
+        futures.extend(led.submit(T, [ev("envelope.created", f"S{i}", title="t")]) for i in range(200))
+
+    t = threading.Thread(target=from_threads)
+    t.start()
+    for k in range(20):
+        led.commit_here([(T, parse_events([ev("envelope.created", f"H{k}-{i}", title="t")]),
+                          lambda ok, value: answers.append(value if ok else None)) for i in range(10)])
+    t.join()
+    acks = [a[0] for a in answers] + [f.result(timeout=30)[0] for f in futures]
+    assert None not in answers
+    assert sorted(a["index"] for a in acks) == list(range(400)), "every entry once, no gap (audited after)"

@@ -54,6 +54,56 @@ def test_requests_from_a_worker_are_acknowledged_in_one_sequence(led: Ledger) ->
     assert led.log.size == 50  # the refused request wrote nothing
 
 
+def test_requests_read_in_one_turn_from_every_worker_commit_together(led: Ledger) -> None:
+    """The writer commits what it read from all connections in one turn as one batch: one checkpoint."""
+
+    async def main() -> None:
+        server = await serve_link(led, led.home / LINK_NAME)
+        links = [WriterLink(led.home / LINK_NAME), WriterLink(led.home / LINK_NAME)]
+        try:
+            for n, link in enumerate(links):  # connected before the burst
+                await link.submit("t", _events({"type": "envelope.created", "envelope": f"C{n}", "title": "x"}))
+            acks = await asyncio.gather(*[
+                links[i % 2].submit("t", _events({"type": "envelope.created", "envelope": f"E{i}", "title": "x"}))
+                for i in range(40)])
+            assert {a[0]["checkpoint_size"] for a in acks} == {42}, "one batch, one checkpoint"
+            assert sorted(a[0]["index"] for a in acks) == list(range(2, 42))
+        finally:
+            for link in links:
+                await link.close()
+            server.close()
+
+    asyncio.run(main())
+
+
+def test_a_burst_larger_than_batch_max_commits_in_several_batches(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text("batch_max = 15\n")
+    led = Ledger.init(home)
+
+    async def main() -> None:
+        server = await serve_link(led, led.home / LINK_NAME)
+        link = WriterLink(led.home / LINK_NAME)
+        try:
+            await link.submit("t", _events({"type": "envelope.created", "envelope": "C", "title": "x"}))
+            acks = await asyncio.gather(*[  # 20 requests of 1, 2 or 3 events: 39 events
+                link.submit("t", _events(*[{"type": "envelope.created", "envelope": f"B{i}-{k}", "title": "x"}
+                                           for k in range(1 + i % 3)])) for i in range(20)])
+            sizes = sorted({a[0]["checkpoint_size"] for a in acks})
+            per_batch = [b - a for a, b in zip([1, *sizes], sizes, strict=False)]
+            assert sum(per_batch) == 39 and len(per_batch) == 3, per_batch
+            assert all(n <= 15 + 2 for n in per_batch), per_batch  # a request is never split
+        finally:
+            await link.close()
+            server.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        led.close()
+
+
 def test_the_socket_is_the_owners_only(led: Ledger) -> None:
     async def main() -> None:
         server = await serve_link(led, led.home / LINK_NAME)
