@@ -224,6 +224,7 @@ class TileLog:
         self._hooks: list[Callable[[sqlite3.Connection], None]] = []
         self._full_tiles: list[tuple[int, int, bytes, bytes]] = []
         self._published: tuple[int, bytes, str] = self._load_latest()
+        self.on_publish: Callable[[int], None] | None = None  # told each new size, after its COMMIT
         self.origin = signer.name if signer else self._published[2].split("\n", 1)[0]
 
     @property
@@ -447,6 +448,8 @@ class TileLog:
             raise
         self._tree = t
         self._published = (t.size, root, note)
+        if self.on_publish is not None:
+            self.on_publish(t.size)
         self._write_checkpoint_file(note)
         return AppendResult(first, t.size, root, note)
 

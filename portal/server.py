@@ -8,7 +8,9 @@ local TSA's key. The writer listens only on two Unix sockets in the ledger folde
 Workers open the ledger read-only and serve pages, JSON, tiles and documents themselves, picking up
 each new checkpoint. SQLite in WAL mode lets them all read while the one writer writes. The rate
 limits' token buckets are in shared memory, one table per limit for all processes, so a limit holds
-for the whole portal however a client's connections are spread over the workers.
+for the whole portal however a client's connections are spread over the workers; so is the size of
+the writer's latest tree, so that a worker reads its database for a newer checkpoint only when
+there is one (`Published`).
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from ledger.core import Ledger
+from ledger.log import TileLog
 from portal.app import create_app
 from portal.keys import LEDGER
 from portal.ratelimit import SharedBuckets
@@ -39,16 +44,43 @@ HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def forwarder(socket_path: Path) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+class Published:
+    """The size of the writer's latest tree, in memory shared with the workers.
+
+    The writer sets it after each COMMIT and before it acknowledges anything in that tree, so a worker
+    that reads it afterwards picks the tree up: it reads its database for a newer checkpoint only
+    when the size moved, and at least once a second in case another process wrote.
+    """
+
+    RECHECK_S = 1.0
+
+    def __init__(self, ctx: Any) -> None:
+        self._size = ctx.RawValue("q", 0)
+
+    def set(self, size: int) -> None:
+        self._size.value = size
+
+    def refresh(self, log: TileLog, now: float, checked: list[float]) -> None:
+        if self._size.value > log.size or now - checked[0] > self.RECHECK_S:
+            log.refresh()
+            checked[0] = now
+
+
+def forwarder(socket_path: Path, published: Published | None = None
+              ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     """Middleware of a worker: serve from the fresh log, and forward what needs the writer's keys."""
     session: dict[str, aiohttp.ClientSession] = {}
+    checked = [0.0]  # when this worker last read its database for a newer checkpoint
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method in ("GET", "HEAD") or request.path not in WRITER_ONLY:
             # served here: from the latest published tree (a POST reads it too, e.g. a download with an
             # access code of a copy printed a moment ago)
-            request.app[LEDGER].log.refresh()
+            if published is None:
+                request.app[LEDGER].log.refresh()
+            else:
+                published.refresh(request.app[LEDGER].log, time.monotonic(), checked)
             return await handler(request)
         if "s" not in session:
             session["s"] = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(socket_path)))
@@ -124,11 +156,11 @@ def _asyncio_run(coro: Awaitable[None]) -> None:
 
 
 def _worker(home: Path, host: str, port: int, number: int, parent: int, lookup_buckets: SharedBuckets,
-            upload_buckets: SharedBuckets) -> None:
+            upload_buckets: SharedBuckets, published: Published) -> None:
     ledger = Ledger.open_reader(home)
     link = WriterLink(home / LINK_NAME)
     app = create_app(ledger, anchor=False, submit=link.submit, head=link.head,
-                     extra_middlewares=[forwarder(home / SOCKET_NAME)],
+                     extra_middlewares=[forwarder(home / SOCKET_NAME, published)],
                      lookup_buckets=lookup_buckets, upload_buckets=upload_buckets)
     app.on_response_prepare.append(process_name(f"worker {number}"))
     try:
@@ -148,13 +180,17 @@ def serve(home: Path, host: str | None = None, port: int | None = None, workers:
     ctx = multiprocessing.get_context("spawn")
     # One set of rate-limit buckets for all processes, so that the limits hold for the whole portal.
     lookup, upload = (SharedBuckets(ctx=ctx), SharedBuckets(ctx=ctx)) if workers > 1 else (None, None)
+    published = Published(ctx) if workers > 1 else None
+    if published is not None:
+        published.set(ledger.log.size)
+        ledger.log.on_publish = published.set
     app = create_app(ledger, lookup_buckets=lookup, upload_buckets=upload)
     print(f"serving {ledger.config.origin} at http://{h}:{p}/ (entries: {ledger.log.size}, "
           + (f"{workers} worker processes and a writer)" if workers > 1 else "one process)"), flush=True)
     try:
         if workers > 1:
             for n in range(1, workers + 1):
-                proc = ctx.Process(target=_worker, args=(home, h, p, n, os.getpid(), lookup, upload), daemon=True)
+                proc = ctx.Process(target=_worker, args=(home, h, p, n, os.getpid(), lookup, upload, published), daemon=True)
                 proc.start()
                 procs.append(proc)
             _asyncio_run(_run(app, h, p, public=False, reuse=False, socket_path=home / SOCKET_NAME,

@@ -137,3 +137,36 @@ def test_two_workers_share_a_port(tmp_path: Path) -> None:
 
     assert led.log.size == size0 + 40 and audit(led.log).ok
     led.close()
+
+
+def test_a_worker_reads_for_a_newer_tree_only_when_the_writer_published_one(tmp_path: Path) -> None:
+    """The writer's latest size is in shared memory: a worker asks its database for a newer checkpoint
+    when that size moved (at once, so an acknowledged event is served), else at most once a second."""
+    import multiprocessing
+
+    from ledger.events import parse_events
+    from ledger.log import TileLog
+    from portal.server import Published
+
+    led = Ledger.init(tmp_path / "home")
+    try:
+        published = Published(multiprocessing.get_context("spawn"))
+        published.set(led.log.size)
+        led.log.on_publish = published.set
+        reader = TileLog.open_reader(led.home / "ledger.db")
+        reads = []
+        real = reader.refresh
+        reader.refresh = lambda: (reads.append(1), real())[1]  # type: ignore[method-assign]
+        checked = [100.0]
+        for k in range(10):
+            published.refresh(reader, 100.0 + k / 100, checked)
+        assert reads == [], "nothing new: no query"
+        led.append("t", parse_events([{"type": "envelope.created", "envelope": "E", "title": "x"}]))
+        published.refresh(reader, 100.2, checked)
+        assert reads == [1] and reader.size == led.log.size == 1, "a new tree is picked up at once"
+        published.refresh(reader, 100.3, checked)
+        published.refresh(reader, 101.3, checked)
+        assert len(reads) == 2, "and the database is read once a second anyway"
+        reader.close()
+    finally:
+        led.close()
