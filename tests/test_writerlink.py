@@ -148,6 +148,38 @@ def test_a_lost_writer_fails_what_is_in_flight_honestly(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+def test_a_garbled_answer_fails_its_requests_honestly_and_the_link_reconnects(tmp_path: Path) -> None:
+    """A worker that reads an answer it cannot parse drops the connection: what was in flight fails as
+    "may or may not have been written", and the next request opens a new connection."""
+    path = tmp_path / "w.sock"
+    connections = []
+
+    async def main() -> None:
+        async def garble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connections.append(writer)
+            n = int.from_bytes(await reader.readexactly(4), "big")
+            rid = orjson.loads(await reader.readexactly(n))[0]
+            if len(connections) == 1:
+                writer.write(len(b"{oops").to_bytes(4, "big") + b"{oops")
+            else:
+                body = orjson.dumps([rid, [{"index": 7}]])
+                writer.write(len(body).to_bytes(4, "big") + body)
+            await writer.drain()
+            await reader.read()  # until the worker closes
+
+        server = await asyncio.start_unix_server(garble, path=str(path))
+        link = WriterLink(path)
+        event = _events({"type": "envelope.created", "envelope": "E", "title": "x"})
+        with pytest.raises(StorageError, match="may or may not have been written"):
+            await asyncio.wait_for(link.submit("t", event), 5)
+        assert await asyncio.wait_for(link.submit("t", event), 5) == [{"index": 7}]
+        assert len(connections) == 2
+        await link.close()
+        server.close()
+
+    asyncio.run(main())
+
+
 def test_hostile_frames_are_refused_and_the_writer_goes_on(led: Ledger) -> None:
     async def main() -> None:
         path = led.home / LINK_NAME
