@@ -40,6 +40,29 @@ def test_full_database_refuses_then_recovers(tmp_path: Path) -> None:
     led.close()
 
 
+def test_a_full_disk_fails_a_batch_committed_here_whole(tmp_path: Path) -> None:
+    """The writer's own path (`commit_here`, the workers' requests): a full disk fails every request of
+    the batch, acknowledges none, and the next batch goes through once there is space."""
+    from ledger.events import parse_events
+
+    led = Ledger.init(tmp_path / "home")
+    size = led.log.size
+    (pages,) = led.log.conn.execute("PRAGMA page_count").fetchone()
+    led.log.conn.execute(f"PRAGMA max_page_count = {pages + 1}")
+    answers: list[tuple[bool, object]] = []
+    requests = [(T, parse_events(completed(f"FULL-{k}")), lambda ok, v: answers.append((ok, v))) for k in range(30)]
+    led.commit_here(requests)
+    assert len(answers) == 30 and not any(ok for ok, _ in answers)
+    assert all(isinstance(v, StorageError) and v.status == 503 for _, v in answers)
+    assert led.log.size == size
+    led.log.conn.execute("PRAGMA max_page_count = 1073741823")
+    answers.clear()
+    led.commit_here(requests)
+    assert [ok for ok, _ in answers] == [True] * 30 and led.log.size > size
+    assert audit(led.log).ok
+    led.close()
+
+
 def test_a_cancelled_caller_does_not_stop_the_writer(tmp_path: Path) -> None:
     """A thread caller that cancels its future before the writer resolves it leaves the writer running."""
     import threading
