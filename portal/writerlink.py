@@ -129,8 +129,6 @@ class _Batcher:
             count += len(self._pending[take][1])
             take += 1
         batch, self._pending = self._pending[:take], self._pending[take:]
-        if self._pending:
-            self.loop.call_soon(self._run)
         try:
             self.ledger.commit_here(batch)
         except Exception as e:  # before anything was staged: the writer is stopping (or a bug)
@@ -138,6 +136,8 @@ class _Batcher:
                 log.exception("cannot commit a batch from the workers")
             for _, _, fn in batch:
                 fn(False, e)
+        if self._pending:  # after this batch's answers are on their way out, not before
+            self.loop.call_soon(self._run)
 
 
 class _WriterSide(_Framed):

@@ -76,11 +76,16 @@ def test_requests_read_in_one_turn_from_every_worker_commit_together(led: Ledger
     asyncio.run(main())
 
 
-def test_a_burst_larger_than_batch_max_commits_in_several_batches(tmp_path: Path) -> None:
+def test_a_burst_larger_than_batch_max_commits_in_several_batches(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "home"
     home.mkdir()
     (home / "config.toml").write_text("batch_max = 15\n")
     led = Ledger.init(home)
+    steps: list[str] = []
+    commit, flush = led.commit_here, writerlink._WriterSide._flush
+    monkeypatch.setattr(led, "commit_here", lambda batch: (steps.append("commit"), commit(batch))[1])
+    monkeypatch.setattr(writerlink._WriterSide, "_flush", lambda self: (steps.append("answers"), flush(self))[1])
 
     async def main() -> None:
         server = await serve_link(led, led.home / LINK_NAME)
@@ -94,6 +99,8 @@ def test_a_burst_larger_than_batch_max_commits_in_several_batches(tmp_path: Path
             per_batch = [b - a for a, b in zip([1, *sizes], sizes, strict=False)]
             assert sum(per_batch) == 39 and len(per_batch) == 3, per_batch
             assert all(n <= 15 + 2 for n in per_batch), per_batch  # a request is never split
+            # each batch's answers are written out before the next batch is committed
+            assert steps[-6:] == ["commit", "answers", "commit", "answers", "commit", "answers"], steps
         finally:
             await link.close()
             server.close()
