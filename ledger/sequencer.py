@@ -2,9 +2,10 @@
 
 Threads `submit()` work and get a `concurrent.futures.Future`; asyncio code awaits `asubmit()`,
 whose futures are resolved with one wake-up of the event loop per batch rather than one per event.
-A caller with a batch of its own may also commit it on its own thread (`commit_here`). The thread takes whatever is queued, up to `max_batch` items (waiting up to
-`max_delay_ms` for more when the queue runs dry), stages every item in one transaction, commits with
-one signed checkpoint, and only then resolves the futures: an acknowledgement means durable.
+The thread takes whatever is queued, up to `max_batch` items (waiting up to `max_delay_ms` for more
+when the queue runs dry), stages every item in one transaction, commits with one signed checkpoint,
+and only then resolves the futures: an acknowledgement means durable. A caller with a batch of its
+own may also commit it on its own thread (`commit_here`), taking turns with the thread.
 A refused item fails alone; a storage failure fails the whole batch and acknowledges nothing.
 """
 

@@ -56,21 +56,22 @@ class Published:
 
     def __init__(self, ctx: Any) -> None:
         self._size = ctx.RawValue("q", 0)
+        self._checked = 0.0  # when this process last read its database (each process has its own copy)
 
     def set(self, size: int) -> None:
         self._size.value = size
 
-    def refresh(self, log: TileLog, now: float, checked: list[float]) -> None:
-        if self._size.value > log.size or now - checked[0] > self.RECHECK_S:
+    def refresh(self, log: TileLog, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if self._size.value > log.size or now - self._checked > self.RECHECK_S:
             log.refresh()
-            checked[0] = now
+            self._checked = now
 
 
 def forwarder(socket_path: Path, published: Published | None = None
               ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     """Middleware of a worker: serve from the fresh log, and forward what needs the writer's keys."""
     session: dict[str, aiohttp.ClientSession] = {}
-    checked = [0.0]  # when this worker last read its database for a newer checkpoint
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -80,7 +81,7 @@ def forwarder(socket_path: Path, published: Published | None = None
             if published is None:
                 request.app[LEDGER].log.refresh()
             else:
-                published.refresh(request.app[LEDGER].log, time.monotonic(), checked)
+                published.refresh(request.app[LEDGER].log)
             return await handler(request)
         if "s" not in session:
             session["s"] = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(socket_path)))

@@ -157,15 +157,16 @@ def test_a_worker_reads_for_a_newer_tree_only_when_the_writer_published_one(tmp_
         reads = []
         real = reader.refresh
         reader.refresh = lambda: (reads.append(1), real())[1]  # type: ignore[method-assign]
-        checked = [100.0]
+        published.refresh(reader, 100.0)
+        reads.clear()
         for k in range(10):
-            published.refresh(reader, 100.0 + k / 100, checked)
+            published.refresh(reader, 100.0 + k / 100)
         assert reads == [], "nothing new: no query"
         led.append("t", parse_events([{"type": "envelope.created", "envelope": "E", "title": "x"}]))
-        published.refresh(reader, 100.2, checked)
+        published.refresh(reader, 100.2)
         assert reads == [1] and reader.size == led.log.size == 1, "a new tree is picked up at once"
-        published.refresh(reader, 100.3, checked)
-        published.refresh(reader, 101.3, checked)
+        published.refresh(reader, 100.3)
+        published.refresh(reader, 101.3)
         assert len(reads) == 2, "and the database is read once a second anyway"
         reader.close()
     finally:
