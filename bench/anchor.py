@@ -146,12 +146,14 @@ def anchoring_cost(led: Ledger, rate: int, duration: float, interval: float) -> 
     anchoring.start()
     anchoring.ready.wait()
     payload = os.urandom(200)
+    seq = led.sequencer
+    assert seq is not None, "a writer's ledger has a sequencer"
     before_size = led.log.size
     cpu0, t0 = anchoring.cpu_seconds(), time.perf_counter()
     submitted, last = 0, None
     while (elapsed := time.perf_counter() - t0) < duration:
         target = int(elapsed * rate)
-        futures: list[Future[Any]] = [led.sequencer.submit(payload + i.to_bytes(8, "big"))
+        futures: list[Future[Any]] = [seq.submit(payload + i.to_bytes(8, "big"))
                                       for i in range(submitted, target)]
         submitted = target
         last = futures[-1] if futures else last

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +165,18 @@ def _wrk(url: str, args: argparse.Namespace, script: str | None, work: Path, ser
             "not_201": int(bad.group(1)) if bad else None, "non_2xx": int(non2xx.group(1)) if non2xx else 0}
 
 
+def _median_run(url: str, args: argparse.Namespace, script: Callable[[int], str | None], work: Path,
+                server: int | None = None) -> dict[str, Any]:
+    """`--repeat` runs of one measurement (`script(k)` for run k): the run with the median rate, the
+    range of rates seen, and the answers other than 201 over all runs."""
+    runs = sorted((_wrk(url, args, script(k), work, server) for k in range(args.repeat)), key=lambda r: r["rps"])
+    median = runs[len(runs) // 2]
+    median["range"] = (runs[0]["rps"], runs[-1]["rps"])
+    if median["not_201"] is not None:
+        median["not_201"] = sum(r["not_201"] for r in runs)
+    return median
+
+
 def _ledger(home: Path, *args: str) -> str:
     return subprocess.run([str(BIN / "ledger"), "--home", str(home), *args], capture_output=True, text=True,
                           check=True).stdout
@@ -176,7 +189,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--workers", type=int, default=1, help="`ledger serve --workers`")
     p.add_argument("--batch", type=int, default=100, help="events per request in the batch run")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="runs of each measurement (odd: 3, 5); the one with the median rate is printed, with the range")
     args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian package wrk)", file=sys.stderr)
         return 2
@@ -202,14 +219,17 @@ def main(argv: list[str]) -> int:
         base = f"http://127.0.0.1:{lport}"
         res: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
                                "connections": args.connections, "workers": args.workers}
-        res["static"] = _wrk(f"http://127.0.0.1:{sport}/static.css", args, None, work, procs[0].pid)
+        res["static"] = _median_run(f"http://127.0.0.1:{sport}/static.css", args, lambda k: None, work,
+                                    procs[0].pid)
         codes_lua = ",".join(f'"{c}"' for c in codes)
-        res["pages"] = _wrk(base + "/v/" + codes[0], args, PAGES_LUA % {"codes": codes_lua}, work, serve.pid)
+        res["pages"] = _median_run(base + "/v/" + codes[0], args, lambda k: PAGES_LUA % {"codes": codes_lua}, work,
+                                   serve.pid)
         size0 = json.loads(urllib.request.urlopen(base + "/healthz").read())["size"]
-        res["single"] = _wrk(base + "/api/v1/events", args, POST_LUA % {"batch": 1, "key": key, "run": "S"}, work,
-                             serve.pid)
-        res["batch"] = _wrk(base + "/api/v1/events", args, POST_LUA % {"batch": args.batch, "key": key, "run": "B"},
-                            work, serve.pid)
+        res["single"] = _median_run(base + "/api/v1/events", args,  # new envelope names in every run
+                                    lambda k: POST_LUA % {"batch": 1, "key": key, "run": f"S{k}-"}, work, serve.pid)
+        res["batch"] = _median_run(base + "/api/v1/events", args,
+                                   lambda k: POST_LUA % {"batch": args.batch, "key": key, "run": f"B{k}-"}, work,
+                                   serve.pid)
         size1 = json.loads(urllib.request.urlopen(base + "/healthz").read())["size"]
         res["single"]["events_per_s"] = res["single"]["rps"]
         res["batch"]["events_per_s"] = res["batch"]["rps"] * args.batch
@@ -243,6 +263,10 @@ def _print(r: dict[str, Any], args: argparse.Namespace) -> None:
     for name, x, items, target in rows:
         print(f"{name:<38}{x['rps']:>10,.0f}{items:>12,.0f}{x['p50_ms'] or 0:>9.1f}{x['p99_ms'] or 0:>9.1f}"
               f"{x['rps'] / st['rps']:>10.2f}x  {target}")
+    if args.repeat > 1:
+        print(f"each row is the median of {args.repeat} runs; their rates in req/s ranged:")
+        for name, x, _, _ in rows:
+            print(f"  {name:<36} {x['range'][0]:,.0f} to {x['range'][1]:,.0f}")
     print("CPU in cores, on average over each run (the portal's processes, the writer first; then wrk):")
     for name, x, items, _ in rows:
         c = x["cpu"]
