@@ -8,6 +8,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ledger.core import Ledger
 from ledger.errors import RefusedError, StorageError
@@ -210,3 +212,44 @@ def test_hostile_frames_are_refused_and_the_writer_goes_on(led: Ledger) -> None:
             server.close()
 
     asyncio.run(main())
+
+
+class _Recorder(writerlink._Framed):
+    """A link end that keeps the frames it cut out, and whether it refused the stream."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.frames: list[bytes] = []
+        self.refused = False
+
+    def frame(self, body: bytes) -> None:
+        self.frames.append(body)
+
+    def refuse(self, why: str) -> None:
+        self.refused = True
+        super().refuse(why)
+
+
+@given(st.lists(st.binary(max_size=300), max_size=20), st.lists(st.integers(1, 400), min_size=1, max_size=50))
+def test_frames_come_out_whole_however_the_stream_is_cut(bodies: list[bytes], cuts: list[int]) -> None:
+    stream = b"".join(len(b).to_bytes(4, "big") + b for b in bodies)
+    end = _Recorder(limit=300)
+    pos, k = 0, 0
+    while pos < len(stream):
+        n = cuts[k % len(cuts)]
+        end.data_received(stream[pos:pos + n])
+        pos, k = pos + n, k + 1
+    assert end.frames == bodies and not end.refused
+
+
+@given(st.binary(max_size=2000), st.integers(1, 64))
+def test_a_hostile_stream_is_cut_into_frames_or_refused(data: bytes, chunk: int) -> None:
+    end = _Recorder(limit=256)
+    for i in range(0, len(data), chunk):
+        if end.refused:
+            break
+        end.data_received(data[i:i + chunk])
+    assert all(len(f) <= 256 for f in end.frames)
+    if not end.refused:  # what is left over is less than one whole frame
+        rest = bytes(end._in)
+        assert len(rest) < 4 or len(rest) - 4 < int.from_bytes(rest[:4], "big")
