@@ -174,14 +174,15 @@ class _Request:
     @classmethod
     def prepare_batch(cls, log: TileLog, requests: list[_Request]) -> None:
         """Load every envelope the batch's requests name, one query per tenant instead of one each."""
-        batch = requests[0].ledger._batch(log)
+        led = requests[0].ledger
+        batch = led._batch(log)
         wanted: dict[str, set[str]] = {}
         for r in requests:
             for ev in r.events:
                 if not batch.known((r.tenant, ev.envelope)):
                     wanted.setdefault(r.tenant, set()).add(ev.envelope)
         for tenant, refs in wanted.items():
-            requests[0].ledger._load_envs(tenant, sorted(refs), batch)
+            led._load_envs(tenant, sorted(refs), batch)
 
     def stage(self, log: TileLog) -> Finish:
         led = self.ledger
@@ -491,13 +492,12 @@ class Ledger:
     def prove(self, index: int, size: int | None = None) -> TlogProof:
         """A C2SP tlog-proof of entry `index` against the checkpoint of `size` (default: the latest),
         carrying every witness cosignature kept for that checkpoint."""
-        from ledger.witness import cosignature_lines
+        from ledger.witness import cosigned_checkpoint
 
         size = self.log.size if size is None else size
         if not 0 <= index < size:
             raise NotFoundError(f"entry {index} is not in a tree of size {size}", code="bad_index")
-        note = self.log.checkpoint_at(size) if size != self.log.size else self.log.latest_checkpoint
-        note += "".join(line + "\n" for line in cosignature_lines(self, size))
+        note = cosigned_checkpoint(self, size)
         return TlogProof(index, tuple(self.log.inclusion_proof(index, size)), parse_checkpoint(note))
 
     def envelope_head(self, env: str, size: int) -> str:

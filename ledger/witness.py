@@ -96,15 +96,12 @@ def store(ledger: Ledger, data: bytes | str) -> list[str]:
     return names
 
 
-def cosignature_lines(ledger: Ledger, size: int) -> list[str]:
-    """The signature lines of the witnesses that cosigned the checkpoint of `size`."""
-    return [line for (line,) in ledger.log._reader().execute(
-        "SELECT line FROM cosignatures WHERE size = ? ORDER BY witness", (size,))]
-
-
 def cosigned_checkpoint(ledger: Ledger, size: int) -> str:
     """The checkpoint published at `size`, with every cosignature kept for it."""
-    return ledger.log.checkpoint_at(size) + "".join(line + "\n" for line in cosignature_lines(ledger, size))
+    note = ledger.log.latest_checkpoint if size == ledger.log.size else ledger.log.checkpoint_at(size)
+    lines = [line for (line,) in ledger.log._reader().execute(
+        "SELECT line FROM cosignatures WHERE size = ? ORDER BY witness", (size,))]
+    return note + "".join(line + "\n" for line in lines)
 
 
 def witnesses_after(ledger: Ledger, index: int) -> list[dict[str, Any]]:
@@ -113,7 +110,6 @@ def witnesses_after(ledger: Ledger, index: int) -> list[dict[str, Any]]:
         "SELECT witness, min(size), time FROM cosignatures WHERE size > ? GROUP BY witness ORDER BY witness",
         (index,)).fetchall()
     return [{"witness": w, "size": size, "time": _utc_text(t)} for w, size, t in rows]
-
 
 
 def witness_status(ledger: Ledger) -> list[dict[str, Any]]:

@@ -68,8 +68,8 @@ class Published:
             self._checked = now
 
 
-def forwarder(socket_path: Path, published: Published | None = None
-              ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def forwarder(socket_path: Path, published: Published) -> Callable[[web.Request, Handler],
+                                                                  Awaitable[web.StreamResponse]]:
     """Middleware of a worker: serve from the fresh log, and forward what needs the writer's keys."""
     session: dict[str, aiohttp.ClientSession] = {}
 
@@ -78,10 +78,7 @@ def forwarder(socket_path: Path, published: Published | None = None
         if request.method in ("GET", "HEAD") or request.path not in WRITER_ONLY:
             # served here: from the latest published tree (a POST reads it too, e.g. a download with an
             # access code of a copy printed a moment ago)
-            if published is None:
-                request.app[LEDGER].log.refresh()
-            else:
-                published.refresh(request.app[LEDGER].log)
+            published.refresh(request.app[LEDGER].log)
             return await handler(request)
         if "s" not in session:
             session["s"] = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(socket_path)))
@@ -179,10 +176,9 @@ def serve(home: Path, host: str | None = None, port: int | None = None, workers:
     p = port or ledger.config.port
     procs = []
     ctx = multiprocessing.get_context("spawn")
-    # One set of rate-limit buckets for all processes, so that the limits hold for the whole portal.
-    lookup, upload = (SharedBuckets(ctx=ctx), SharedBuckets(ctx=ctx)) if workers > 1 else (None, None)
-    published = Published(ctx) if workers > 1 else None
-    if published is not None:
+    lookup = upload = published = None
+    if workers > 1:  # shared with the workers: one set of rate-limit buckets, and the latest tree's size
+        lookup, upload, published = SharedBuckets(ctx=ctx), SharedBuckets(ctx=ctx), Published(ctx)
         published.set(ledger.log.size)
         ledger.log.on_publish = published.set
     app = create_app(ledger, lookup_buckets=lookup, upload_buckets=upload)
@@ -191,7 +187,8 @@ def serve(home: Path, host: str | None = None, port: int | None = None, workers:
     try:
         if workers > 1:
             for n in range(1, workers + 1):
-                proc = ctx.Process(target=_worker, args=(home, h, p, n, os.getpid(), lookup, upload, published), daemon=True)
+                proc = ctx.Process(target=_worker, daemon=True,
+                                   args=(home, h, p, n, os.getpid(), lookup, upload, published))
                 proc.start()
                 procs.append(proc)
             _asyncio_run(_run(app, h, p, public=False, reuse=False, socket_path=home / SOCKET_NAME,

@@ -145,7 +145,7 @@ class _WriterSide(_Framed):
 
     def __init__(self, batcher: _Batcher, limit: int) -> None:
         super().__init__(limit)
-        self.batcher, self.ledger = batcher, batcher.ledger
+        self.batcher = batcher
         self._heads: set[asyncio.Task[str]] = set()  # held until done (the loop keeps only weak references)
 
     def frame(self, body: bytes) -> None:
@@ -156,7 +156,7 @@ class _WriterSide(_Framed):
                 tenant, events = args
                 self.batcher.add(tenant, [InputEvent(t, e, f) for t, e, f in events], partial(self.answer, rid))
             elif kind == "head" and len(args) == 2 and isinstance(args[0], str) and type(args[1]) is int:
-                task = self.batcher.loop.create_task(asyncio.to_thread(self.ledger.envelope_head, args[0], args[1]))
+                task = self.batcher.loop.create_task(asyncio.to_thread(self.batcher.ledger.envelope_head, *args))
                 self._heads.add(task)
                 task.add_done_callback(partial(self._head_done, rid))
             else:

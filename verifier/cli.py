@@ -118,11 +118,11 @@ def _run(args: argparse.Namespace) -> int:
         entry = _read(args.entry)
         if args.entry_base64:
             entry = base64.b64decode(entry.strip(), validate=True)
-        from verifier.note import CosignatureVerifier
+        from verifier.note import CosignatureVerifier, NoteVerifier
 
-        witnesses = [CosignatureVerifier.from_string(w) for w in args.witness]
+        witnesses: list[NoteVerifier] = [CosignatureVerifier.from_string(w) for w in args.witness]
         quorum = len(witnesses) if args.quorum is None else args.quorum
-        proof = verify_tlog_proof(_read(args.file), entry, _key(args), witnesses=list(witnesses),
+        proof = verify_tlog_proof(_read(args.file), entry, _key(args), witnesses=witnesses,
                                   witness_quorum=quorum)
         print(f"VERIFIED entry {proof.index} is in {proof.checkpoint.checkpoint.origin} "
               f"at size {proof.checkpoint.checkpoint.size}"
