@@ -38,6 +38,14 @@ class Upload:
             self.abort()
             raise StorageError(f"could not store the document: {e}") from e
 
+    def flush(self) -> None:
+        """Put what was written so far into the temporary file (`tmp`), to be read before `finish()`."""
+        try:
+            self.f.flush()
+        except OSError as e:
+            self.abort()
+            raise StorageError(f"could not store the document: {e}") from e
+
     def finish(self) -> tuple[str, int]:
         """Make the document durable under its hash; returns (sha256 hex, size)."""
         try:

@@ -49,10 +49,17 @@ if TYPE_CHECKING:
 
 DB_NAME = "ledger.db"
 KEY_NAME = "log.key"
-PUB_NAME = "log.pub"
-ACCESS_CODE_LENGTH = 12  # the verifier key, public: readers need no private key
+PUB_NAME = "log.pub"  # the verifier key, public: readers need no private key
+ACCESS_CODE_LENGTH = 12
+UPLOADED = "_uploaded"  # set on document.added by code that stored the bytes itself; never parsed from input
 TSA_DIR = "tsa"
 logger = logging.getLogger("ledger")
+
+
+def uploaded(event: InputEvent) -> InputEvent:
+    """`event` (a document.added) marked as registering bytes the caller stored in the blob store
+    itself, for this tenant: only such a document may have a download policy other than "none"."""
+    return InputEvent(event.type, event.envelope, {**event.fields, UPLOADED: True})
 
 
 def commit_value(value: dict[str, Any]) -> tuple[str, str, str]:
@@ -305,6 +312,13 @@ def _entry_data(i: int, ev: InputEvent, rec: _Env,
     elif t == "document.added":
         d = {"document": new_ordinal("document", f["document"]), "sha256": f["sha256"], "size": f["size"],
              "name": commit({"name": f["name"]}), "download": f.get("download", "none")}
+        if d["download"] != "none" and f.get(UPLOADED) is not True:
+            # The blob store is shared and every document's SHA-256 is public: a hash alone must not
+            # open another tenant's file. Only the bytes this tenant uploaded may be served.
+            raise RefusedError(
+                f"event {i}: a document with download {d['download']!r} must be uploaded with "
+                "POST /api/v1/envelopes/{ref}/documents; an event registers a document by its hash "
+                "with download 'none' only", code="upload_required", status=422)
         if d["download"] == "code":
             code = "A" + qr.new_code()[:ACCESS_CODE_LENGTH - 1]  # an access code, told apart by its length
     elif t == "party.added":
@@ -355,21 +369,32 @@ class Ledger:
 
     @classmethod
     def init(cls, home: Path, *, origin: str | None = None, clock: Clock = utc_now) -> Ledger:
-        home.mkdir(parents=True, exist_ok=True)
+        # Everything is checked before anything is written: a refused init leaves the folder as it was.
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds openings, codes and keys: owner only
         if (home / DB_NAME).exists():
             raise RefusedError(f"a ledger already exists in {home}", code="exists", status=409)
+        if (home / KEY_NAME).exists():
+            raise RefusedError(f"{home / KEY_NAME} exists but no ledger database does: this folder holds (part of) "
+                               "another ledger; restore its ledger.db, or init in an empty folder", code="exists",
+                               status=409)
         cfg_path = home / "config.toml"
         config = load_config(home)
         if origin:
             config = Config(**{**{k: getattr(config, k) for k in Config.keys()}, "origin": origin})
+        try:
+            signer = LogSigner.generate(config.origin)  # the origin is the key's name: checked here
+        except FormatError as e:
+            raise RefusedError(f"origin {config.origin!r} cannot name a log: {e}", code="bad_origin") from None
         if not cfg_path.exists() or origin:
             cfg_path.write_text(config.to_toml())
-        signer = LogSigner.generate(config.origin)
         signer.save(home / KEY_NAME)
         (home / PUB_NAME).write_text(signer.verifier_key + "\n")
         if not (home / TSA_DIR).exists():
             create_local_tsa(home / TSA_DIR, now=clock())
         log = TileLog.create(home / DB_NAME, signer, clock)
+        for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):  # SQLite gives new files the database's mode
+            if (home / name).exists():
+                os.chmod(home / name, 0o600)
         return cls(home, config, log, clock)
 
     @classmethod
@@ -377,6 +402,12 @@ class Ledger:
         config = load_config(home)
         signer = LogSigner.load(home / KEY_NAME, config.origin)
         log = TileLog.open(home / DB_NAME, signer, clock)
+        logged = log.latest_checkpoint.split("\n", 1)[0] if log.latest_checkpoint else config.origin
+        if logged != config.origin:
+            log.close()
+            raise RefusedError(f"config.toml gives origin {config.origin!r}, but this ledger's checkpoints are signed "
+                               f"for {logged!r}: a log's origin never changes; put it back in config.toml",
+                               code="bad_origin")
         return cls(home, config, log, clock)
 
     @classmethod

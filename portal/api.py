@@ -15,8 +15,10 @@ from aiohttp import web
 
 from ledger import qr
 from ledger.apikeys import ApiKey, authenticate
+from ledger.core import uploaded
 from ledger.errors import NotFoundError, RefusedError
 from ledger.events import REF, parse_events
+from portal.body import read_limited
 from portal.keys import KEYS_SEEN, LEDGER, SUBMIT, UPLOAD_LIMIT
 from verifier.entry import strict_loads
 from verifier.errors import FormatError
@@ -46,10 +48,7 @@ async def _json(request: web.Request) -> Any:
     limit = led.config.max_request_bytes
     if request.content_type != "application/json":
         raise RefusedError("send the body as application/json", code="unsupported_media_type", status=415)
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise RefusedError(f"request body is larger than {limit} bytes", code="too_large", status=413)
-    return body
+    return await read_limited(request, limit)
 
 
 JSON_TYPE = {"Content-Type": "application/json; charset=utf-8"}  # as a header: aiohttp parses content_type=
@@ -155,7 +154,11 @@ async def issue_copy(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/envelopes/{ref}/documents")
 async def upload_document(request: web.Request) -> web.Response:
-    """Upload a PDF (streamed, size-limited, checked) and register it with document.added."""
+    """Upload a PDF (streamed, size-limited, checked) and register it with document.added.
+
+    Everything that can be checked before the bytes are stored is checked first (the query, the
+    envelope, the PDF on its temporary file), so a refused upload leaves nothing behind.
+    """
     key = await _key(request, "append")
     request.app[UPLOAD_LIMIT].check(request)
     ref = _ref(request)
@@ -165,7 +168,14 @@ async def upload_document(request: web.Request) -> web.Response:
     if "document" not in q or "name" not in q:
         raise RefusedError("give ?document=<your reference>&name=<file name>[&download=public|code|none]",
                            code="invalid_event", status=422)
+    fields = {"document": q["document"], "name": q["name"], **({"download": q["download"]} if "download" in q else {})}
     led = request.app[LEDGER]
+    # the fields as the event will carry them (the hash and size are not known yet)
+    parse_events({"type": "document.added", "envelope": ref, "sha256": "0" * 64, "size": 0, **fields})
+    status = (await asyncio.to_thread(led.envelope, key.tenant, ref))["status"]
+    if status != "draft":
+        raise RefusedError(f"event 0 (document.added on {ref!r}): documents are added while the envelope is a "
+                           f"draft; it is {status}", code="wrong_state", status=409)
     up = led.blobs.upload()
     head = b""
     try:
@@ -173,31 +183,35 @@ async def upload_document(request: web.Request) -> web.Response:
             if len(head) < 1024:
                 head += chunk[: 1024 - len(head)]
             up.write(chunk)
+        if not head.startswith(PDF_MAGIC):
+            raise RefusedError("the upload is not a PDF (it does not start with %PDF-)", code="not_pdf", status=422)
+        await asyncio.to_thread(up.flush)
+        await asyncio.to_thread(_check_pdf, up.tmp)
     except BaseException:
         up.abort()
         raise
-    if not head.startswith(PDF_MAGIC):
-        up.abort()
-        raise RefusedError("the upload is not a PDF (it does not start with %PDF-)", code="not_pdf", status=422)
     sha, size = await asyncio.to_thread(up.finish)
-    await asyncio.to_thread(_check_pdf, led.blobs.open(sha))
-    event = {"type": "document.added", "envelope": ref, "document": q["document"], "sha256": sha, "size": size,
-             "name": q["name"], **({"download": q["download"]} if "download" in q else {})}
-    acks = await _append(request, key, event)
+    event = parse_events({"type": "document.added", "envelope": ref, "sha256": sha, "size": size, **fields})
+    acks = await request.app[SUBMIT](key.tenant, [uploaded(event[0])])
     return _json_response({**acks[0], "sha256": sha, "size": size}, status=201)
 
 
 def _check_pdf(path: Any) -> None:
-    from pyhanko.pdf_utils.misc import PdfReadError
+    """Refuse what a PDF reader cannot open or that has no pages. A hostile file can make the reader fail
+    in any way (recursion, assertions, ...): every failure of the reader is a refusal of the file."""
     from pyhanko.pdf_utils.reader import PdfFileReader
 
     try:
         with open(path, "rb") as f:
             r = PdfFileReader(f, strict=False)
-            if int(r.root["/Pages"]["/Count"]) < 1:
-                raise RefusedError("the PDF has no pages", code="not_pdf", status=422)
-    except (PdfReadError, KeyError, ValueError, TypeError) as e:
-        raise RefusedError(f"the upload is not a readable PDF: {e}", code="not_pdf", status=422) from None
+            pages = int(r.root["/Pages"]["/Count"])
+    except (MemoryError, OSError):
+        raise
+    except Exception as e:  # noqa: BLE001  # the reader's failure on this file, whatever its kind
+        raise RefusedError(f"the upload is not a readable PDF: {type(e).__name__}: {str(e)[:200]}", code="not_pdf",
+                           status=422) from None
+    if pages < 1:
+        raise RefusedError("the PDF has no pages", code="not_pdf", status=422)
 
 
 @routes.get(r"/api/v1/entries/{index:\d{1,19}}/proof")
@@ -205,6 +219,8 @@ async def entry_proof(request: web.Request) -> web.Response:
     key = await _key(request, "read")
     led = request.app[LEDGER]
     index = int(request.match_info["index"])
+    if index >= 1 << 63:  # beyond any log (and beyond SQLite's integers)
+        raise NotFoundError(f"entry {index} is not one of your envelopes' entries", code="bad_index")
     tenant = await asyncio.to_thread(led.tenant_of_entry, index)
     if tenant != key.tenant:
         raise NotFoundError(f"entry {index} is not one of your envelopes' entries", code="bad_index")

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ledger.anchor import Anchorer, clients_for
 from ledger.core import Ledger
@@ -66,18 +67,38 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     except ConnectionResetError:  # the client went away mid-request: nobody to answer, nothing to log
         return web.Response(status=400)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+    except Exception:  # logged by route, not path: a path can hold a QR code or an access code
+        log.exception("unhandled error on %s %s", request.method, _route(request))
         return error_response(500, "internal_error", "the server failed; the request may be retried")
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    resp = await handler(request)
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(no route)"
+
+
+class _MalformedRequests(logging.Filter):
+    """aiohttp logs a request its parser refuses with a traceback holding the offending line, which can be
+    an Authorization header: keep one line with the client and the kind of error, never the bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "refused a malformed HTTP request from %s (%s, status %s)", (
+                record.args[0] if isinstance(record.args, tuple) and record.args else "?", type(exc).__name__,
+                exc.code)
+            record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
+        return True
+
+
+_MALFORMED = _MalformedRequests()
+
+
+async def security_headers(request: web.Request, resp: web.StreamResponse) -> None:
+    """On every answer as it is sent: pages, API, files, errors and redirects alike."""
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("Referrer-Policy", "no-referrer")
     resp.headers.setdefault("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
-    return resp
 
 
 async def anchoring(app: web.Application) -> AsyncIterator[None]:
@@ -109,8 +130,11 @@ def create_app(ledger: Ledger, *, anchor: bool = True, lookup_rate: float | None
     own; the processes of `ledger serve --workers N` share theirs.
     """
     cfg = ledger.config
-    app = web.Application(middlewares=[security_headers, errors, *(extra_middlewares or [])],
-                          client_max_size=cfg.max_request_bytes)
+    app = web.Application(middlewares=[errors, *(extra_middlewares or [])], client_max_size=cfg.max_request_bytes)
+    app.on_response_prepare.append(security_headers)
+    server_log = logging.getLogger("aiohttp.server")
+    if _MALFORMED not in server_log.filters:
+        server_log.addFilter(_MALFORMED)
     app[LEDGER] = ledger
     app[SUBMIT] = submit or ledger.asubmit
     app[HEAD] = head or (lambda env, size: asyncio.to_thread(ledger.envelope_head, env, size))

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ledger import witness
 from ledger.errors import NotFoundError, RefusedError
+from portal.body import read_limited
 from portal.keys import LEDGER, LOOKUP_LIMIT
 from verifier.errors import FormatError
 from verifier.note import MAX_NOTE_SIZE
@@ -97,8 +98,6 @@ async def consistency(request: web.Request) -> web.Response:
 async def cosign(request: web.Request) -> web.Response:
     """A notary posts a checkpoint of this log with its cosignature line(s)."""
     request.app[LOOKUP_LIMIT].check(request)
-    body = await request.content.read(MAX_NOTE_SIZE + 1)
-    if len(body) > MAX_NOTE_SIZE:
-        raise RefusedError(f"a cosigned checkpoint is at most {MAX_NOTE_SIZE} bytes", code="too_large", status=413)
+    body = await read_limited(request, MAX_NOTE_SIZE, "a cosigned checkpoint")
     size, names = await witness.accept(request.app[LEDGER], body)
     return web.json_response({"size": size, "accepted": names})

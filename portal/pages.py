@@ -135,7 +135,12 @@ async def download_with_code(request: web.Request) -> web.StreamResponse:
     v = await _view(request)
     if v is None or v["document"].get("download") != "code":
         raise web.HTTPNotFound(text="this document is not available with an access code")
-    form = await request.post()
+    try:
+        form = await request.post()
+    except web.HTTPException:
+        raise
+    except Exception:  # noqa: BLE001  # a malformed form (boundary, charset, truncated part) is the client's
+        raise web.HTTPBadRequest(text="send the access code as a form field access_code") from None
     given = str(form.get("access_code", ""))[:64]
     led = request.app[LEDGER]
     if not await asyncio.to_thread(led.check_access_code, v["env"], v["document_no"], given):

@@ -9,7 +9,8 @@
   of every TSA that anchors this ledger.
 - `GET /tsa/certs`: the local TSA's certificate and root, PEM, for `openssl ts -verify -CAfile`.
 
-What it does not do: sign (`ledger.tsa`), anchor (`ledger.anchor`) or authenticate callers.
+What it does not do: sign (`ledger.tsa`), anchor (`ledger.anchor`) or authenticate callers (the
+code-lookup rate limit applies to `POST /tsa`, per client address).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from aiohttp import web
 from ledger.anchor import anchoring_status
 from ledger.errors import NotFoundError, RefusedError
 from ledger.tsa import MAX_REQUEST_BYTES, LocalTsa
-from portal.keys import LEDGER
+from portal.body import read_limited
+from portal.keys import LEDGER, LOOKUP_LIMIT
 
 routes = web.RouteTableDef()
 QUERY_TYPE = "application/timestamp-query"
@@ -38,24 +40,14 @@ def _local_tsa(request: web.Request) -> LocalTsa:
     return tsa
 
 
-async def _read_limited(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise RefusedError(f"a time-stamp query is at most {limit} bytes", code="too_large", status=413)
-    body = bytearray()
-    while chunk := await request.content.readany():
-        body += chunk
-        if len(body) > limit:
-            raise RefusedError(f"a time-stamp query is at most {limit} bytes", code="too_large", status=413)
-    return bytes(body)
-
-
 @routes.post("/tsa")
 async def timestamp(request: web.Request) -> web.Response:
+    request.app[LOOKUP_LIMIT].check(request)  # each token is a signature and a durable serial number
     tsa = _local_tsa(request)
     if request.content_type != QUERY_TYPE:
         raise RefusedError(f"send a DER TimeStampReq as {QUERY_TYPE} (RFC 3161 §3.4), not "
                            f"{request.content_type or 'no content type'}", code="unsupported_media_type", status=415)
-    query = await _read_limited(request, MAX_REQUEST_BYTES)
+    query = await read_limited(request, MAX_REQUEST_BYTES, "a time-stamp query")
     reply = await asyncio.to_thread(tsa.respond, query)
     return web.Response(body=reply, content_type=REPLY_TYPE, headers={"Cache-Control": "no-store"})
 
