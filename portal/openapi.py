@@ -58,7 +58,13 @@ DOCUMENT: dict[str, Any] = {
             "Ack": {"type": "object", "required": ["index", "leaf_hash", "checkpoint_size"], "properties": {
                 "index": {"type": "integer"}, "leaf_hash": {"type": "string"}, "envelope": {"type": "string"},
                 "env": {"type": "string"}, "seq": {"type": "integer"}, "type": {"type": "string"},
-                "time": {"type": "string"}, "checkpoint_size": {"type": "integer"}, "code": {"type": "string"}}},
+                "time": {"type": "string"}, "checkpoint_size": {"type": "integer"},
+                "code": {"type": "string", "description": "copy.printed: the copy's QR code"},
+                "qr_url": {"type": "string", "description": "POST .../copies: the URL the QR code holds"},
+                "code_grouped": {"type": "string", "description": "POST .../copies: the code as printed"},
+                "access_code": {"type": "string", "description": "document.added with download code: shown once"},
+                "sha256": {"type": "string", "description": "POST .../documents: the upload's SHA-256"},
+                "size": {"type": "integer", "description": "POST .../documents: the upload's size in bytes"}}},
         },
     },
     "paths": {

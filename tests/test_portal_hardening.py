@@ -336,3 +336,22 @@ def test_init_refuses_a_folder_with_a_key_but_no_database(tmp_path: Path) -> Non
     (home / DB_NAME).unlink()
     with pytest.raises(RefusedError, match="log.key exists but no ledger database"):
         Ledger.init(home)
+
+
+async def test_every_field_of_an_acknowledgement_is_in_the_openapi_document(
+        client: TestClient[Any, Any], keys: dict[str, str]) -> None:
+    documented = set((await (await client.get("/api/v1/openapi.json")).json())
+                     ["components"]["schemas"]["Ack"]["properties"])
+    answers = []
+    r = await client.post("/api/v1/envelopes", json={"envelope": "O1", "title": "x"}, headers=auth(keys["a"]))
+    answers.append(await r.json())
+    r = await upload(client, keys["a"], "O1", PDF, "document=main&name=c.pdf&download=code")
+    answers.append(await r.json())
+    r = await client.post("/api/v1/envelopes/O1/events", headers=auth(keys["a"]), json=[
+        {"type": "party.added", "party": "p1", "role": "signer", "name": "Zhang San"}, {"type": "envelope.sent"}])
+    answers += (await r.json())["acks"]
+    r = await client.post("/api/v1/envelopes/O1/copies", json={"document": "main"}, headers=auth(keys["a"]))
+    answers.append(await r.json())
+    seen = set().union(*answers)
+    assert {"access_code", "sha256", "size", "code", "qr_url", "code_grouped"} <= seen, seen
+    assert seen <= documented, f"undocumented: {seen - documented}"
