@@ -60,7 +60,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         resp.headers["Retry-After"] = str(e.retry_after)
         return resp
     except LedgerError as e:
-        return error_response(e.status, e.code, str(e))
+        resp = error_response(e.status, e.code, str(e))
+        if e.status == 401:  # RFC 9110 §11.6.1: a 401 names the scheme it wants
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="ledger api"'
+        return resp
     except VerificationError as e:
         return error_response(400, e.code, str(e))
     except asyncio.CancelledError:
@@ -94,11 +97,14 @@ class _MalformedRequests(logging.Filter):
 _MALFORMED = _MalformedRequests()
 
 
+CSP = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+
 async def security_headers(request: web.Request, resp: web.StreamResponse) -> None:
     """On every answer as it is sent: pages, API, files, errors and redirects alike."""
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("Referrer-Policy", "no-referrer")
-    resp.headers.setdefault("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+    resp.headers.setdefault("Content-Security-Policy", CSP)
 
 
 async def anchoring(app: web.Application) -> AsyncIterator[None]:

@@ -82,6 +82,15 @@ def client_ip(request: web.Request, proxies: Networks = ()) -> str:
     return str(first) if first is not None else str(peer)
 
 
+def client_bucket(ip: str) -> str:
+    """Whose bucket a client address takes: an IPv4 address its own, an IPv6 address its /64 (one
+    subscriber's network, in which a client can take any address it likes)."""
+    addr = _address(ip)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr.ipv4_mapped) if isinstance(addr, ipaddress.IPv6Address) else ip
+
+
 def bucket_key(ip: str) -> int:
     """The same in every process (unlike `hash`): 52 bits of BLAKE2b, which a double holds exactly;
     never 0, which marks an empty slot."""
@@ -150,6 +159,7 @@ class RateLimiter:
     def check(self, request: web.Request) -> None:
         if self.rate <= 0:
             return
-        tokens = self._buckets.take(client_ip(request, self.proxies), self.rate, self.burst, self._clock())
+        tokens = self._buckets.take(client_bucket(client_ip(request, self.proxies)), self.rate, self.burst,
+                                    self._clock())
         if tokens < 1.0:
             raise RateLimited(max(1, math.ceil((1.0 - tokens) / self.rate)))

@@ -114,6 +114,8 @@ async def test_authorisation_matrix(client: TestClient[Any, Any], ledger: Ledger
         r = await client.request(method, path, data=body, headers={**headers, "Content-Type": "application/json"})
         assert r.status == status, (path, headers, await r.text())
         assert_error(await r.json(), code)
+        if status == 401:
+            assert r.headers["WWW-Authenticate"].startswith("Bearer "), "a 401 names the scheme it wants"
     assert ledger.log.size == size
 
 

@@ -69,7 +69,8 @@ def _bundle(entries: list[bytes]) -> bytes:
 def _assert_security_headers(headers: Any) -> None:
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["Referrer-Policy"] == "no-referrer"
-    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    csp = headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "base-uri 'none'" in csp and "form-action 'self'" in csp
 
 
 async def _assert_json_error(resp: Any, status: int = 404) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from ledger.config import load_config
 from ledger.core import Ledger
 from ledger.errors import LedgerError
 from portal.app import create_app
-from portal.ratelimit import client_ip, networks
+from portal.ratelimit import client_bucket, client_ip, networks
 
 Client = Callable[..., Awaitable[TestClient[Any, Any]]]
 PROXIES = networks(["10.0.0.0/8", "2001:db8::/32"])
@@ -58,6 +58,16 @@ def test_the_setting_is_checked(tmp_path: Path) -> None:
         (tmp_path / "config.toml").write_text(f"trusted_proxies = {bad}\n")
         with pytest.raises(LedgerError, match=says):
             load_config(tmp_path)
+
+
+def test_an_ipv6_client_takes_the_bucket_of_its_64() -> None:
+    """Within its /64 a client picks any address it likes: a bucket per address would be no limit."""
+    assert client_bucket("2001:db8:1:2:aaaa::1") == client_bucket("2001:db8:1:2:bbbb:cccc:dddd:eeee") \
+        == "2001:db8:1:2::/64"
+    assert client_bucket("2001:db8:1:3::1") != client_bucket("2001:db8:1:2::1"), "the next /64 is someone else"
+    assert client_bucket("203.0.113.7") == "203.0.113.7" != client_bucket("203.0.113.8"), "IPv4: by address"
+    assert client_bucket("::ffff:203.0.113.7") == "203.0.113.7", "an IPv4 client seen over IPv6"
+    assert client_bucket("unknown") == "unknown"
 
 
 async def test_rate_limits_count_the_forwarded_client(aiohttp_client: Client, tmp_path: Path) -> None:
