@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import sqlite3
 import time
@@ -263,13 +264,31 @@ class _Request:
             rec.state = apply(rec.state, ev.type, data, now)
             entry = Entry.build(rec.env, rec.seq, ev.type, now, rec.last_leaf, data)
         except LifecycleError as e:
-            raise RefusedError(f"event {i} ({ev.type} on {ev.envelope!r}): {e}", code=e.code, status=409) from None
+            why = _by_reference(str(e).removeprefix(f"{ev.type}: "), rec)
+            raise RefusedError(f"event {i} ({ev.type} on {ev.envelope!r}): {why}", code=e.code, status=409) from None
         except FormatError as e:
             raise RefusedError(f"event {i}: {e}", code="invalid_event", status=422) from None
         rec.seq += 1
         rec.last_leaf = entry.leaf.hex()
         touched[ev.envelope] = rec
         return entry, code, data, rec
+
+
+_PARTIES = re.compile(r"\bparties ((?:\d+, )*\d+)\b")
+_ONE = re.compile(r"\b(party|document) (\d+)\b")
+
+
+def _by_reference(why: str, rec: _Env) -> str:
+    """A lifecycle refusal names parties and documents by their ordinals, as the log holds them; the
+    platform that sent the events named them by its own references: say those."""
+    names = {(kind, n): ref for (kind, ref), n in rec.refs.items()}
+
+    def name(kind: str, n: str) -> str:
+        ref = names.get((kind, int(n)))
+        return repr(ref) if ref is not None else n
+
+    why = _PARTIES.sub(lambda m: "parties " + ", ".join(name("party", n) for n in m.group(1).split(", ")), why)
+    return _ONE.sub(lambda m: f"{m.group(1)} {name(m.group(1), m.group(2))}", why)
 
 
 def _copy(rec: _Env) -> _Env:

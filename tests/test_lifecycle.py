@@ -83,7 +83,7 @@ def test_parallel_signers_with_equal_order_sign_in_any_order(led: Ledger) -> Non
 def test_signing_order_is_enforced(led: Ledger) -> None:
     led.append(T, sent())
     err = refused(led, sign("b"), "out_of_order")
-    assert "wait for parties 1" in str(err)
+    assert "wait for parties 'a'" in str(err)
 
 
 def test_sign_requires_authentication(led: Ledger) -> None:
@@ -319,3 +319,18 @@ def test_batches_committed_here_and_by_the_thread_take_turns(led: Ledger) -> Non
     acks = [a[0] for a in answers] + [f.result(timeout=30)[0] for f in futures]
     assert None not in answers
     assert sorted(a["index"] for a in acks) == list(range(400)), "every entry once, no gap (audited after)"
+
+
+def test_a_refusal_names_parties_and_documents_by_the_platforms_references(led: Ledger) -> None:
+    """The log holds ordinals; the platform named its parties and documents: the refusal says its names."""
+    led.append(T, sent(cc=True))
+    cases = [
+        (sign("b"), "party 'b' (order 2) must wait for parties 'a' to sign first"),
+        ([ev("party.authenticated", party="cc", method="sms"), *sign("cc")[1:]], "party 'cc' is a cc, not a signer"),
+        ([ev("envelope.completed")], "parties 'a', 'b' have not signed yet"),
+    ]
+    for events, why in cases:
+        with pytest.raises(RefusedError) as e:
+            led.append(T, events)
+        assert why in str(e.value), str(e.value)
+        assert "party.signed: " not in str(e.value), "the event type is said once"
