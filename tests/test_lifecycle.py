@@ -194,6 +194,14 @@ def test_copies_seals_and_scans_after_completion(led: Ledger) -> None:
     assert led.envelope(T, "E1")["state"]["copies"] == [2]
 
 
+def test_a_scan_is_of_a_printed_copy_and_a_seal_is_a_signers(led: Ledger) -> None:
+    led.append(T, sent(cc=True) + [ev("copy.printed", document="d")])
+    refused(led, [ev("paper.scanned", document="d", sha256=H, copy=2)], "unknown_copy")
+    refused(led, [ev("seal.used", party="cc", seal=H, kind="physical")], "not_a_signer")
+    led.append(T, [ev("paper.scanned", document="d", sha256=H, copy=1), ev("paper.scanned", document="d", sha256=H),
+                   ev("seal.used", party="a", seal=H, kind="electronic")])
+
+
 def test_unknown_references(led: Ledger) -> None:
     refused(led, [ev("envelope.sent", "nope")], "unknown_envelope")
     led.append(T, sent())

@@ -319,12 +319,14 @@ def _scanned(s: EnvelopeState, d: dict[str, Any], t: str) -> EnvelopeState:
     _need(s, "paper.scanned", "sent", "completed")
     if d["document"] > len(s.documents):
         raise _refuse("unknown_document", f"document {d['document']} was never added to this envelope")
+    if "copy" in d and d["copy"] > s.copies[d["document"] - 1]:  # a copy brought back was printed first
+        raise _refuse("unknown_copy", f"copy {d['copy']} of document {d['document']} was never printed")
     return s
 
 
 def _seal(s: EnvelopeState, d: dict[str, Any], t: str) -> EnvelopeState:
     _need(s, "seal.used", "sent", "completed")
-    _party(s, d)
+    _signer(s, d, "seal.used")  # a party sealing the contract signs it; a cc only receives a copy
     return s
 
 
