@@ -18,7 +18,7 @@ from ledger.apikeys import ApiKey, authenticate
 from ledger.core import uploaded
 from ledger.errors import NotFoundError, RefusedError
 from ledger.events import REF, parse_events
-from portal.body import read_limited
+from portal.body import chunks, read_limited
 from portal.keys import KEYS_SEEN, LEDGER, SUBMIT, UPLOAD_LIMIT
 from verifier.entry import strict_loads
 from verifier.errors import FormatError
@@ -179,7 +179,7 @@ async def upload_document(request: web.Request) -> web.Response:
     up = led.blobs.upload()
     head = b""
     try:
-        async for chunk in request.content.iter_chunked(1 << 16):
+        async for chunk in chunks(request):
             if len(head) < 1024:
                 head += chunk[: 1024 - len(head)]
             up.write(chunk)

@@ -27,8 +27,8 @@ def _op(summary: str, scope: str, ok: dict[str, Any], *, body: dict[str, Any] | 
     op: dict[str, Any] = {
         "summary": summary,
         "security": [{"apiKey": [scope]}],
-        "responses": {status: {"description": "ok", "content": ok}, **_errors(400, 401, 403, 404, 409, 413, 415,
-                                                                              422, 429, 503)},
+        "responses": {status: {"description": "ok", "content": ok}, **_errors(400, 401, 403, 404, 408, 409, 413,
+                                                                              415, 422, 429, 503)},
     }
     if body is not None:
         op["requestBody"] = body
