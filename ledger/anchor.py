@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from ledger.config import LOCAL_TSA_NAME
-from ledger.errors import LedgerError, NotFoundError, StorageError
+from ledger.errors import LedgerError, NotFoundError
 from ledger.log import AppendResult, TileLog
 from ledger.sequencer import Finish
 from ledger.tsa_client import HttpTsaClient, LocalTsaClient, Stamp, TsaClient, format_time
@@ -85,11 +85,8 @@ class _Store:
         self.rows, self.health = rows, health
 
     def stage(self, log: TileLog) -> Finish:
-        (published,) = log.conn.execute("SELECT max(size) FROM checkpoints").fetchone()
-        if published != log.size:
-            # This process's tree is stale, so its whole batch would fail at commit anyway; say why.
-            raise StorageError(f"the log grew to {published} in another process; this one holds {log.size}. "
-                               "Is `ledger serve` running? Its anchoring loop already does this.")
+        # A process that anchored a checkpoint while another process made newer ones stores a true
+        # anchor of an older checkpoint: kept, but the health never goes back to a smaller size.
         ids: list[int | None] = []
         for row in self.rows:
             cur = log.conn.execute(
@@ -102,7 +99,7 @@ class _Store:
                 "INSERT INTO tsa_status(tsa, last_success, last_error, last_error_at, failures, anchored_size)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(tsa) DO UPDATE SET last_success = excluded.last_success,"
                 " last_error = excluded.last_error, last_error_at = excluded.last_error_at,"
-                " failures = excluded.failures, anchored_size = excluded.anchored_size",
+                " failures = excluded.failures, anchored_size = max(anchored_size, excluded.anchored_size)",
                 (h.name, h.last_success, h.last_error, h.last_error_at, h.failures, h.anchored_size))
 
         def finish(_: AppendResult) -> list[int | None]:

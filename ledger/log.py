@@ -15,12 +15,15 @@ Tables (all log tables refuse UPDATE and DELETE by trigger, see `ledger.schema`)
 Vocabulary: `stage` *sequences* entries (gives them indexes) and *integrates* them into the working
 tree; `commit` writes a signed checkpoint with them in the same transaction (*published*), and only
 then is anything acknowledged. Memory stays flat: the writer keeps only the compact range and the
-edge tiles; opening reads the edge and the last checkpoint, nothing O(n).
+edge tiles; opening reads the edge and the last checkpoint, nothing O(n). Another process may write
+the same database (`ledger append` while `ledger serve` runs): each transaction, once it holds
+SQLite's write lock, compares the latest checkpoint with the one in memory and reloads on a change.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sqlite3
 import threading
@@ -51,6 +54,7 @@ TILE_CACHE = 8192  # tiles kept by readers (about 130 MiB at most)
 NODE_CACHE = 65536  # complete-subtree hashes of 16 leaves or more (about 8 MiB at most)
 MAX_ENTRY_SIZE = 0xFFFF  # entry bundles prefix each entry with a big-endian uint16 length
 _sha256 = hashlib.sha256
+logger = logging.getLogger("ledger.log")
 
 
 @dataclass(frozen=True)
@@ -201,7 +205,8 @@ def integrate(t: _Tree, entries: Sequence[bytes], full: list[tuple[int, int, byt
 
 
 class TileLog:
-    """One SQLite database holding the log. One writer (the caller serialises writes); many readers."""
+    """One SQLite database holding the log. One writer per process (the caller serialises its writes;
+    writers of other processes take turns through SQLite's write lock, see `begin`); many readers."""
 
     def __init__(self, path: Path, signer: LogSigner | None, conn: sqlite3.Connection, clock: Clock) -> None:
         self.path = path
@@ -369,10 +374,40 @@ class TileLog:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
             raise StorageError(f"cannot start a write transaction: {e}") from e
+        try:
+            self._catch_up()
+        except BaseException as e:
+            self.rollback()
+            if isinstance(e, sqlite3.Error):
+                raise StorageError(f"cannot read the ledger database: {e}; nothing was written") from e
+            raise
         if not self._tree.inner:
             self._tree.inner = [_inner_of(e) for e in self._tree.edges]
         self._work = self._tree.copy()
         self.transactions += 1
+
+    def _catch_up(self) -> None:
+        """Under the write lock: take in what another process (`ledger append` beside `ledger serve`)
+        appended since this one last looked. One indexed lookup per transaction.
+
+        Nobody else can append until this transaction ends, and the log only grows, so a larger
+        latest checkpoint means the tree moved on: it is loaded again, as at open. The caches need
+        nothing: full tiles and complete subtrees never change, and edge tiles only grow.
+        """
+        (size,) = self.conn.execute("SELECT max(size) FROM checkpoints").fetchone()
+        if size is None or size == self._published[0]:
+            return
+        if size < self._published[0]:
+            raise IntegrityError(
+                f"tree size {size} is smaller than the last published {self._published[0]}; the database "
+                "was replaced while this process had it open, perhaps by an old backup (see `ledger audit`)",
+                code="restored_backup",
+            )
+        self._tree = self._load_tree()  # the edge tiles' interior nodes are rebuilt by begin()
+        self._published = self._load_latest()
+        logger.info("another process appended to this ledger: reloaded the tree at size %d", self.size)
+        if self.on_publish is not None:
+            self.on_publish(self.size)
 
     def stage(self, entries: Sequence[bytes]) -> tuple[int, list[bytes]]:
         """Sequence and integrate entries into the open transaction; return (first index, leaf hashes)."""

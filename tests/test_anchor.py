@@ -148,16 +148,23 @@ def test_a_ledger_without_a_local_tsa_gets_one_at_open(home: Path) -> None:
     assert (home / "tsa" / "tsa.key").exists()
 
 
-async def test_a_stale_process_does_not_write_anchors(home: Path) -> None:
+async def test_a_process_with_an_older_tree_anchors_a_true_checkpoint_and_the_health_stays(home: Path) -> None:
+    """Another process appended meanwhile: this one anchors the (published) checkpoint it holds; the
+    anchor is kept, and the TSA's anchored size does not go back."""
     stale = Ledger.open(home)
     stale.append("t", created(1))
     other = Ledger.open(home)
     try:
         other.append("t", created(2, start=1))  # the log grows elsewhere; `stale` still holds size 1
-        (outcome,) = await anchor(stale)
-        assert not outcome.ok and "another process" in outcome.detail
-        assert stale.log.conn.execute("SELECT count(*) FROM anchors").fetchone() == (0,)
-        assert all(o.ok for o in await anchor(other))
+        async with aiohttp.ClientSession() as session:
+            late = Anchorer(stale, clients_for(stale, session))  # made before the other process anchors
+            assert all(o.ok and o.size == 3 for o in await anchor(other))
+            (outcome,) = await late.anchor_now()
+        assert outcome.ok and outcome.size == 1, outcome
+        sizes = [r[0] for r in stale.log.conn.execute("SELECT size FROM anchors ORDER BY size")]
+        assert sizes == [1, 3]
+        assert stale.log.conn.execute("SELECT anchored_size FROM tsa_status").fetchone() == (3,)
+        assert stale.log.size == 3, "the older process caught up with the log when it wrote"
     finally:
         stale.close()
         other.close()
