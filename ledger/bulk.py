@@ -31,7 +31,10 @@ def _batches(f: IO[bytes], batch: int) -> Iterator[list[tuple[int, bytes]]]:
 def import_json_lines(ledger: Any, name: str, tenant: str, batch: int) -> int:
     if batch < 1:
         raise RefusedError("--batch must be at least 1", code="bad_argument")
-    f = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
+    try:
+        f = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
+    except OSError as e:  # missing, a folder, not readable: the input, not the ledger
+        raise RefusedError(f"cannot read {name}: {e.strerror or e}", code="bad_input") from None
     done = 0
     try:
         with tqdm(unit="event", file=sys.stderr, disable=None) as bar:

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ledger.config import home_dir
-from ledger.errors import LedgerError, RefusedError
+from ledger.apikeys import _TENANT
+from ledger.config import MAX_RENEW_DAYS, home_dir
+from ledger.errors import LedgerError, NotFoundError, RefusedError
+from ledger.events import control_character
+from ledger.homelock import check_not_serving
 
 COMMANDS = ("init", "serve", "append", "import", "status", "prove", "checkpoint", "anchor", "audit", "keys", "demo")
 
@@ -30,22 +35,22 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="serve the portal, the log tiles and the API")
     s.add_argument("--host")
-    s.add_argument("--port", type=int)
-    s.add_argument("--workers", type=int, default=1, help="processes sharing the port; with N >= 2 a separate writer process sequences their writes")
+    s.add_argument("--port", type=_port, help="1-65535 (default: the configured port)")
+    s.add_argument("--workers", type=_workers, default=1, help="processes sharing the port; with N >= 2 a separate writer process sequences their writes")
 
     s = sub.add_parser("append", help="append events (one JSON object or an array) from a file or stdin")
     s.add_argument("file", nargs="?", default="-", help="JSON file, or - for stdin (default)")
-    s.add_argument("--tenant", default="default")
+    s.add_argument("--tenant", type=_tenant, default="default")
 
     s = sub.add_parser("import", help="bulk-append JSON Lines (one event a line), with a progress bar")
     s.add_argument("file", help="JSON Lines file, or - for stdin")
-    s.add_argument("--tenant", default="default")
+    s.add_argument("--tenant", type=_tenant, default="default")
     s.add_argument("--batch", type=int, default=1000, help="events per atomic request (default 1000)")
 
     s = sub.add_parser("status", help="log size, latest checkpoint, envelopes by status")
     s.add_argument("--json", action="store_true")
     s.add_argument("--envelope", help="show one envelope (your reference)")
-    s.add_argument("--tenant", default="default")
+    s.add_argument("--tenant", type=_tenant, default="default")
 
     s = sub.add_parser("prove", help="print a C2SP tlog-proof for an entry")
     s.add_argument("index", type=int)
@@ -60,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("anchor", help="anchor the latest checkpoint with every TSA now; or renew expiring anchors")
     s.add_argument("--renew", action="store_true",
                    help="re-time-stamp anchors whose TSA certificate expires soon (RFC 4998 idea)")
-    s.add_argument("--within", type=float, metavar="DAYS",
+    s.add_argument("--within", type=_days, metavar="DAYS",
                    help="with --renew: certificates expiring within DAYS (default: renew_within_days)")
     s.add_argument("--json", action="store_true")
 
@@ -70,15 +75,60 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("keys", help="manage API keys: create (shown once), list, revoke")
     keys = s.add_subparsers(dest="keys_command", required=True, metavar="action")
     k = keys.add_parser("create", help="create an API key for a tenant; it is printed once and stored hashed")
-    k.add_argument("--tenant", required=True)
+    k.add_argument("--tenant", type=_tenant, required=True)
     k.add_argument("--scopes", required=True, help="comma-separated: append, read, export, admin")
-    k.add_argument("--label", default="")
+    k.add_argument("--label", type=_label, default="", help="a note for `keys list` (one line of text)")
     keys.add_parser("list", help="list API keys (ids, tenants, scopes; never the secrets)")
     k = keys.add_parser("revoke", help="revoke an API key by its id")
     k.add_argument("id")
 
     sub.add_parser("demo", help="create demo envelopes in every state and print their QR URLs")
     return p
+
+
+# Argument types: a bad value is refused by argparse, with usage and exit code 2, before any work.
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return port
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of worker processes (1 or more)")
+    return n
+
+
+def _days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        days = math.nan
+    if not 0 <= days <= MAX_RENEW_DAYS:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days from 0 to {MAX_RENEW_DAYS}")
+    return days
+
+
+def _tenant(text: str) -> str:
+    if not _TENANT.fullmatch(text):  # the check of `ledger keys create`, so every tenant can have keys
+        raise argparse.ArgumentTypeError("a tenant is 1-64 letters, digits, '.', '_' or '-'")
+    return text
+
+
+def _label(text: str) -> str:
+    bad = control_character(text, one_line=True)
+    if bad:
+        raise argparse.ArgumentTypeError(f"a label is one line of text without control characters ({bad})")
+    return text
 
 
 Serve = Callable[[Path, argparse.Namespace], None]
@@ -89,29 +139,85 @@ def main(argv: list[str] | None = None, *, serve: Serve | None = None) -> int:
     args = _parser().parse_args(argv)
     home = home_dir(args.home)
     try:
+        _check_home(home, args.command)
         if args.command == "serve":
             if serve is None:
                 raise LedgerError("this installation has no portal; run `ledger serve` from the full package")
+            check_not_serving(home)  # this message, not the port's: the port is the other server's
+            _check_listen(home, args)
             serve(home, args)
             return 0
         return int(_run(args, home) or 0)
     except RefusedError as e:
         print(f"ledger: refused ({e.code}): {e}", file=sys.stderr)
         return 2
+    except NotFoundError as e:  # the request names what is not there (an index, an envelope)
+        print(f"ledger: not found ({e.code}): {e}", file=sys.stderr)
+        return 2
     except LedgerError as e:
         print(f"ledger: error ({e.code}): {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a file or folder of the ledger: one line with the path, not a traceback
+        where = f"{e.filename}: {e.strerror}" if e.filename else str(e)
+        print(f"ledger: error (io_error): {where}", file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as e:
+        if isinstance(e, sqlite3.ProgrammingError):
+            raise  # our bug, not the database's
+        from ledger.core import DB_NAME
+
+        print(f"ledger: error (storage_error): {home / DB_NAME}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
 
 
-def _read_input(name: str, limit: int) -> bytes:
-    f = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
+def _check_home(home: Path, command: str) -> None:
+    """Refuse a ledger folder that is not one, before a command trips over it."""
+    from ledger.core import orphan_key
+
+    if home.exists() and not home.is_dir():
+        raise RefusedError(f"the ledger folder {home} is a file (--home, $LEDGER_HOME)", code="bad_home")
+    if command != "init" and (orphan := orphan_key(home)) is not None:
+        # not "run `ledger init` first": init refuses a folder with a key (Ledger.init), so say what it says
+        raise LedgerError(orphan, code="no_ledger")
+
+
+def _check_listen(home: Path, args: argparse.Namespace) -> None:
+    """Fill in the configured host and port, and fail in one line if `serve` could not listen there.
+
+    The sockets are bound and closed again at once; the server binds its own.
+    """
+    import socket
+
+    from ledger.config import load_config
+
+    config = load_config(home)
+    args.host = config.host if args.host is None else args.host
+    args.port = config.port if args.port is None else args.port
     try:
-        data = f.read(limit + 1)
-    finally:
-        if f is not sys.stdin.buffer:
-            f.close()
+        for family, kind, proto, _, address in socket.getaddrinfo(args.host or None, args.port,
+                                                                  type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
+            with socket.socket(family, kind, proto) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's server does
+                if family == socket.AF_INET6:
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                s.bind(address)
+    except OSError as e:
+        raise LedgerError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}",
+                          code="cannot_listen") from None
+
+
+def _read_input(name: str, limit: int) -> bytes:
+    try:
+        f = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
+        try:
+            data = f.read(limit + 1)
+        finally:
+            if f is not sys.stdin.buffer:
+                f.close()
+    except OSError as e:  # missing, a folder, not readable: the input, not the ledger
+        raise RefusedError(f"cannot read {name}: {e.strerror or e}", code="bad_input") from None
     if len(data) > limit:
         raise RefusedError(f"input is larger than the limit of {limit} bytes; use `ledger import` for bulk loads",
                            code="too_large")

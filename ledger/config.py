@@ -19,7 +19,7 @@ from typing import Any
 from ledger.errors import LedgerError
 from ledger.tsa import DEFAULT_POLICY
 from verifier.errors import FormatError
-from verifier.note import CosignatureVerifier
+from verifier.note import CosignatureVerifier, _check_name
 
 DEFAULT_ORIGIN = "localhost/evidence-ledger"
 LOCAL_TSA_NAME = "local"
@@ -222,8 +222,34 @@ def load_config(home: Path) -> Config:
             raw[k] = float(v)
         elif not isinstance(v, want) or isinstance(v, bool) != (want is bool):
             raise LedgerError(f"{path}: {k} must be a {want.__name__}", code="bad_config")
-    config = Config(**raw, tsa=parsed)
-    if config.anchor_interval_s <= 0 or config.anchor_backoff_max_s <= 0 or config.renew_within_days < 0:
-        raise _bad(f"{path}: anchor_interval_s and anchor_backoff_max_s must be positive, "
-                   "renew_within_days not negative")
-    return config
+    for k, v in raw.items():
+        if k in _RANGES:
+            lo, hi, open_lo, allowed = _RANGES[k]
+            if not ((lo < v if open_lo else lo <= v) and v <= hi):  # also refuses nan
+                raise _bad(f"{path}: {k} = {v!r} is out of range; it must be {allowed}")
+    try:
+        _check_name(raw.get("origin", DEFAULT_ORIGIN))  # the origin names the log's key: the check of signed notes
+    except FormatError as e:
+        raise _bad(f"{path}: origin: {e}") from None
+    return Config(**raw, tsa=parsed)
+
+
+_DAY_S = 86_400
+MAX_RENEW_DAYS = 36_500  # a renewal window of a century is enough; a longer one overflows dates
+# key -> (low, high, low excluded, the range in words). Every numeric setting has one.
+_RANGES: dict[str, tuple[float, float, bool, str]] = {
+    "port": (1, 65535, False, "a TCP port from 1 to 65535"),
+    "batch_max": (1, 100_000, False, "from 1 to 100000 events"),
+    "batch_delay_ms": (0, 10_000, False, "from 0 to 10000 milliseconds"),
+    "max_request_bytes": (1, 1 << 30, False, f"from 1 to {1 << 30} bytes"),
+    "max_events_per_request": (1, 1_000_000, False, "from 1 to 1000000 events"),
+    "max_document_bytes": (1, 1 << 40, False, f"from 1 to {1 << 40} bytes"),
+    "anchor_interval_s": (0, 7 * _DAY_S, True, f"a positive number of seconds, at most {7 * _DAY_S}"),
+    "anchor_backoff_max_s": (0, 7 * _DAY_S, True, f"a positive number of seconds, at most {7 * _DAY_S}"),
+    "renew_within_days": (0, MAX_RENEW_DAYS, False, f"from 0 to {MAX_RENEW_DAYS} days"),
+    "lookup_rate": (0, 1e6, False, "from 0 (no limit) to 1000000 per second"),
+    "lookup_burst": (1, 1_000_000, False, "from 1 to 1000000"),
+    "upload_rate": (0, 1e6, False, "from 0 (no limit) to 1000000 per second"),
+    "upload_burst": (1, 1_000_000, False, "from 1 to 1000000"),
+}
+assert {k for k in Config.keys() if type(getattr(Config, k)) in (int, float)} == set(_RANGES)

@@ -34,7 +34,7 @@ from ledger.errors import NotFoundError, RefusedError, StorageError
 from ledger.events import InputEvent, parse_events
 from ledger.keys import LogSigner
 from ledger.log import AppendResult, TileLog
-from ledger.sequencer import Finish, Sequencer
+from ledger.sequencer import CatchUp, Finish, Sequencer
 from ledger.tsa import LocalTsa, LocalTsaError, create_local_tsa
 from verifier.checkpoint import parse_checkpoint
 from verifier.entry import Entry, canonical_trusted
@@ -55,6 +55,14 @@ ACCESS_CODE_LENGTH = 12
 UPLOADED = "_uploaded"  # set on document.added by code that stored the bytes itself; never parsed from input
 TSA_DIR = "tsa"
 logger = logging.getLogger("ledger")
+
+
+def orphan_key(home: Path) -> str | None:
+    """What to say of a folder that holds a log key but no database (init must not make a second key)."""
+    if (home / KEY_NAME).exists() and not (home / DB_NAME).exists():
+        return (f"{home / KEY_NAME} exists but no ledger database does: this folder holds (part of) another "
+                f"ledger; restore its {DB_NAME}, or init a new ledger in an empty folder")
+    return None
 
 
 def uploaded(event: InputEvent) -> InputEvent:
@@ -392,10 +400,8 @@ class Ledger:
         home.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds openings, codes and keys: owner only
         if (home / DB_NAME).exists():
             raise RefusedError(f"a ledger already exists in {home}", code="exists", status=409)
-        if (home / KEY_NAME).exists():
-            raise RefusedError(f"{home / KEY_NAME} exists but no ledger database does: this folder holds (part of) "
-                               "another ledger; restore its ledger.db, or init in an empty folder", code="exists",
-                               status=409)
+        if (orphan := orphan_key(home)) is not None:
+            raise RefusedError(orphan, code="exists", status=409)
         cfg_path = home / "config.toml"
         config = load_config(home)
         if origin:
@@ -478,6 +484,15 @@ class Ledger:
         """Submit from asyncio; returns the acknowledgements once the events are durable."""
         result: list[dict[str, Any]] = await self._seq.asubmit(_Request(self, tenant, events))
         return result
+
+    async def acatch_up(self) -> int:
+        """If another process appended to this ledger since this one last wrote, take its tree in now
+        (published as this process's latest); returns the size. One indexed lookup when nothing is new."""
+        (newest,) = self.log._reader().execute("SELECT max(size) FROM checkpoints").fetchone()
+        if newest is None or newest <= self.log.size:
+            return self.log.size
+        size: int = await self._seq.asubmit(CatchUp())
+        return size
 
     def commit_here(self, requests: list[tuple[str, list[InputEvent], Callable[[bool, Any], None]]]) -> None:
         """Sequence these requests, each (tenant, events, fn), as one batch on the calling thread; then

@@ -19,9 +19,29 @@ from verifier.lifecycle import AUTH_METHODS, CHANNELS, DOWNLOAD, PARTY_KINDS, RO
 
 REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 HEX = re.compile(r"^[0-9a-fA-F]{64}$")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]")  # control characters other than tab and newline
+# Characters free text may not hold: C0 controls other than tab and newline, DEL, C1 controls, the
+# line and paragraph separators, and the bidirectional embeddings, overrides and isolates, which
+# can make a title or a file name display as something else (CVE-2021-42574, "Trojan Source").
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_ONE_LINE = re.compile(r"[\t\n]|" + _CONTROL.pattern)
 MAX_REQUEST_BYTES = 4 << 20
 MAX_EVENTS = 10_000
+
+
+def control_character(text: str, *, one_line: bool = False) -> str | None:
+    """Name the first character of `text` that text may not hold, or None if there is none.
+
+    Returns a description like `U+202E, a bidirectional control, at position 3`. Tab and newline
+    are allowed, unless `one_line` (labels, printed one to a line).
+    """
+    m = (_CONTROL_ONE_LINE if one_line else _CONTROL).search(text)
+    if m is None:
+        return None
+    c = ord(m.group())
+    what = ("a line or paragraph separator" if c in (0x2028, 0x2029) else
+            "a bidirectional control" if c >= 0x202A else "a control character")
+    return f"U+{c:04X}, {what}, at position {m.start()}"
+
 
 # field -> (kind, required). Kinds: ref, hex, text:N, int:LO:HI, enum tuple.
 _Spec = dict[str, tuple[Any, bool]]
@@ -81,8 +101,9 @@ def _check(i: int, type: str, name: str, kind: Any, v: Any) -> Any:
             raise _bad(i, f"{type}.{name} must be a non-empty string")
         if len(v) > int(args[0]):
             raise _bad(i, f"{type}.{name} is {len(v)} characters, more than {args[0]}")
-        if _CONTROL.search(v):
-            raise _bad(i, f"{type}.{name} contains control characters")
+        bad = control_character(v)
+        if bad:
+            raise _bad(i, f"{type}.{name} contains control characters ({bad})")
         try:
             v.encode("utf-8")
         except UnicodeEncodeError:

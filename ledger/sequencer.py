@@ -66,6 +66,16 @@ class RawEntry:
         return lambda r: Ack(first, leaves[0], r.size)
 
 
+class CatchUp:
+    """No entry: a transaction that only takes in what another process appended (`TileLog.begin`),
+    for a writer that has nothing to write when it learns that the log grew elsewhere."""
+
+    size = 0
+
+    def stage(self, log: TileLog) -> Finish:
+        return lambda r: r.size
+
+
 class _AsyncSlot:
     """Where an asyncio caller waits: its loop and a future of that loop."""
 

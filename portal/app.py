@@ -120,6 +120,28 @@ async def anchoring(app: web.Application) -> AsyncIterator[None]:
             await asyncio.gather(task, return_exceptions=True)
 
 
+FOLLOW_S = 1.0
+
+
+async def following(app: web.Application) -> AsyncIterator[None]:
+    """The writer looks once a second whether another process (`ledger append`) grew the log, and if
+    so takes the new tree in: its checkpoint, proofs and anchoring do not wait for its next write."""
+    led = app[LEDGER]
+
+    async def follow() -> None:
+        while True:
+            await asyncio.sleep(FOLLOW_S)
+            try:
+                await led.acatch_up()
+            except LedgerError as e:  # the next write tries again, and says so to its caller
+                log.warning("could not take in another process's appends: %s", e)
+
+    task = asyncio.create_task(follow(), name="following")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 STATIC = Path(__file__).parent / "static"
 
 
@@ -158,6 +180,8 @@ def create_app(ledger: Ledger, *, anchor: bool = True, lookup_rate: float | None
     app.add_routes(api.routes)
     app.add_routes(openapi.routes)
     app.router.add_static("/static", STATIC, append_version=False)
+    if ledger.writer:
+        app.cleanup_ctx.append(following)
     if anchor and ledger.writer:
         app.cleanup_ctx.append(anchoring)
     return app

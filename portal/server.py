@@ -16,7 +16,6 @@ there is one (`Published`).
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import gc
 import logging
 import multiprocessing
@@ -30,8 +29,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ledger.core import DB_NAME, Ledger
-from ledger.errors import RefusedError
+from ledger.core import Ledger
+from ledger.homelock import lock_serving
 from ledger.log import TileLog
 from portal.app import create_app
 from portal.keys import LEDGER
@@ -40,7 +39,6 @@ from portal.writerlink import LINK_NAME, WriterLink, serve_link
 
 log = logging.getLogger("portal.server")
 SOCKET_NAME = "writer.sock"
-LOCK_NAME = "serve.lock"
 GC_THRESHOLD = (20_000, 20, 50)
 WRITER_ONLY = {"/tsa", "/witness/cosign"}  # POSTs that need the writer: its TSA key, its sequencer
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
@@ -170,34 +168,11 @@ def _worker(home: Path, host: str, port: int, number: int, parent: int, lookup_b
         ledger.close()
 
 
-def _lock_home(home: Path) -> int | None:
-    """Hold `serve.lock` in the ledger folder for this process's life: one `ledger serve` per ledger.
-
-    Two would both run (the port is shared with SO_REUSEPORT) and take the same socket files; the
-    lock goes with the process, however it ends. CLI writes need no lock: the log takes turns with them.
-    """
-    if not (home / DB_NAME).exists():
-        return None  # no ledger here: `Ledger.open` says what is missing
-    path = home / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        os.close(fd)
-        raise RefusedError(f"{path} is locked: another `ledger serve`{f' (pid {holder})' if holder else ''} is "
-                           "running on this ledger; stop it first, or serve more processes with --workers",
-                           code="already_serving") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
 def serve(home: Path, host: str | None = None, port: int | None = None, workers: int = 1) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if workers < 1:
         raise ValueError("--workers must be at least 1")
-    lock = _lock_home(home)  # before anything else: the socket files and the port are the first one's
+    lock = lock_serving(home)  # before anything else: the socket files and the port are the first one's
     try:
         _serve_locked(home, host, port, workers)
     finally:

@@ -388,7 +388,7 @@ def test_cli_anchor_prove_status_and_verifier(home: Path, tmp_path: Path,
     assert "no standing renewal" in capsys.readouterr().out
     (tmp_path / "e1.b64").write_text(base64.b64encode(b"another entry").decode())
     assert verifier_cli.main([*args, "--at", "2030-01-01T00:00:00Z"]) == 1
-    assert cli.main(["--home", str(home), "prove", "5", "--anchored"]) == 1
+    assert cli.main(["--home", str(home), "prove", "5", "--anchored"]) == 2  # not found: refused
     assert "not in the log" in capsys.readouterr().err
     assert cli.main(["--home", str(home), "anchor", "--renew", "--within", "1"]) == 0
     assert "nothing to renew" in capsys.readouterr().out

@@ -113,6 +113,8 @@ def parse_anchored(data: bytes | str) -> AnchoredBundle:
         raw = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise FormatError(f"anchored proof is not JSON: {e}") from None
+    except RecursionError:
+        raise FormatError("anchored proof is JSON nested too deeply; an anchored proof is a few levels deep") from None
     return AnchoredBundle.from_json(raw)
 
 

@@ -79,6 +79,8 @@ def verify_checkpoint(
     witness_quorum: int = 0,
 ) -> SignedCheckpoint:
     """Parse and verify a checkpoint signed by the log key, with an optional witness quorum."""
+    if witness_quorum < 0:
+        raise ValueError(f"a witness quorum is 0 or more, not {witness_quorum}")
     signed = parse_checkpoint(data)
     want = origin if origin is not None else log_key.name
     if signed.checkpoint.origin != want:

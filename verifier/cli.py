@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--key", required=True, help="verifier key string or a file holding it")
     s.add_argument("--witness", action="append", default=[],
                    help="a notary's witness verifier key (name+hex+base64 of type 0x04); repeatable")
-    s.add_argument("--quorum", type=int, help="how many of the --witness keys must have cosigned (default: all)")
+    s.add_argument("--quorum", type=_count, help="how many of the --witness keys must have cosigned (default: all)")
     s = sub.add_parser("consistency", help="verify that a newer checkpoint extends an older one")
     s.add_argument("old")
     s.add_argument("new")
@@ -85,6 +85,16 @@ def _parser() -> argparse.ArgumentParser:
                                               "--max-age of that moment")
     s.add_argument("--max-age", type=float, default=10.0, help="minutes (default 10)")
     return p
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of witnesses (0 or more)")
+    return n
 
 
 def _moment(text: str) -> datetime:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -98,6 +99,9 @@ def strict_loads(data: bytes | str, *, max_bytes: int) -> Any:
         raise FormatError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except RecursionError:
         raise FormatError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError:  # the only other ValueError of json.loads: int() refuses a number this long
+        raise FormatError(f"JSON holds an integer with more than {sys.get_int_max_str_digits()} digits; "
+                          "entries and events carry integers within ±2^53") from None
     _depth(value)
     return value
 

@@ -1,0 +1,127 @@
+"""Free text and numbers at the edge: what a title or a name may hold, and integers too long to parse.
+
+Text fields are shown on the public verification page; a bidirectional override can make a title
+or a file name read as something else there, so such characters are refused like the other
+control characters. Ordinary text in any script is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from ledger.apikeys import create_key
+from ledger.core import Ledger
+from ledger.errors import RefusedError
+from ledger.events import control_character, parse_event, parse_events, parse_json_lines
+from portal.app import create_app
+from verifier.entry import strict_loads
+from verifier.errors import FormatError
+
+Client = Callable[..., Awaitable[TestClient[Any, Any]]]
+H = "ab" * 32
+HUGE = "1" * 5000  # more digits than Python's int() takes from a string (4300 by default)
+
+# every text field of the input schema, with an event that carries it
+TEXT_FIELDS = [
+    ("envelope.created", "title", {}),
+    ("document.added", "name", {"document": "d", "sha256": H, "size": 1}),
+    ("party.added", "name", {"party": "p", "role": "signer"}),
+    ("party.added", "contact", {"party": "p", "role": "signer", "name": "n"}),
+    ("party.declined", "reason", {"party": "p"}),
+    ("envelope.withdrawn", "reason", {}),
+    ("void.requested", "reason", {"party": "p"}),
+    ("evidence.exported", "by", {}),
+]
+REFUSED = {
+    "\x07": "U+0007", "\x00": "U+0000", "\r": "U+000D",
+    "\x7f": "U+007F",  # DEL
+    "\x80": "U+0080", "\x85": "U+0085", "\x9f": "U+009F",  # C1 controls (U+0085: next line)
+    "\u2028": "U+2028", "\u2029": "U+2029",  # line and paragraph separators
+    "\u202a": "U+202A", "\u202b": "U+202B", "\u202c": "U+202C", "\u202d": "U+202D",
+    "\u202e": "U+202E",  # right-to-left override
+    "\u2066": "U+2066", "\u2067": "U+2067", "\u2068": "U+2068", "\u2069": "U+2069",  # isolates
+}
+ACCEPTED = ["张三", "房屋租赁合同（2026）", "Zoë Ñúñez-Çelik", "Łódź ąę", "😀 lease 🏠", "عقد إيجار", "חוזה שכירות",
+            "Приём", "tab\there", "two\nlines", "a\u00a0b", "e\u0301"]
+
+
+def event(type: str, name: str, value: str, fields: dict[str, Any]) -> dict[str, Any]:
+    return {"type": type, "envelope": "E1", **fields, name: value}
+
+
+@pytest.mark.parametrize(("char", "code"), REFUSED.items())
+@pytest.mark.parametrize(("type", "name", "fields"), TEXT_FIELDS)
+def test_control_and_bidi_characters_are_refused_in_every_text_field(
+        type: str, name: str, fields: dict[str, Any], char: str, code: str) -> None:
+    with pytest.raises(RefusedError) as info:
+        parse_event(event(type, name, f"invoice{char}fdp.exe", fields))
+    msg = str(info.value)
+    assert info.value.code == "invalid_event" and info.value.status == 422
+    assert f"{type}.{name} contains control characters" in msg and code in msg and "position 7" in msg, msg
+
+
+@pytest.mark.parametrize("text", ACCEPTED)
+@pytest.mark.parametrize(("type", "name", "fields"), TEXT_FIELDS)
+def test_text_in_any_script_is_accepted(type: str, name: str, fields: dict[str, Any], text: str) -> None:
+    assert parse_event(event(type, name, text, fields)).fields[name] == text
+
+
+def test_control_character_names_the_first_one() -> None:
+    assert control_character("fine, 好") is None
+    assert control_character("a\u202eb\x07") == "U+202E, a bidirectional control, at position 1"
+    assert control_character("x\u2029") == "U+2029, a line or paragraph separator, at position 1"
+    assert control_character("a\tb\nc") is None
+    assert control_character("a\tb", one_line=True) == "U+0009, a control character, at position 1"
+    assert control_character("ab\n", one_line=True) == "U+000A, a control character, at position 2"
+    assert control_character("a\x1b[31m", one_line=True) == "U+001B, a control character, at position 1"
+
+
+def test_an_integer_too_long_to_parse_is_malformed_json() -> None:
+    for data in (f'{{"size": {HUGE}}}', f"[-{HUGE}]", HUGE):
+        with pytest.raises(FormatError, match="an integer with more than 4300 digits"):
+            strict_loads(data, max_bytes=1 << 20)
+        with pytest.raises(FormatError, match="more than 4300 digits"):
+            strict_loads(data.encode(), max_bytes=1 << 20)
+    with pytest.raises(FormatError, match="outside the interoperable range"):  # long, but int() takes it
+        strict_loads("1" * 4300, max_bytes=1 << 20)
+    body = json.dumps({"type": "document.added", "envelope": "E1", "document": "d", "sha256": H,
+                       "name": "n", "size": 0}).replace('"size": 0', f'"size": {HUGE}')
+    with pytest.raises(RefusedError, match="more than 4300 digits") as info:
+        parse_events(body.encode())
+    assert (info.value.code, info.value.status) == ("invalid_json", 400)
+    with pytest.raises(RefusedError, match="line 3: .*more than 4300 digits") as info:
+        parse_json_lines([body.encode()], 3)
+    assert info.value.code == "invalid_json"
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    led = Ledger.init(tmp_path / "home")
+    yield led
+    led.close()
+
+
+async def test_the_api_answers_400_not_500_to_a_huge_integer_and_422_to_an_override(
+        aiohttp_client: Client, ledger: Ledger) -> None:
+    key = create_key(ledger.log.conn, "tenant-a", ["append", "read"])
+    client = await aiohttp_client(create_app(ledger, anchor=False))
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    created = '{"type": "envelope.created", "envelope": "E1", "title": "Lease"}'
+    for path, body in [("/api/v1/events", f"[{created}, {HUGE}]"),
+                       ("/api/v1/envelopes", f'{{"envelope": "E2", "title": "t", "n": {HUGE}}}'),
+                       ("/api/v1/envelopes/E1/events", f'{{"type": "envelope.sent", "x": -{HUGE}}}')]:
+        r = await client.post(path, data=body, headers=headers)
+        assert r.status == 400, (path, r.status, await r.text())
+        error = (await r.json())["error"]
+        assert error["code"] == "invalid_json" and "more than 4300 digits" in error["message"]
+    r = await client.post("/api/v1/envelopes", json={"envelope": "E3", "title": "Lease \u202efdp.exe"}, headers=headers)
+    assert r.status == 422 and "U+202E" in (await r.json())["error"]["message"]
+    r = await client.post("/api/v1/envelopes", json={"envelope": "E4", "title": "房屋租赁合同 Zoë 😀"}, headers=headers)
+    assert r.status == 201, await r.text()
+    assert ledger.log.size == 1
