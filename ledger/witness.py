@@ -5,7 +5,8 @@ A notary keeps its own copy of the checkpoints it has seen, checks that each new
 It posts the checkpoint with its cosignature line to `POST /witness/cosign`. The ledger keeps a
 cosignature when the checkpoint is one this log published and the signature verifies under a key listed
 in the `witnesses` setting; a checkpoint this log never published at that size, under its own name, is
-refused as a possible fork and logged. `GET /checkpoint/<size>` serves a checkpoint with every
+refused as a possible fork and logged; a cosignature dated more than `MAX_COSIGNATURE_AHEAD` ahead of
+the log's clock is refused too. `GET /checkpoint/<size>` serves a checkpoint with every
 cosignature kept for it, and copy pages name the witnesses that cosigned a checkpoint holding all of an
 envelope's events.
 """
@@ -13,10 +14,9 @@ envelope's events.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ledger.clock import utc_now
 from ledger.errors import NotFoundError, RefusedError
 from ledger.log import TileLog
 from verifier.checkpoint import Checkpoint
@@ -27,6 +27,12 @@ if TYPE_CHECKING:
     from ledger.core import Ledger
 
 log = logging.getLogger("ledger.witness")
+
+# How far ahead of this log's clock a cosignature's time may be. A notary signs the moment it saw the
+# checkpoint, so a later time is a clock that is wrong; the kept row is append-only and shown on every
+# copy page, so it is refused rather than kept for ever. Ten minutes covers clocks that drift (and the
+# post's round trip) without letting a time stand that plainly did not happen yet.
+MAX_COSIGNATURE_AHEAD = timedelta(minutes=10)
 
 
 class _Store:
@@ -65,7 +71,9 @@ def check(ledger: Ledger, data: bytes | str) -> list[tuple[int, str, int, str, s
                            status=409)
     known: dict[tuple[str, bytes], CosignatureVerifier] = {(v.name, v.key_id): v
                                                             for v in ledger.config.witness_verifiers()}
-    now = utc_now().isoformat(timespec="milliseconds")
+    clock = ledger.clock()
+    latest = int(clock.timestamp() + MAX_COSIGNATURE_AHEAD.total_seconds())
+    now = clock.isoformat(timespec="milliseconds")
     rows = []
     for sig in note.signatures:
         v = known.get((sig.name, sig.key_id))
@@ -73,7 +81,13 @@ def check(ledger: Ledger, data: bytes | str) -> list[tuple[int, str, int, str, s
             continue  # the log's own signature, or a witness this log does not know
         if not v.verify(note.text, sig.signature):
             raise RefusedError(f"the cosignature of {v.name} does not verify", code="bad_cosignature")
-        rows.append((cp.size, v.name, cosignature_time(sig), sig.line().rstrip("\n"), now))
+        signed_at = cosignature_time(sig)
+        if signed_at > latest:
+            ahead = MAX_COSIGNATURE_AHEAD.total_seconds() / 60
+            raise RefusedError(f"the cosignature of {v.name} is dated {_utc_text(signed_at)}, more than {ahead:g} "
+                               f"minutes ahead of this log's clock ({clock.isoformat(timespec='seconds')}); "
+                               f"check the notary's clock and cosign again", code="future_cosignature", status=422)
+        rows.append((cp.size, v.name, signed_at, sig.line().rstrip("\n"), now))
     if not rows:
         names = ", ".join(sorted(v.name for v in known.values())) or "none configured"
         raise RefusedError(f"no cosignature by a witness this log knows (known: {names})", code="unknown_witness",
@@ -123,5 +137,9 @@ def witness_status(ledger: Ledger) -> list[dict[str, Any]]:
 
 
 def _utc_text(unix_time: int) -> str:
-    """A cosignature's time, RFC 3339 UTC."""
-    return datetime.fromtimestamp(unix_time, UTC).isoformat().replace("+00:00", "Z")
+    """A cosignature's time, RFC 3339 UTC; a time no calendar date can show (past the year 9999, which a
+    row kept before future times were refused may hold) as its Unix seconds. Never raises."""
+    try:
+        return datetime.fromtimestamp(unix_time, UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return f"Unix time {unix_time}"

@@ -327,8 +327,8 @@ def test_key_labels_refuse_control_characters(capsys: pytest.CaptureFixture[str]
 # ---- 7. exit codes: README's statement --------------------------------------------------------
 
 def test_exit_codes_are_those_of_the_readme(capsys: pytest.CaptureFixture[str], home: Path) -> None:
-    assert ("Exit code 0 is success, 2 means the request was refused (nothing was written), 1 means the ledger "
-            "could not do it.") in " ".join(README.split())
+    assert ("Exit code 0 is success, 2 means the request was refused or names what is not there (nothing was "
+            "written), 1 means the ledger could not do it") in " ".join(README.split())
     n = size(home)
     for args, line in ((["prove", "99999"], f"ledger: not found (bad_index): entry 99999 is not in a tree of size {n}\n"),
                        (["prove", "0", "--size", str(n + 1)], f"no checkpoint was published at size {n + 1}\n"),

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import argparse
 import base64
+import binascii
+import math
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from verifier.checkpoint import verify_checkpoint
-from verifier.errors import VerificationError
+from verifier.errors import FormatError, VerificationError
 from verifier.merkle import verify_consistency
 from verifier.note import Ed25519Verifier
 from verifier.tlogproof import verify_tlog_proof
 
 MAX_FILE = 64 << 20
+# --max-age of `verifier head`: a freshness window, so minutes to days; a year is more than any
+# freshness check needs (leave out --at to check no freshness at all), and keeps timedelta in range.
+MAX_AGE_MINUTES = 366 * 24 * 60
 
 
 def _read(path: str) -> bytes:
@@ -27,6 +32,47 @@ def _read(path: str) -> bytes:
     if p.stat().st_size > MAX_FILE:
         raise ValueError(f"{path} is larger than {MAX_FILE} bytes")
     return p.read_bytes()
+
+
+def _base64_file(path: str) -> bytes:
+    """The bytes a file of base64 holds (one line; surrounding whitespace is ignored)."""
+    try:
+        return base64.b64decode(_read(path).strip(), validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise FormatError(f"{path}: not base64 ({e}); leave out --entry-base64 if it holds the raw bytes") from None
+
+
+def _text_file(path: str) -> str:
+    data = _read(path)
+    try:
+        return data.decode()
+    except UnicodeDecodeError as e:
+        raise FormatError(f"{path}: not UTF-8 text (byte {e.start})") from None
+
+
+def _consistency_proof(path: str) -> list[bytes]:
+    """A consistency proof in the form `GET /proof/consistency/<old>/<new>` serves: one base64 hash of
+    32 bytes a line, every line ending in a newline; no blank line, no space, no carriage return. The
+    proof is exactly these hashes, as the library's `verify_consistency` takes them, so nothing
+    looser is read: a blank line is an empty hash, not a separator."""
+    try:
+        text = _read(path).decode("ascii")
+    except UnicodeDecodeError as e:
+        raise FormatError(f"{path}: not ASCII text (byte {e.start}); a consistency proof is base64 lines") from None
+    if text and not text.endswith("\n"):
+        raise FormatError(f"{path}: the last line does not end with a newline")
+    hashes = []
+    for n, line in enumerate(text.split("\n")[:-1], 1):
+        if not line:
+            raise FormatError(f"{path}: line {n} is empty; a consistency proof is one base64 hash a line")
+        try:
+            h = base64.b64decode(line, validate=True)
+        except (binascii.Error, ValueError):
+            raise FormatError(f"{path}: line {n} is not base64 (one hash a line, nothing else)") from None
+        if len(h) != 32:
+            raise FormatError(f"{path}: line {n} is a {len(h)}-byte hash, not 32")
+        hashes.append(h)
+    return hashes
 
 
 def _key(args: argparse.Namespace) -> Ed25519Verifier:
@@ -76,14 +122,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("file", help="the checkpoint")
     s.add_argument("--key", required=True, help="the log's verifier key string or a file holding it")
     s.add_argument("--witness-key", required=True, help="the file written by `verifier witness-key`")
-    s.add_argument("--at", required=True, type=_moment, help="the moment of cosigning, RFC 3339 (now)")
+    s.add_argument("--at", required=True, type=_unix_moment, help="the moment of cosigning, RFC 3339 (now)")
     s = sub.add_parser("head", help="verify the log's signed statement of an envelope's last event")
     s.add_argument("file", help="the envelope head note (`log.head` of /v/<code>.json)")
     s.add_argument("--key", required=True, help="verifier key string or a file holding it")
     s.add_argument("--checkpoint", help="the checkpoint it must be about (verified too)")
     s.add_argument("--at", type=_moment, help="when it was received, RFC 3339: it must be signed within "
                                               "--max-age of that moment")
-    s.add_argument("--max-age", type=float, default=10.0, help="minutes (default 10)")
+    s.add_argument("--max-age", type=_minutes, default=10.0, help="minutes (default 10)")
     return p
 
 
@@ -107,6 +153,25 @@ def _moment(text: str) -> datetime:
     return moment
 
 
+def _unix_moment(text: str) -> datetime:
+    """An RFC 3339 moment a cosignature can carry: its time is unsigned Unix seconds."""
+    moment = _moment(text)
+    if moment < datetime(1970, 1, 1, tzinfo=UTC):
+        raise argparse.ArgumentTypeError(f"{text!r} is before 1970: a cosignature's time is Unix seconds")
+    return moment
+
+
+def _minutes(text: str) -> float:
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = math.nan
+    if not 0 < minutes <= MAX_AGE_MINUTES:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes more than 0 and at most "
+                                         f"{MAX_AGE_MINUTES} (366 days); leave out --at to check no freshness")
+    return minutes
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -125,9 +190,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"VERIFIED checkpoint of {cp.origin}: size {cp.size}, root {cp.root.hex()}")
         return 0
     if args.command == "proof":
-        entry = _read(args.entry)
-        if args.entry_base64:
-            entry = base64.b64decode(entry.strip(), validate=True)
+        entry = _base64_file(args.entry) if args.entry_base64 else _read(args.entry)
         from verifier.note import CosignatureVerifier, NoteVerifier
 
         witnesses: list[NoteVerifier] = [CosignatureVerifier.from_string(w) for w in args.witness]
@@ -142,8 +205,7 @@ def _run(args: argparse.Namespace) -> int:
         key = _key(args)
         old = verify_checkpoint(_read(args.old), key).checkpoint
         new = verify_checkpoint(_read(args.new), key).checkpoint
-        hashes = [base64.b64decode(ln, validate=True) for ln in _read(args.proof).decode().split()]
-        verify_consistency(old.size, new.size, old.root, new.root, hashes)
+        verify_consistency(old.size, new.size, old.root, new.root, _consistency_proof(args.proof))
         print(f"VERIFIED size {new.size} extends size {old.size}")
         return 0
     if args.command == "timestamp":
@@ -160,9 +222,7 @@ def _run(args: argparse.Namespace) -> int:
 
         held: bytes | None = None
         if args.entry:
-            held = _read(args.entry)
-            if args.entry_base64:
-                held = base64.b64decode(held.strip(), validate=True)
+            held = _base64_file(args.entry) if args.entry_base64 else _read(args.entry)
         anchored = verify_anchored(_read(args.file), _key(args), [_read(r) for r in args.root], at=args.at,
                                    entry=held)
         for line in anchored.lines():
@@ -200,7 +260,7 @@ def _run(args: argparse.Namespace) -> int:
 
         key = _key(args)
         size = verify_checkpoint(_read(args.checkpoint), key).checkpoint.size if args.checkpoint else None
-        head = verify_head(_read(args.file).decode(), key, now=args.at, max_age=timedelta(minutes=args.max_age),
+        head = verify_head(_text_file(args.file), key, now=args.at, max_age=timedelta(minutes=args.max_age),
                            size=size)
         print(f"VERIFIED envelope {head.env} has {head.events} event(s) in {head.origin} at size {head.size}, "
               f"the last at index {head.last_index} (leaf {head.last_leaf.hex()}), as the log said at {head.time}")
