@@ -52,6 +52,7 @@ DB_NAME = "ledger.db"
 KEY_NAME = "log.key"
 PUB_NAME = "log.pub"  # the verifier key, public: readers need no private key
 ACCESS_CODE_LENGTH = 12
+PIN_HEX = 32  # the QR fragment's pins: 128 bits of the log key's and the document's SHA-256 (pages accept 16 up)
 UPLOADED = "_uploaded"  # set on document.added by code that stored the bytes itself; never parsed from input
 TSA_DIR = "tsa"
 logger = logging.getLogger("ledger")
@@ -566,24 +567,36 @@ class Ledger:
         return TlogProof(index, tuple(self.log.inclusion_proof(index, size)), parse_checkpoint(note))
 
     def envelope_head(self, env: str, size: int) -> str:
-        """The log's signed statement of envelope `env`'s last event in the tree of `size` (a signed
-        note, `verifier.head`). Only the writer holds the key to sign it."""
+        """The log's signed statement (a signed note, `verifier.head`) that, at the time it is signed,
+        envelope `env`'s last event in the whole log is its last event in the tree of `size`. Only the
+        writer holds the key to sign it.
+
+        Refused (409, "stale_size") when the envelope has an event at an index >= `size` in the log as
+        this process's database holds it: a fresh statement about an older tree would vouch for a
+        view that hides that event (a void, a withdrawal). The caller asks again at the latest size.
+        """
         if size <= 0:
             raise NotFoundError(f"no published tree of size {size}", code="bad_size")
         self.log.checkpoint_at(size)  # published, though perhaps a moment ago: a worker may see it first
-        row = self.log._reader().execute(
-            "SELECT count(*), max(idx) FROM envelope_entries WHERE env = ? AND idx < ?", (env, size)).fetchone()
-        if row is None or not row[0]:
+        signed_at = format_time(self.clock)  # before the read: what it finds already held at this time
+        # one pass over the envelope's rows (primary key (env, seq)): its events in the tree, and its last
+        # index in the whole log
+        events, last, newest = self.log._reader().execute(  # an aggregate: always one row
+            "SELECT sum(idx < ?), max(CASE WHEN idx < ? THEN idx END), max(idx) FROM envelope_entries WHERE env = ?",
+            (size, size, env)).fetchone()
+        if newest is not None and newest >= size:  # even if none is in the tree: it was made after it
+            raise RefusedError(f"the envelope has events after tree size {size} (its last is at index {newest}); "
+                               "ask again at the latest tree size", code="stale_size", status=409)
+        if not events:
             raise NotFoundError("the envelope has no events in that tree", code="unknown_envelope")
-        events, last = row
         head = EnvelopeHead(self.log.origin, env, size, events, last, leaf_hash(self.log.entry(last)),
-                            format_time(self.clock))
+                            signed_at)
         body = head.body()
         return body + "\n" + self.log.signer.sign(body).line()
 
     def key_fingerprint(self) -> str:
-        """What a QR code pins of the log key: the first 8 bytes of SHA-256 of the Ed25519 public key, hex."""
-        return hashlib.sha256(self.verifier.public_key).hexdigest()[:16]
+        """What a QR code pins of the log key: the first 16 bytes of SHA-256 of the Ed25519 public key, hex."""
+        return hashlib.sha256(self.verifier.public_key).hexdigest()[:PIN_HEX]
 
     def qr_url(self, code: str) -> str:
         """The URL a printed copy's QR code holds: `<public_url>/v/<code>#k=<key fingerprint>&d=<sha prefix>`.
@@ -596,7 +609,7 @@ class Ledger:
         if row is None:
             raise NotFoundError("no printed copy has this code", code="unknown_code")
         base = self.config.public_url.rstrip("/")
-        return f"{base}/v/{code}#k={self.key_fingerprint()}&d={row[0][:16]}"
+        return f"{base}/v/{code}#k={self.key_fingerprint()}&d={row[0][:PIN_HEX]}"
 
     def check_access_code(self, env: str, document: int, code_text: str) -> bool:
         """Does this access code open the document (policy "code")? Constant-time over the stored hash."""

@@ -20,7 +20,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ledger.anchor import Anchorer, clients_for
 from ledger.core import Ledger
 from ledger.errors import LedgerError
-from portal import api, logroutes, openapi, pages, tsaroutes
+from portal import api, logroutes, openapi, pages, texts, tsaroutes
 from portal.keys import (
     ANCHORER,
     HEAD,
@@ -179,6 +179,7 @@ def create_app(ledger: Ledger, *, anchor: bool = True, lookup_rate: float | None
     app.add_routes(pages.routes)
     app.add_routes(api.routes)
     app.add_routes(openapi.routes)
+    app.add_routes(texts.routes)
     app.router.add_static("/static", STATIC, append_version=False)
     if ledger.writer:
         app.cleanup_ctx.append(following)

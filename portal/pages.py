@@ -13,7 +13,9 @@ import jinja2
 from aiohttp import web
 
 from ledger import qr
-from ledger.public import STATUS_LABEL, copy_version, copy_view
+from ledger.core import Ledger
+from ledger.errors import RefusedError
+from ledger.public import copy_version, copy_view
 from portal import i18n
 from portal.keys import HEAD, HEADS, LEDGER, LOOKUP_LIMIT, PAGES, TEMPLATES
 
@@ -82,9 +84,7 @@ async def copy_page(request: web.Request) -> web.Response:
         v = await asyncio.to_thread(copy_view, led, code, proofs=False)
         if v is None:
             return render(request, "unknown.html", status=404)
-        t = i18n.TEXT[lang]
-        labels = {st: t["status_" + label] for st, label in STATUS_LABEL.items()}
-        resp = render(request, "copy.html", v=v, labels=labels, reasons=i18n.REASONS[lang])
+        resp = render(request, "copy.html", v=v)
         assert resp.body is not None
         cache.put(key, version, bytes(resp.body))  # type: ignore[arg-type]
         return resp
@@ -92,27 +92,76 @@ async def copy_page(request: web.Request) -> web.Response:
 
 
 HEAD_CACHE_S = 30.0  # a served envelope head is at most this old (browsers accept HEAD_MAX_AGE)
+HEAD_TRIES = 3  # views built for one JSON answer when the envelope keeps growing past this process's tree
 
 
-async def _head(request: web.Request, env: str, size: int) -> str:
-    """The log's signed statement of the envelope's last event in this tree, signed at most
-    HEAD_CACHE_S ago (signing is the writer's: the statement is shared between requests)."""
+async def _catch_up(led: Ledger) -> None:
+    """This process's tree is older than the log: move it to the latest published tree."""
+    if led.writer:  # another process (`ledger append`) wrote: take its tree in now
+        await led.acatch_up()
+    else:  # a worker: read the writer's latest checkpoint from the database
+        led.log.refresh()
+
+
+async def _head(request: web.Request, env: str, size: int) -> str | None:
+    """The log's signed statement that the envelope's last event in the tree of `size` was its last
+    in the whole log, signed at most HEAD_CACHE_S ago (signing is the writer's: the statement is
+    shared between requests).
+
+    None when the envelope has events after `size`: this process's tree is older than the log. It is
+    brought up to date here; build the view again at the new size and ask again. The writer refuses
+    to sign for such a tree ("stale_size"); a statement from the cache, signed when there was no
+    such event, is served only while this process's database still holds none (one primary-key
+    lookup), so the cache never vouches for a view its own process knows to be behind. A refusal is
+    never cached.
+    """
+    led = request.app[LEDGER]
     heads = request.app[HEADS]
     note = heads.get((env, size), HEAD_CACHE_S)
-    if note is None:
-        note = await request.app[HEAD](env, size)
-        heads.put((env, size), note)
-    return note
+    if note is not None:
+        row = led.log._reader().execute("SELECT last_index FROM envelopes WHERE env = ?", (env,)).fetchone()
+        if row is None or row[0] < size:
+            return note
+    else:
+        try:
+            note = await request.app[HEAD](env, size)
+        except RefusedError as e:
+            if e.code != "stale_size":
+                raise
+        else:
+            heads.put((env, size), note)
+            return note
+    await _catch_up(led)
+    return None
+
+
+def _one_tree(led: Ledger, v: dict[str, Any]) -> None:
+    """The view's checkpoint is of the tree its proofs are for (the tree may move on while the view
+    is built: copy_view reads the size first and the checkpoint last)."""
+    log = v["log"]
+    if log["checkpoint"].split("\n", 2)[1:2] != [str(log["size"])]:
+        log["checkpoint"] = led.log.checkpoint_at(log["size"])
 
 
 @routes.get(r"/v/{code:[^/.]+}.json")
 async def copy_json(request: web.Request) -> web.Response:
-    v = await _view(request)
-    if v is None:
-        return web.json_response({"error": {"code": "unknown_code", "message": "no contract has this code"}},
-                                 status=404)
-    v["log"]["head"] = await _head(request, v["env"], v["log"]["size"])
-    return web.json_response(v, headers={"Cache-Control": "no-store"})
+    """A copy's facts with the checkpoint, the inclusion proofs and the envelope head, all about one
+    tree, which holds every event of the envelope the log had when the head was signed."""
+    request.app[LOOKUP_LIMIT].check(request)  # once, however many views the answer takes
+    led = request.app[LEDGER]
+    for _ in range(HEAD_TRIES):
+        v = await asyncio.to_thread(copy_view, led, request.match_info["code"])
+        if v is None:
+            return web.json_response({"error": {"code": "unknown_code", "message": "no contract has this code"}},
+                                     status=404)
+        _one_tree(led, v)
+        head = await _head(request, v["env"], v["log"]["size"])
+        if head is not None:
+            v["log"]["head"] = head
+            return web.json_response(v, headers={"Cache-Control": "no-store"})
+    return web.json_response(
+        {"error": {"code": "stale_size", "message": "the envelope's events kept changing while this answer was "
+                   "made; try again"}}, status=503, headers={"Cache-Control": "no-store", "Retry-After": "1"})
 
 
 @routes.get(r"/v/{code:[^/.]+}/document")

@@ -83,7 +83,7 @@ async def test_write_is_acknowledged_durably(client: TestClient[Any, Any], ledge
     assert r.status == 201
     assert ack["checkpoint_size"] == ledger.log.size and ack["index"] == ledger.log.size - 1
     assert ack["leaf_hash"] == hashlib.sha256(b"\x00" + ledger.log.entry(ack["index"])).hexdigest()
-    assert "#k=" in ack["qr_url"] and f"d={PDF_SHA[:16]}" in ack["qr_url"]
+    assert "#k=" in ack["qr_url"] and f"d={PDF_SHA[:32]}" in ack["qr_url"]
     r = await client.get("/api/v1/envelopes/E1", headers=auth(keys["a_read"]))
     assert (await r.json())["status"] == "completed"
 

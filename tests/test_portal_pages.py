@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -126,6 +127,25 @@ async def test_security_headers_and_no_inline_script(client: TestClient[Any, Any
     assert r.headers["X-Content-Type-Options"] == "nosniff" and r.headers["Referrer-Policy"] == "no-referrer"
     assert "<script>" not in html.replace('<script src="', "")
     assert " on" + "load=" not in html and "javascript:" not in html
+
+
+async def test_the_words_verify_js_checks_with_come_with_the_script(client: TestClient[Any, Any], demo: Any) -> None:
+    """A server rewriting a fact in the page must not be able to rewrite the words it is compared with:
+    they are a script (/texts/<lang>.js), never data attributes of the page."""
+    from portal import i18n
+
+    html = await (await client.get(f"/v/{demo[1]['completed']}")).text()
+    assert '<script src="/texts/en.js" defer></script><script src="/static/verify.js" defer></script>' in html
+    assert "data-labels" not in html and "data-reasons" not in html and "data-match" not in html
+    for lang in i18n.LANGS:
+        r = await client.get(f"/texts/{lang}.js")
+        assert r.status == 200 and r.content_type == "text/javascript"
+        body = await r.text()
+        assert body.startswith('"use strict";') and "const EL_TEXT = " in body
+        texts = json.loads(body.split("const EL_TEXT = ", 1)[1].rstrip().rstrip(";"))
+        assert texts["labels"]["completed"] == i18n.TEXT[lang]["status_VALID"]
+        assert texts["reasons"] == i18n.REASONS[lang] and texts["pending"] == i18n.TEXT[lang]["pending"]
+    assert (await client.get("/texts/fr.js")).status == 404
 
 
 async def test_public_download_and_policies(client: TestClient[Any, Any], demo: Any) -> None:

@@ -1,22 +1,27 @@
-"""Envelope heads: the log's signed statement of how many events an envelope has in a tree.
+"""Envelope heads: the log's signed statement of an envelope's last event in the whole log.
 
 An inclusion proof shows that an event is in the log; it cannot show that no later event of the
-same envelope is. So the log signs, with its own key, a note saying "in the tree of this size, this
-envelope's last event is this one" and the time it said so:
+same envelope is. So the log signs, with its own key, a note saying "at this time, this envelope's
+last event in the whole log is this one, and it is in the tree of this size":
 
     <origin>
     envelope-head v1
     <env>                       32 hex digits, the envelope's id in the entries
     <tree size>                 the checkpoint this statement is about
-    <events>                    how many events the envelope has in that tree
+    <events>                    how many events the envelope has in that tree: all it had at <time>
     <last index>                the index of its last event
     <last leaf hash, base64>    that event's RFC 9162 leaf hash
     <time>                      when the log signed this, RFC 3339 UTC with milliseconds
 
+The statement is about the whole log at the signing time, not only about that tree: the log signs
+it for an older tree only if the envelope had no event after that tree, and refuses otherwise. So a
+fresh statement about an old checkpoint cannot hide a later event (a void) either.
+
 The second line is not a number, so no head can be taken for a checkpoint, nor a checkpoint for a
 head. A reader holding the statement, the checkpoint of that size and the envelope's events knows it
-has all of them; a server that leaves out the last events must sign a false statement, which is
-evidence against the log, or replay an old one, which the time betrays. This module does no I/O.
+has all the events the envelope had when the statement was signed; a server that leaves out the
+last events must sign a false statement, which is evidence against the log, or replay an old one,
+which the time betrays. This module does no I/O.
 """
 
 from __future__ import annotations

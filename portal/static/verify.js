@@ -4,10 +4,16 @@
 //    fingerprint pinned in the QR code's fragment (#k=...), which never reaches the server;
 // 2. every event of the envelope is in that checkpoint (RFC 9162 inclusion proofs, SHA-256);
 // 3. they are all of the envelope's events: the log's signed statement of the envelope's last event
-//    in that checkpoint (verifier/head.py), signed at most ten minutes from this device's time;
-// 4. the events form an unbroken chain, and the status and document they describe are what the page
-//    shows, and the document hash starts with the prefix pinned in the QR code (#d=...).
-// Any failure turns the box red: a lying server cannot show a green result.
+//    (verifier/head.py), signed at most ten minutes from this device's time;
+// 4. the events form an unbroken chain, and one of them printed the copy whose code is in this page's
+//    address (its SHA-256): so the events are this copy's envelope's, not another one's;
+// 5. what the page shows from them is what they say: the status, the copy number, the document's hash
+//    and size, the void date, the parties' roles, order and signatures, every row of the timeline;
+//    and the document hash starts with the prefix pinned in the QR code (#d=...).
+// Any failure turns the box and the banner red: a lying server cannot show a green result. Without a
+// key pin (a typed code) the box is amber: checked against a key the server itself supplied. What the
+// log holds only as salted commitments (the title, names) or outside the entries (time-stamps,
+// cosignatures) is marked as the portal's statement. "Compare your copy" opens once the check passed.
 "use strict";
 
 (function () {
@@ -32,14 +38,27 @@
     });
   }
 
+  const MIN_PIN = 16;  // hex digits: a shorter pin is no pin a QR code of this portal carries
   function pins() {
     const out = {};
     for (const part of location.hash.replace(/^#/, "").split("&")) {
       const [k, v] = part.split("=");
       if (k && v) out[k] = v.toLowerCase();
     }
+    for (const k of ["k", "d"]) {
+      if (out[k] !== undefined && !(new RegExp(`^[0-9a-f]{${MIN_PIN},64}$`)).test(out[k])) fail("pin_format");
+    }
     return out;
   }
+
+  // SHA-256 of the code in this page's address, as the copy.printed entry holds it (ledger/qr.py)
+  async function codeHash() {
+    const m = location.pathname.match(/^\/v\/([0-9A-Z]{20})$/);
+    if (!m) fail("code_path");
+    return EL.hex(await EL.sha256(enc.encode(m[1])));
+  }
+
+  const text = (el) => (el ? el.textContent.replace(/\s+/g, " ").trim() : null);
 
   async function nodeHash(l, r) { return EL.sha256(EL.concat(Uint8Array.of(1), l, r)); }
 
@@ -129,7 +148,7 @@
     "envelope.withdrawn": "withdrawn", "party.declined": "declined", "envelope.voided": "voided",
   };
 
-  async function verify(v) {
+  async function verify(v, t) {
     const p = pins();
     const key = await parseKey(v.log.verifier_key);
     if (p.k && EL.hex(await EL.sha256(key.pub)).slice(0, p.k.length) !== p.k) {
@@ -137,7 +156,9 @@
     }
     const cp = await verifyCheckpoint(v.log.checkpoint, key);
     const head = await verifyHead(v.log.head, key, cp.size);
-    let prevLeaf = "", seq = 0, env = null, status = null, docHash = null, lastIndex = -1;
+    const mine = await codeHash();
+    let prevLeaf = "", seq = 0, env = null, status = null, lastIndex = -1, copy = null, voidedAt = null;
+    const docs = {}, parties = [], rows = [];
     for (const item of v.proofs) {
       const entry = EL.b64(item.entry);
       const leaf = await EL.sha256(EL.concat(Uint8Array.of(0), entry));
@@ -147,61 +168,154 @@
       if (env === null) env = e.env;
       if (e.env !== env || e.seq !== seq || e.prev !== prevLeaf) fail("chain");
       seq += 1; prevLeaf = EL.hex(leaf); lastIndex = item.index;
+      const d = e.data;
       if (STATUS[e.type]) status = STATUS[e.type];
-      if (e.type === "document.added" && e.data.sha256 === v.document.sha256) docHash = e.data.sha256;
+      if (e.type === "envelope.voided") voidedAt = e.time;
+      if (e.type === "document.added") docs[d.document] = { sha256: d.sha256, size: d.size };
+      if (e.type === "copy.printed" && d.code === mine) copy = { document: d.document, n: d.copy };
+      if (e.type === "party.added") parties.push({ role: d.role, order: d.order, signed: false, declined: false });
+      if (e.type === "party.signed") parties[d.party - 1].signed = true;
+      if (e.type === "party.declined") parties[d.party - 1].declined = true;
+      rows.push({ time: e.time, type: e.type, party: d.party, detail: d.method || d.channel || d.kind || "" });
     }
     if (head.env !== env) fail("head_env");
     if (head.events !== seq || head.last !== lastIndex || head.leaf !== prevLeaf) {
       fail("head_events", { logged: head.events, shown: seq });
     }
+    if (!copy) fail("not_this_copy");
     if (status !== v.status) fail("status", { signed: status, shown: v.status });
     const banner = document.getElementById("status");
     if (banner && banner.dataset.status !== status) fail("banner_status");
     // The visible banner too: its colour and its words must be those of the verified status.
-    const labels = JSON.parse(document.getElementById("verify").dataset.labels || "{}");
+    const labels = t.labels;
     const heading = banner && banner.querySelector("h1");
     if (banner && (!banner.classList.contains(`status-${status}`) ||
                    !heading || heading.textContent.trim() !== labels[status])) {
       fail("banner");
     }
-    if (!docHash) fail("no_document");
-    const shown = document.getElementById("doc-sha256");
-    if (shown && shown.textContent.trim() !== docHash) fail("doc_shown");
+    const voidLine = document.getElementById("void-detail");
+    if ((status === "voided") !== Boolean(voidLine) ||
+        (voidLine && text(voidLine) !== t.void_detail.replace("{date}", voidedAt))) fail("void_shown");
+    const doc = docs[copy.document];
+    if (!doc) fail("no_document");
+    const docHash = doc.sha256;
+    if (text(document.getElementById("doc-sha256")) !== docHash) fail("doc_shown");
+    const docLine = text(document.getElementById("doc-name"));
+    if (docLine === null || !docLine.endsWith(`(${doc.size} B)`)) fail("doc_size");
+    if (text(document.getElementById("copy-no")) !== t.copy_of.replace("{n}", String(copy.n))) fail("copy_shown");
     const cmp = document.getElementById("compare");
     if (cmp && cmp.dataset.sha256 !== docHash) fail("doc_compare");
     if (p.d && !docHash.startsWith(p.d)) fail("doc_pin");
-    return { size: cp.size, pinned: Boolean(p.k) };
+    checkParties(parties, t);
+    checkTimeline(rows);
+    return { size: cp.size, pinned: Boolean(p.k), docHash };
+  }
+
+  // The parties table: one row per party.added, in order, with the role, signing order and outcome
+  // the events give. Their names are the portal's statement (the log holds only commitments).
+  function checkParties(parties, t) {
+    const trs = document.querySelectorAll("#parties tr");
+    if (trs.length !== parties.length) fail("parties");
+    parties.forEach((party, i) => {
+      const cells = Array.from(trs[i].cells, text);
+      const outcome = party.signed ? t.signed : party.declined ? t.declined : party.role === "signer" ? t.pending : "";
+      const order = party.role === "signer" ? `${t.order} ${party.order}` : "";
+      if (cells.length !== 4 || cells[1] !== t["role_" + party.role] || cells[2] !== order || cells[3] !== outcome) {
+        fail("parties");
+      }
+    });
+  }
+
+  // The timeline: one row per event, in order, with its time, type and method or channel; a party
+  // named in a row is the one the parties table shows for that party.
+  function checkTimeline(rows) {
+    const trs = document.querySelectorAll("#timeline tr");
+    const names = Array.from(document.querySelectorAll("#parties tr"), (tr) => text(tr.cells[0]));
+    if (trs.length !== rows.length) fail("timeline", { index: Math.min(trs.length, rows.length) + 1 });
+    rows.forEach((row, i) => {
+      const cells = Array.from(trs[i].cells, text);
+      const party = row.party ? names[row.party - 1] : "";
+      if (cells.length !== 4 || cells[0] !== row.time || cells[1] !== row.type || cells[2] !== party ||
+          cells[3] !== row.detail) {
+        fail("timeline", { index: i + 1 });
+      }
+    });
+  }
+
+  const FETCH_TIMEOUT_MS = 20000;
+  async function fetchView(url) {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), FETCH_TIMEOUT_MS);
+    try {
+      const resp = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store",
+                                      signal: ctl.signal });
+      if (!resp.ok) fail("http", { status: resp.status });
+      return await resp.json();
+    } catch (err) {
+      if (err instanceof CheckFailed) throw err;
+      if (ctl.signal.aborted) fail("timeout");
+      fail("http", { status: String(err && err.message || err) });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // A failed check takes the banner too: a green status must not stay on screen above a red box.
+  function bannerFailed(t) {
+    const banner = document.getElementById("status");
+    if (!banner) return;
+    banner.className = "banner status-failed";
+    banner.dataset.status = "failed";
+    banner.replaceChildren();
+    const h1 = document.createElement("h1");
+    h1.textContent = t.status_failed;
+    banner.appendChild(h1);
   }
 
   document.addEventListener("DOMContentLoaded", async () => {
     const box = document.getElementById("verify");
-    const out = document.getElementById("verify-result");
-    const cmp = document.getElementById("compare");
-    if (cmp) {
-      const input = document.getElementById("compare-input");
-      const res = document.getElementById("compare-result");
-      input.addEventListener("change", async () => {
-        if (!input.files.length) return;
-        const sha = await EL.fileSha256(input.files[0]);
-        const same = sha === cmp.dataset.sha256;
-        res.textContent = `${same ? cmp.dataset.match : cmp.dataset.mismatch} (SHA-256 ${sha})`;
-        res.className = same ? "ok" : "bad";
-      });
-    }
     if (!box) return;
-    out.textContent = box.dataset.pending;
-    try {
-      const resp = await fetch(box.dataset.json, { headers: { Accept: "application/json" }, cache: "no-store" });
-      if (!resp.ok) fail("http", { status: resp.status });
-      const r = await verify(await resp.json());
-      out.textContent = box.dataset.ok.replace("{size}", String(r.size));
-      box.className = "verify ok";
-      box.dataset.result = "ok";
-    } catch (err) {
-      const reasons = JSON.parse(box.dataset.reasons || "{}");
-      out.textContent = box.dataset.fail.replace("{reason}", reasons.unexpected ? reason(err, reasons) : String(err));
+    const out = document.getElementById("verify-result");
+    // the words come with the script (/texts/<lang>.js), never from the page it checks
+    if (typeof EL_TEXT === "undefined") {
       box.className = "verify fail";
       box.dataset.result = "fail";
+      out.textContent = "VERIFICATION FAILED: the check's texts did not load (/texts/*.js).";
+      return;
     }
+    const t = EL_TEXT;
+    const cmp = document.getElementById("compare");
+    const input = cmp && document.getElementById("compare-input");
+    const res = cmp && document.getElementById("compare-result");
+    out.textContent = t.verify_pending;
+    let verified = null;
+    try {
+      const r = await verify(await fetchView(box.dataset.json), t);
+      verified = r.docHash;
+      const pinned = r.pinned;
+      out.textContent = (pinned ? t.verify_ok : t.verify_unpinned).replace("{size}", String(r.size));
+      box.className = pinned ? "verify ok" : "verify unpinned";
+      box.dataset.result = pinned ? "ok" : "unpinned";
+    } catch (err) {
+      out.textContent = t.verify_fail.replace("{reason}", reason(err, t.reasons));
+      box.className = "verify fail";
+      box.dataset.result = "fail";
+      bannerFailed(t);
+    }
+    if (!cmp) return;
+    if (verified === null) {  // nothing to compare with: the registered hash is not established
+      res.textContent = t.compare_failed;
+      res.className = "bad";
+      return;
+    }
+    input.disabled = false;
+    res.textContent = "";
+    input.addEventListener("change", async () => {
+      if (!input.files.length) return;
+      const sha = await EL.fileSha256(input.files[0]);
+      const same = sha === verified;
+      res.textContent = `${same ? t.match : t.mismatch} (SHA-256 ${sha})`;
+      res.className = same ? "ok" : "bad";
+    });
   });
 })();

@@ -1,0 +1,38 @@
+"""`GET /texts/{lang}.js`: the words verify.js writes and compares with the page, as a script.
+
+They are part of the page's script, not of the data it checks: were they in the page (as data
+attributes), a server rewriting a fact could rewrite the words it is compared with too.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from ledger.public import STATUS_LABEL
+from portal import i18n
+
+routes = web.RouteTableDef()
+
+# the page's words verify.js compares with what the signed events say, and the words it writes itself
+CHECKED = ("copy_of", "void_detail", "role_signer", "role_cc", "order", "signed", "declined", "pending",
+           "status_failed", "verify_pending", "verify_ok", "verify_unpinned", "verify_fail", "compare_failed",
+           "match", "mismatch")
+
+
+def script(lang: str) -> bytes:
+    t = i18n.TEXT[lang]
+    texts = {"lang": lang, "labels": {st: t["status_" + label] for st, label in STATUS_LABEL.items()},
+             "reasons": i18n.REASONS[lang], **{k: t[k] for k in CHECKED}}
+    body = json.dumps(texts, ensure_ascii=False, sort_keys=True)
+    return f'"use strict";\n// generated from portal/i18n.py\nconst EL_TEXT = {body};\n'.encode()
+
+
+_SCRIPTS = {lang: script(lang) for lang in i18n.LANGS}
+
+
+@routes.get(r"/texts/{lang:en|zh-CN}.js")
+async def texts(request: web.Request) -> web.Response:
+    return web.Response(body=_SCRIPTS[request.match_info["lang"]], content_type="text/javascript",
+                        charset="utf-8", headers={"Cache-Control": "public, max-age=3600"})
