@@ -17,6 +17,7 @@ from ledger.config import LOCAL_TSA_NAME
 from ledger.core import Ledger
 from ledger.witness import witnesses_after
 from verifier.entry import Entry
+from verifier.lifecycle import EnvelopeState, apply
 
 STATUS_LABEL = {
     "completed": "VALID",
@@ -66,13 +67,19 @@ def copy_view(ledger: Ledger, code_text: str, *, proofs: bool = True) -> dict[st
     if row is None:
         return None
     env, doc_no, copy_no, copy_idx = row
-    status, state_json = r.execute("SELECT status, state FROM envelopes WHERE env = ?", (env,)).fetchone()
-    state = json.loads(state_json)
     idxs = [i for (i,) in r.execute("SELECT idx FROM envelope_entries WHERE env = ? ORDER BY seq", (env,))]
     size = ledger.log.size
     idxs = [i for i in idxs if i < size]
     raws = [ledger.log.entry(i) for i in idxs]
     entries = [Entry.from_bytes(raw) for raw in raws]
+    # The state of the events in this tree, not the database's latest row: a process whose tree is a
+    # moment behind must show one consistent moment (its page is checked against its events).
+    replayed: EnvelopeState | None = None
+    for e in entries:
+        replayed = apply(replayed, e.type, e.data, e.time)
+    if replayed is None:
+        return None
+    status, state = replayed.status, replayed.to_json()
     parties: list[dict[str, Any]] = []
     names: dict[int, str] = {}
     title = ""

@@ -208,3 +208,31 @@ def test_every_reason_verify_js_gives_is_translated() -> None:
         assert set(i18n.REASONS[lang]) == used, lang
         for code, text in i18n.REASONS[lang].items():
             assert set(re.findall(r"\{(\w+)\}", text)) == set(re.findall(r"\{(\w+)\}", i18n.REASONS["en"][code]))
+
+
+def test_a_view_is_of_one_moment_even_when_the_database_is_ahead_of_its_tree(tmp_path: Path) -> None:
+    """A process whose tree is a moment behind the database shows the status of the events in its
+    tree, not the database's latest row: its page is checked against those events."""
+    from ledger.public import copy_view
+
+    writer = Ledger.init(tmp_path / "home")
+    try:
+        codes = {c["status"]: c["code"] for c in create_demo(writer)}
+        reader = Ledger.open_reader(tmp_path / "home")
+        try:
+            before = copy_view(reader, codes["completed"])
+            assert before is not None and before["status"] == "completed"
+            writer.append(TENANT, [{"type": "void.requested", "envelope": "DEMO-COMPLETED", "party": "lessor"},
+                                   {"type": "void.consented", "envelope": "DEMO-COMPLETED", "party": "lessee"},
+                                   {"type": "envelope.voided", "envelope": "DEMO-COMPLETED"}])
+            same = copy_view(reader, codes["completed"])  # the reader has not moved to the new tree yet
+            assert same is not None and same["log"]["size"] == before["log"]["size"]
+            assert (same["status"], len(same["timeline"])) == ("completed", len(before["timeline"]))
+            reader.log.refresh()
+            after = copy_view(reader, codes["completed"])
+            assert after is not None and after["status"] == "voided"
+            assert len(after["timeline"]) == len(before["timeline"]) + 3 and after["times"]["voided"]
+        finally:
+            reader.close()
+    finally:
+        writer.close()

@@ -260,6 +260,23 @@
     }
   }
 
+  // The envelope had new events after this page was made (the page shows fewer than the log now
+  // holds): the page is out of date, not false. Load it again, once (never in a loop).
+  const RELOAD_GUARD_MS = 30000;
+  function reloadedOutdated(v, box) {
+    if (!(Array.isArray(v.proofs) && v.proofs.length > Number(box.dataset.events))) return false;
+    try {
+      const key = "el-reloaded:" + location.pathname;
+      const last = Number(sessionStorage.getItem(key) || 0);
+      if (Date.now() - last < RELOAD_GUARD_MS) return false;
+      sessionStorage.setItem(key, String(Date.now()));
+    } catch (err) {
+      return false;  // no storage: check the page as it is
+    }
+    location.reload();
+    return true;
+  }
+
   // A failed check takes the banner too: a green status must not stay on screen above a red box.
   function bannerFailed(t) {
     const banner = document.getElementById("status");
@@ -290,7 +307,9 @@
     out.textContent = t.verify_pending;
     let verified = null;
     try {
-      const r = await verify(await fetchView(box.dataset.json), t);
+      const v = await fetchView(box.dataset.json);
+      if (reloadedOutdated(v, box)) return;
+      const r = await verify(v, t);
       verified = r.docHash;
       const pinned = r.pinned;
       out.textContent = (pinned ? t.verify_ok : t.verify_unpinned).replace("{size}", String(r.size));
