@@ -61,6 +61,8 @@ class TsaConfig:
                        "(reserved for the embedded local TSA)")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise _bad(f"{where}: url must be an http:// or https:// URL")
+        if "@" in url.split("/", 3)[2]:  # GET /tsa shows the URL: credentials go in username/password_env
+            raise _bad(f"{where}: url must not hold credentials (user:password@); use username and password_env")
         out: dict[str, Any] = {"name": name, "url": url}
         for key in ("roots", "certs"):
             value = raw.get(key, [])

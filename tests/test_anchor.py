@@ -186,6 +186,7 @@ def test_tsa_tables_in_config(tmp_path: Path) -> None:
                      ('[[tsa]]\nname = "a"\nurl = "http://x/"\nroots = ["r.pem"]\nroot = "typo"\n', "unknown key"),
                      ('[[tsa]]\nname = "a"\nurl = "http://x/"\n', "roots"),
                      ('[[tsa]]\nname = "a"\nurl = "ftp://x/"\nroots = ["r.pem"]\n', "url"),
+                     ('[[tsa]]\nname = "a"\nurl = "https://u:secret@x/"\nroots = ["r.pem"]\n', "credentials"),
                      ('[[tsa]]\nname = "a"\nurl = "http://x/"\nroots = ["r"]\n' * 2, "same name"),
                      ('[[tsa]]\nname = "a"\nurl = "http://x/"\nroots = ["r"]\nusername = "u"\n', "https"),
                      ("local_tsa = 1\n", "bool"), ("anchor_interval_s = 0\n", "positive")]:
