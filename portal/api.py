@@ -8,6 +8,7 @@ another tenant's reference is simply unknown.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,7 +20,7 @@ from ledger.core import uploaded
 from ledger.errors import NotFoundError, RefusedError
 from ledger.events import REF, parse_events
 from portal.body import chunks, read_limited
-from portal.keys import KEYS_SEEN, LEDGER, SUBMIT, UPLOAD_LIMIT
+from portal.keys import KEYS_SEEN, LEDGER, PDF_CHECKER, SUBMIT, UPLOAD_LIMIT
 from verifier.entry import strict_loads
 from verifier.errors import FormatError
 
@@ -186,7 +187,7 @@ async def upload_document(request: web.Request) -> web.Response:
         if not head.startswith(PDF_MAGIC):
             raise RefusedError("the upload is not a PDF (it does not start with %PDF-)", code="not_pdf", status=422)
         await asyncio.to_thread(up.flush)
-        await asyncio.to_thread(_check_pdf, up.tmp)
+        await request.app[PDF_CHECKER].check(Path(up.tmp))  # in a process of its own, time-limited
     except BaseException:
         up.abort()
         raise
@@ -194,24 +195,6 @@ async def upload_document(request: web.Request) -> web.Response:
     event = parse_events({"type": "document.added", "envelope": ref, "sha256": sha, "size": size, **fields})
     acks = await request.app[SUBMIT](key.tenant, [uploaded(event[0])])
     return _json_response({**acks[0], "sha256": sha, "size": size}, status=201)
-
-
-def _check_pdf(path: Any) -> None:
-    """Refuse what a PDF reader cannot open or that has no pages. A hostile file can make the reader fail
-    in any way (recursion, assertions, ...): every failure of the reader is a refusal of the file."""
-    from pyhanko.pdf_utils.reader import PdfFileReader
-
-    try:
-        with open(path, "rb") as f:
-            r = PdfFileReader(f, strict=False)
-            pages = int(r.root["/Pages"]["/Count"])
-    except (MemoryError, OSError):
-        raise
-    except Exception as e:  # noqa: BLE001  # the reader's failure on this file, whatever its kind
-        raise RefusedError(f"the upload is not a readable PDF: {type(e).__name__}: {str(e)[:200]}", code="not_pdf",
-                           status=422) from None
-    if pages < 1:
-        raise RefusedError("the PDF has no pages", code="not_pdf", status=422)
 
 
 @routes.get(r"/api/v1/entries/{index:\d{1,19}}/proof")

@@ -29,6 +29,7 @@ from portal.keys import (
     LEDGER,
     LOOKUP_LIMIT,
     PAGES,
+    PDF_CHECKER,
     SUBMIT,
     TEMPLATES,
     UPLOAD_LIMIT,
@@ -36,6 +37,7 @@ from portal.keys import (
     Submit,
 )
 from portal.pages_cache import PageCache, TtlCache
+from portal.pdfcheck import PdfChecker
 from portal.ratelimit import RateLimited, RateLimiter, SharedBuckets, networks
 from verifier.errors import VerificationError
 
@@ -142,6 +144,10 @@ async def following(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(task, return_exceptions=True)
 
 
+async def _close_pdf_checker(app: web.Application) -> None:
+    await app[PDF_CHECKER].close()
+
+
 STATIC = Path(__file__).parent / "static"
 
 
@@ -174,6 +180,8 @@ def create_app(ledger: Ledger, *, anchor: bool = True, lookup_rate: float | None
     app[UPLOAD_LIMIT] = RateLimiter(cfg.upload_rate, cfg.upload_burst, upload_buckets, proxies)
     app[PAGES] = PageCache()
     app[KEYS_SEEN], app[HEADS] = TtlCache(), TtlCache()
+    app[PDF_CHECKER] = PdfChecker()
+    app.on_cleanup.append(_close_pdf_checker)
     app.add_routes(logroutes.routes)
     app.add_routes(tsaroutes.routes)
     app.add_routes(pages.routes)

@@ -13,6 +13,7 @@ from ledger.apikeys import ApiKey
 from ledger.core import Ledger
 from ledger.events import InputEvent
 from portal.pages_cache import PageCache, TtlCache
+from portal.pdfcheck import PdfChecker
 from portal.ratelimit import RateLimiter
 
 LEDGER = web.AppKey("ledger", Ledger)
@@ -21,6 +22,7 @@ LOOKUP_LIMIT = web.AppKey("lookup_limit", RateLimiter)
 UPLOAD_LIMIT = web.AppKey("upload_limit", RateLimiter)
 PAGES = web.AppKey("pages", PageCache)
 ANCHORER = web.AppKey("anchorer", Anchorer)
+PDF_CHECKER = web.AppKey("pdf_checker", PdfChecker)
 # How this process sends a tenant's events to the sequencer: the ledger itself, or the writer link.
 Submit = Callable[[str, list[InputEvent]], Awaitable[list[dict[str, Any]]]]
 SUBMIT = web.AppKey[Submit]("submit")

@@ -378,3 +378,62 @@ async def test_a_client_that_stalls_mid_body_gets_408(client: TestClient[Any, An
         assert answer.split(b"\r\n", 1)[0].endswith(b" 408 Request Timeout"), answer[:200]
         assert b'"request_timeout"' in answer
     assert blobs(ledger) == set(), "the stalled upload's temporary file is gone"
+
+
+def _slow_pdf(free_entries: int) -> bytes:
+    """A valid one-page PDF whose cross-reference table also lists many free entries: cheap to send,
+    slow for a reader (about 3 s a 10 MB file on this machine)."""
+    out = b"%PDF-1.4\n"
+    offsets = []
+    for i, o in enumerate([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                           PAGE], 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + o + b"\nendobj\n"
+    xref = len(out)
+    size = 4 + free_entries
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % size + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"0000000000 00000 f \n" * free_entries
+    return out + b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, xref)
+
+
+async def test_a_pdf_that_takes_too_long_to_check_is_refused_and_the_next_upload_is_checked(
+        client: TestClient[Any, Any], ledger: Ledger, keys: dict[str, str]) -> None:
+    from portal.keys import PDF_CHECKER
+
+    checker = client.app[PDF_CHECKER]
+    await client.post("/api/v1/envelopes", json={"envelope": "K1", "title": "x"}, headers=auth(keys["a"]))
+    r = await upload(client, keys["a"], "K1", _slow_pdf(20))  # the reader's answer is checked: it reads it
+    assert r.status == 201, await r.text()
+    await client.post("/api/v1/envelopes", json={"envelope": "K2", "title": "x"}, headers=auth(keys["a"]))
+    first = checker._proc
+    checker.timeout_s = 0.3
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    r = await upload(client, keys["a"], "K2", _slow_pdf(400_000))  # about 8 MB
+    assert r.status == 422, await r.text()
+    body = await r.json()
+    assert_error(body, "not_pdf")
+    assert "could not be checked within 0.3 s" in body["error"]["message"]
+    assert loop.time() - started < 3, "the portal waited for the reader"
+    assert first is not None and first.returncode is not None, "the busy checker was stopped"
+    checker.timeout_s = None
+    r = await upload(client, keys["a"], "K2", PDF)  # a new checker takes the next upload
+    assert r.status == 201, await r.text()
+    assert checker._proc is not None and checker._proc is not first
+    assert len(blobs(ledger)) == 2, "the refused upload left nothing behind"
+
+
+async def test_a_checker_that_died_while_idle_is_started_again(client: TestClient[Any, Any],
+                                                             keys: dict[str, str]) -> None:
+    from portal.keys import PDF_CHECKER
+
+    checker = client.app[PDF_CHECKER]
+    for n in (1, 2, 3):
+        await client.post("/api/v1/envelopes", json={"envelope": f"D{n}", "title": "x"}, headers=auth(keys["a"]))
+        r = await upload(client, keys["a"], f"D{n}", PDF)
+        assert r.status == 201, await r.text()
+        proc = checker._proc
+        assert proc is not None
+        proc.kill()  # gone between two uploads (an operator, the OOM killer)
+        if n == 2:
+            await proc.wait()  # and noticed, or not, before the next upload
