@@ -451,6 +451,11 @@ def liars(server: LedgerServer) -> Iterator[LyingProxies]:
         "docsize": _html_rule(completed, (r"\((\d+) B\)", r"(1\1 B)")),
         "voiddate": _html_rule(voided, (r"Voided on 20", "Voided on 19")),
         "outdated": outdated_once,
+        # a status that is no string: the reason's text must not throw the check out of its red state
+        "objstatus": lambda path, ctype, body: banner_says_completed(path, ctype, _json_rule(
+            withdrawn, lambda v: v.update(status={"toString": 0}))(path, ctype, body)),
+        # the page claims it shows no events at all, every time: loaded again once, never in a loop
+        "alwaysstale": _html_rule(completed, (r'data-events="\d+"', 'data-events="0"')),
     })
     proxies.start()
     try:
@@ -480,6 +485,8 @@ LIES = {
     "copyno": ("completed", {"html"}, "another copy number than the signed events", "lie-copy-number"),
     "docsize": ("completed", {"html"}, "another document size than the signed events", "lie-document-size"),
     "voiddate": ("voided", {"html"}, "another void date than the signed events", "lie-void-date"),
+    "objstatus": ("withdrawn", {"json", "html"}, 'the signed events say "WITHDRAWN", the page says "?"',
+                  "lie-status-not-a-string"),
 }
 
 
@@ -577,3 +584,14 @@ def test_a_page_made_before_the_envelopes_last_event_loads_again_once(server: Le
     assert liars.applied["outdated"] == [f"/v/{copy.code}"], "the out-of-date page was served once"
     rows = page.locator("#timeline tr").count()
     assert rows == int(page.get_attribute("#verify", "data-events") or 0) and rows > 0
+
+
+def test_a_page_that_always_claims_to_be_out_of_date_is_loaded_again_only_once(
+        server: LedgerServer, liars: LyingProxies, page: Page) -> None:
+    copy = server.copies["completed"]
+    liars.applied["alwaysstale"].clear()
+    open_copy(page, copy.on(liars.base["alwaysstale"]))
+    page.wait_for_function("() => document.querySelector('#verify[data-result]') !== null")
+    assert_verified(page)  # the rows are all there: only the hint lied
+    assert liars.applied["alwaysstale"] == [f"/v/{copy.code}"] * 2, liars.applied["alwaysstale"]
+    assert page.evaluate("() => sessionStorage.length") == 0, "the mark is cleared once a check completed"

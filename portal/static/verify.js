@@ -27,14 +27,17 @@
 
   // The reason in the page's language; anything else that went wrong (a malformed answer, a browser
   // without Ed25519 in WebCrypto) is a failure too, never a pass.
+  // Values in a reason may come from the server's data: only strings and numbers are shown, and
+  // nothing here may throw (the red state is already set when this runs).
+  const shown = (value) => (typeof value === "string" || typeof value === "number" ? String(value) : "?");
   function reason(err, reasons) {
     const code = err instanceof CheckFailed && reasons[err.code] ? err.code : "unexpected";
-    const params = err instanceof CheckFailed ? err.params : { detail: String(err && err.message || err) };
+    const params = err instanceof CheckFailed ? err.params : { detail: shown(err && err.message) };
     return reasons[code].replace(/\{(\w+)\}/g, (m, name) => {
-      const value = params[name];
-      if (value === undefined) return m;
-      if (name === "what") return reasons["what_" + value] || String(value);
-      return reasons["st_" + value] || String(value);  // a status by its name in the page's language
+      if (!Object.prototype.hasOwnProperty.call(params, name)) return m;
+      const value = shown(params[name]);
+      if (name === "what") return reasons["what_" + value] || value;
+      return (Object.prototype.hasOwnProperty.call(reasons, "st_" + value) && reasons["st_" + value]) || value;
     });
   }
 
@@ -262,19 +265,21 @@
 
   // The envelope had new events after this page was made (the page shows fewer than the log now
   // holds): the page is out of date, not false. Load it again, once (never in a loop).
-  const RELOAD_GUARD_MS = 30000;
+  // A mark left for the next load: it reloads at most once until a check has completed.
+  const RELOAD_MARK = "el-reloaded:" + location.pathname;
   function reloadedOutdated(v, box) {
     if (!(Array.isArray(v.proofs) && v.proofs.length > Number(box.dataset.events))) return false;
     try {
-      const key = "el-reloaded:" + location.pathname;
-      const last = Number(sessionStorage.getItem(key) || 0);
-      if (Date.now() - last < RELOAD_GUARD_MS) return false;
-      sessionStorage.setItem(key, String(Date.now()));
+      if (sessionStorage.getItem(RELOAD_MARK)) return false;  // loaded again already: check as it is
+      sessionStorage.setItem(RELOAD_MARK, "1");
     } catch (err) {
       return false;  // no storage: check the page as it is
     }
     location.reload();
     return true;
+  }
+  function checkCompleted() {
+    try { sessionStorage.removeItem(RELOAD_MARK); } catch (err) { /* no storage: nothing to clear */ }
   }
 
   // A failed check takes the banner too: a green status must not stay on screen above a red box.
@@ -316,11 +321,15 @@
       box.className = pinned ? "verify ok" : "verify unpinned";
       box.dataset.result = pinned ? "ok" : "unpinned";
     } catch (err) {
-      out.textContent = t.verify_fail.replace("{reason}", reason(err, t.reasons));
-      box.className = "verify fail";
+      box.className = "verify fail";  // red first: nothing after this may leave a green state behind
       box.dataset.result = "fail";
-      bannerFailed(t);
+      out.textContent = t.verify_fail.replace("{reason}", "?");
+      try { bannerFailed(t); } catch (e) { /* the box is red whatever the banner holds */ }
+      try {
+        out.textContent = t.verify_fail.replace("{reason}", reason(err, t.reasons));
+      } catch (e) { /* keep "?" */ }
     }
+    checkCompleted();
     if (!cmp) return;
     if (verified === null) {  // nothing to compare with: the registered hash is not established
       res.textContent = t.compare_failed;
