@@ -107,6 +107,13 @@ def iter_bundle(data: bytes) -> list[bytes]:
     return out
 
 
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+
+
 def _check_sizes(entries: Sequence[bytes]) -> None:
     for i, e in enumerate(entries):
         if len(e) > MAX_ENTRY_SIZE:
@@ -218,8 +225,14 @@ class TileLog:
         self._tile_cache: OrderedDict[tuple[int, int], tuple[bytes, bytes | None]] = OrderedDict()
         self._node_cache: dict[tuple[int, int], bytes] = {}
         self._cache_lock = threading.Lock()
-        # a reader keeps no tree state: it only serves what checkpoints publish
-        self._tree = self._load_tree() if signer is not None else _Tree(0, [], [[]], [_empty_inner()])
+        # a reader keeps no tree state: it only serves what checkpoints publish. The tree and the latest
+        # checkpoint are read in one read transaction: another process may commit between two reads.
+        conn.execute("BEGIN")
+        try:
+            self._tree = self._load_tree() if signer is not None else _Tree(0, [], [[]], [_empty_inner()])
+            self._published: tuple[int, bytes, str] = self._load_latest()
+        finally:
+            conn.execute("COMMIT")
         self._work: _Tree | None = None
         self._cp_fd: int | None = None
         self.transactions = 0
@@ -228,7 +241,6 @@ class TileLog:
         self._deferred: list[bytes] = []  # sequenced in the open transaction, integrated at commit
         self._hooks: list[Callable[[sqlite3.Connection], None]] = []
         self._full_tiles: list[tuple[int, int, bytes, bytes]] = []
-        self._published: tuple[int, bytes, str] = self._load_latest()
         self.on_publish: Callable[[int], None] | None = None  # told each new size, after its COMMIT
         self.origin = signer.name if signer else self._published[2].split("\n", 1)[0]
 
@@ -257,8 +269,11 @@ class TileLog:
             raise NotFoundError(f"no ledger database at {path}; run `ledger init` first", code="no_ledger")
         conn = schema.connect(path)
         schema.ensure(conn)
+        # the file before the database: it is written after each COMMIT, so read in this order an
+        # honest database is never behind it, even while another process writes
+        outside = _read_text(path.with_suffix(".checkpoint"))
         log = cls(path, signer, conn, clock)
-        log._check_against_outside_checkpoint()
+        log._check_against_outside_checkpoint(outside)
         return log
 
     @classmethod
@@ -307,10 +322,8 @@ class TileLog:
             )
         return (int(size), bytes(root), str(note))
 
-    def _check_against_outside_checkpoint(self) -> None:
-        try:
-            text = self.checkpoint_file.read_text()
-        except (FileNotFoundError, UnicodeDecodeError):
+    def _check_against_outside_checkpoint(self, text: str | None) -> None:
+        if text is None:
             return
         if text == self._published[2]:
             return  # the usual case: the file holds exactly the latest checkpoint in the database

@@ -206,3 +206,45 @@ def test_a_second_serve_on_the_same_ledger_is_refused(tmp_path: Path) -> None:
         _wait_up(again, home, port, 1)
     finally:
         _stop(again)
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from ledger.core import Ledger
+led = Ledger.open(Path(sys.argv[1]))
+n = 0
+deadline = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline:
+    led.append("w", [{"type": "envelope.created", "envelope": f"W{n}", "title": "t"}])
+    n += 1
+led.close()
+print(n)
+"""
+
+
+def test_opening_a_ledger_while_another_process_writes_never_sees_a_false_alarm(tmp_path: Path) -> None:
+    """Opening reads the tree, the latest checkpoint and the checkpoint file; another process commits
+    (and rewrites the file) meanwhile: none of that may look like damage or a restored backup."""
+    import sys
+
+    home = tmp_path / "home"
+    Ledger.init(home).close()
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(home), "6"], stdout=subprocess.PIPE, text=True)
+    opened = 0
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            led = Ledger.open(home)  # raises IntegrityError on a false alarm
+            assert int(led.log.latest_checkpoint.split("\n")[1]) == led.log.size
+            led.close()
+            opened += 1
+    finally:
+        out, _ = writer.communicate(timeout=30)
+    assert writer.returncode == 0 and int(out) > 50, out
+    assert opened > 20
+    led = Ledger.open(home)
+    try:
+        assert audit(led.log).ok
+    finally:
+        led.close()
