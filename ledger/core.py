@@ -411,6 +411,7 @@ class Ledger:
             signer = LogSigner.generate(config.origin)  # the origin is the key's name: checked here
         except FormatError as e:
             raise RefusedError(f"origin {config.origin!r} cannot name a log: {e}", code="bad_origin") from None
+        os.chmod(home, 0o700)  # a folder that was there already becomes the owner's only too
         if not cfg_path.exists() or origin:
             cfg_path.write_text(config.to_toml())
         signer.save(home / KEY_NAME)
@@ -578,12 +579,18 @@ class Ledger:
         if size <= 0:
             raise NotFoundError(f"no published tree of size {size}", code="bad_size")
         self.log.checkpoint_at(size)  # published, though perhaps a moment ago: a worker may see it first
-        signed_at = format_time(self.clock)  # before the read: what it finds already held at this time
-        # one pass over the envelope's rows (primary key (env, seq)): its events in the tree, and its last
-        # index in the whole log
-        events, last, newest = self.log._reader().execute(  # an aggregate: always one row
-            "SELECT sum(idx < ?), max(CASE WHEN idx < ? THEN idx END), max(idx) FROM envelope_entries WHERE env = ?",
-            (size, size, env)).fetchone()
+        # Between two batches of this writer: an event is stamped with its time when its batch stages it,
+        # before the batch commits, so a statement signed meanwhile could leave out an event stamped
+        # before it. Here every event stamped so far is committed, and any later one is stamped later.
+        # (Another process's writer, `ledger append`, stamps and commits on its own: a statement may
+        # miss its event of the last moments; it is refused as stale the next time.)
+        with self._seq.between_batches():
+            signed_at = format_time(self.clock)  # before the read: what it finds already held at this time
+            # one pass over the envelope's rows (primary key (env, seq)): its events in the tree, and its
+            # last index in the whole log
+            events, last, newest = self.log._reader().execute(  # an aggregate: always one row
+                "SELECT sum(idx < ?), max(CASE WHEN idx < ? THEN idx END), max(idx) FROM envelope_entries"
+                " WHERE env = ?", (size, size, env)).fetchone()
         if newest is not None and newest >= size:  # even if none is in the tree: it was made after it
             raise RefusedError(f"the envelope has events after tree size {size} (its last is at index {newest}); "
                                "ask again at the latest tree size", code="stale_size", status=409)

@@ -17,7 +17,7 @@ from ledger.config import LOCAL_TSA_NAME
 from ledger.core import Ledger
 from ledger.witness import witnesses_after
 from verifier.entry import Entry
-from verifier.lifecycle import EnvelopeState, apply
+from verifier.lifecycle import EnvelopeState, LifecycleError, apply
 
 STATUS_LABEL = {
     "completed": "VALID",
@@ -75,10 +75,14 @@ def copy_view(ledger: Ledger, code_text: str, *, proofs: bool = True) -> dict[st
     # The state of the events in this tree, not the database's latest row: a process whose tree is a
     # moment behind must show one consistent moment (its page is checked against its events).
     replayed: EnvelopeState | None = None
-    for e in entries:
-        replayed = apply(replayed, e.type, e.data, e.time)
-    if replayed is None:
-        return None
+    try:
+        for e in entries:
+            replayed = apply(replayed, e.type, e.data, e.time)
+    except LifecycleError:  # recorded under earlier, looser rules: the state the writer kept of it
+        (kept,) = r.execute("SELECT state FROM envelopes WHERE env = ?", (env,)).fetchone()
+        replayed = EnvelopeState.from_json(json.loads(kept))
+    if replayed is None or copy_idx >= size:
+        return None  # not in this process's tree yet (the caller catches up first)
     status, state = replayed.status, replayed.to_json()
     parties: list[dict[str, Any]] = []
     names: dict[int, str] = {}

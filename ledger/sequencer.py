@@ -179,6 +179,10 @@ class Sequencer:
             except Exception:  # one caller's failure must not keep the others waiting
                 log.exception("a caller of the sequencer failed on its answer")
 
+    def between_batches(self) -> threading.Lock:
+        """Held, no batch is being staged or committed (by the sequencer's thread or `commit_here`)."""
+        return self._commit_lock
+
     def _commit_locked(self, batch: list[tuple[Work, Any]]) -> list[tuple[Any, bool, Any]]:
         with self._commit_lock:
             try:

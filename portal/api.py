@@ -173,10 +173,15 @@ async def upload_document(request: web.Request) -> web.Response:
     led = request.app[LEDGER]
     # the fields as the event will carry them (the hash and size are not known yet)
     parse_events({"type": "document.added", "envelope": ref, "sha256": "0" * 64, "size": 0, **fields})
-    status = (await asyncio.to_thread(led.envelope, key.tenant, ref))["status"]
-    if status != "draft":
+    info = await asyncio.to_thread(led.envelope, key.tenant, ref)
+    if info["status"] != "draft":
         raise RefusedError(f"event 0 (document.added on {ref!r}): documents are added while the envelope is a "
-                           f"draft; it is {status}", code="wrong_state", status=409)
+                           f"draft; it is {info['status']}", code="wrong_state", status=409)
+    if await asyncio.to_thread(lambda: led.log._reader().execute(
+            "SELECT 1 FROM refs WHERE env = ? AND kind = 'document' AND ref = ?",
+            (info["env"], fields["document"])).fetchone()):
+        raise RefusedError(f"event 0: envelope {ref!r} already has a document {fields['document']!r}",
+                           code="document_exists", status=409)
     up = led.blobs.upload()
     head = b""
     try:

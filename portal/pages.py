@@ -16,6 +16,7 @@ from ledger import qr
 from ledger.core import Ledger
 from ledger.errors import RefusedError
 from ledger.public import copy_version, copy_view
+from portal import body as request_body
 from portal import i18n
 from portal.keys import HEAD, HEADS, LEDGER, LOOKUP_LIMIT, PAGES, TEMPLATES
 
@@ -63,7 +64,10 @@ async def lookup(request: web.Request) -> web.StreamResponse:
 async def _view(request: web.Request) -> dict[str, Any] | None:
     request.app[LOOKUP_LIMIT].check(request)
     led = request.app[LEDGER]
-    return await asyncio.to_thread(copy_view, led, request.match_info["code"])
+    code = qr.normalise(request.match_info["code"])
+    if code is None or await _version(led, code) is None:
+        return None
+    return await asyncio.to_thread(copy_view, led, code)
 
 
 @routes.get(r"/v/{code:[^/.]+}")
@@ -73,7 +77,7 @@ async def copy_page(request: web.Request) -> web.Response:
     code = qr.normalise(request.match_info["code"])
     if code is not None and code != request.match_info["code"]:
         raise web.HTTPMovedPermanently(f"/v/{code}")
-    version = copy_version(led, code) if code is not None else None
+    version = await _version(led, code) if code is not None else None
     if version is None or code is None:
         return render(request, "unknown.html", status=404)
     lang = i18n.choose(request)
@@ -101,6 +105,16 @@ async def _catch_up(led: Ledger) -> None:
         await led.acatch_up()
     else:  # a worker: read the writer's latest checkpoint from the database
         led.log.refresh()
+
+
+async def _version(led: Ledger, code: str) -> tuple[int, int, int, int] | None:
+    """`copy_version`, after taking in the tree that holds the copy's events if this process's is older
+    (a copy printed a moment ago, or by a CLI process beside the server)."""
+    version = copy_version(led, code)
+    if version is not None and version[0] >= version[3]:
+        await _catch_up(led)
+        version = copy_version(led, code)
+    return version
 
 
 async def _head(request: web.Request, env: str, size: int) -> str | None:
@@ -149,6 +163,9 @@ async def copy_json(request: web.Request) -> web.Response:
     tree, which holds every event of the envelope the log had when the head was signed."""
     request.app[LOOKUP_LIMIT].check(request)  # once, however many views the answer takes
     led = request.app[LEDGER]
+    code = qr.normalise(request.match_info["code"])
+    if code is not None:
+        await _version(led, code)
     for _ in range(HEAD_TRIES):
         v = await asyncio.to_thread(copy_view, led, request.match_info["code"])
         if v is None:
@@ -185,7 +202,11 @@ async def download_with_code(request: web.Request) -> web.StreamResponse:
     if v is None or v["document"].get("download") != "code":
         raise web.HTTPNotFound(text="this document is not available with an access code")
     try:
-        form = await request.post()
+        async with asyncio.timeout(request_body.IDLE_S):  # a small form: all of it within the idle time
+            form = await request.post()
+    except TimeoutError:
+        raise RefusedError(f"the form did not come within {request_body.IDLE_S:g} s", code="request_timeout",
+                           status=408) from None
     except web.HTTPException:
         raise
     except Exception:  # noqa: BLE001  # a malformed form (boundary, charset, truncated part) is the client's

@@ -359,3 +359,38 @@ async def test_the_json_checkpoint_is_of_the_tree_its_proofs_are_for(aiohttp_cli
     finally:
         reader.close()
         led.close()
+
+
+def test_a_head_never_leaves_out_an_event_stamped_before_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event is stamped when its batch stages it, before the batch commits: a statement signed
+    while that batch commits must wait for it (and is then refused as stale), never be signed later
+    than the event while leaving it out (evidence against an honest log)."""
+    import threading
+    import time
+
+    led = Ledger.init(tmp_path / "home")
+    try:
+        led.append("t", [{"type": "envelope.created", "envelope": "W", "title": "x"}])
+        size = led.log.size
+        env = led.envelope("t", "W")["env"]
+        commit = led.log.commit
+        committing = threading.Event()
+
+        def slow_commit() -> Any:
+            committing.set()
+            time.sleep(0.4)
+            return commit()
+
+        monkeypatch.setattr(led.log, "commit", slow_commit)
+        pending = led.submit("t", [{"type": "envelope.withdrawn", "envelope": "W"}])
+        assert committing.wait(5)
+        try:
+            note = led.envelope_head(env, size)  # while the withdrawal, already stamped, commits
+        except RefusedError as e:
+            assert e.code == "stale_size"
+        else:
+            raise AssertionError(f"a statement leaving out the withdrawal was signed: {note}")
+        (ack,) = pending.result(timeout=10)
+        assert ack["index"] == size
+    finally:
+        led.close()

@@ -177,6 +177,14 @@ async def test_an_upload_refused_before_its_bytes_are_read_stores_nothing(
         assert r.status == status, (ref, query, await r.text())
         assert_error(await r.json(), code)
         assert blobs(ledger) == set(), (ref, query)
+    # a document reference the envelope has already: refused before the upload is stored
+    r = await client.post("/api/v1/envelopes/U1/events", headers=auth(keys["a"]), json=[
+        {"type": "document.added", "document": "first", "sha256": PDF_SHA, "size": len(PDF), "name": "c.pdf"}])
+    assert r.status == 201, await r.text()
+    r = await upload(client, keys["a"], "U1", demo_pdf("Another", "document"), "document=first&name=b.pdf")
+    assert r.status == 409, await r.text()
+    assert_error(await r.json(), "document_exists")
+    assert blobs(ledger) == set()
     # an envelope that is no longer a draft takes no more documents: refused before the upload is stored
     r = await client.post("/api/v1/envelopes/U1/events", headers=auth(keys["a"]), json=[
         {"type": "document.added", "document": "main", "sha256": PDF_SHA, "size": len(PDF), "name": "c.pdf"},
@@ -309,6 +317,10 @@ def test_a_new_ledger_is_its_owners_only(tmp_path: Path) -> None:
     for p in home.iterdir():
         if p.name.startswith(DB_NAME):
             assert stat.S_IMODE(p.stat().st_mode) == 0o600, p.name
+    there = tmp_path / "there"  # a folder made before, with the usual mode
+    there.mkdir(mode=0o755)
+    Ledger.init(there).close()
+    assert stat.S_IMODE(there.stat().st_mode) == 0o700
 
 
 def test_init_with_a_bad_origin_writes_nothing(tmp_path: Path) -> None:
@@ -437,3 +449,21 @@ async def test_a_checker_that_died_while_idle_is_started_again(client: TestClien
         proc.kill()  # gone between two uploads (an operator, the OOM killer)
         if n == 2:
             await proc.wait()  # and noticed, or not, before the next upload
+
+
+async def test_a_stalled_access_code_form_gets_408(client: TestClient[Any, Any], code_copy: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from portal import body
+
+    monkeypatch.setattr(body, "IDLE_S", 0.3)
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(f"POST /v/{code_copy}/document HTTP/1.1\r\nHost: x\r\n"
+                 "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\naccess_cod".encode())
+    await writer.drain()
+    answer = b""
+    while b"request_timeout" not in answer:
+        part = await asyncio.wait_for(reader.read(4096), 10)
+        assert part, answer
+        answer += part
+    writer.close()
+    assert answer.split(b"\r\n", 1)[0].endswith(b" 408 Request Timeout"), answer[:200]

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from ledger.core import Ledger
 from ledger.demo import TENANT, create_demo
+from ledger.errors import RefusedError
 from ledger.public import STATUS_LABEL
 from portal.app import create_app
 
@@ -236,3 +237,51 @@ def test_a_view_is_of_one_moment_even_when_the_database_is_ahead_of_its_tree(tmp
             reader.close()
     finally:
         writer.close()
+
+
+async def test_an_envelope_recorded_under_earlier_rules_still_has_its_page(aiohttp_client: Client, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rule made stricter later (a scanned paper copy must have been printed) must not take the page
+    of a contract the log accepted before: the page shows what was recorded."""
+    from verifier import lifecycle
+
+    led = Ledger.init(tmp_path / "home")
+    try:
+        codes = {c["status"]: c["code"] for c in create_demo(led)}
+        scan = {"type": "paper.scanned", "envelope": "DEMO-IN-PROGRESS", "document": "main", "sha256": "0" * 64,
+                "copy": 5}
+        with pytest.raises(RefusedError, match="never printed"):
+            led.append(TENANT, [scan])
+        with monkeypatch.context() as m:  # the looser rule of before
+            m.setitem(lifecycle._STEP, "paper.scanned", lambda s, d, t: s)
+            led.append(TENANT, [scan])
+        client = await aiohttp_client(create_app(led, anchor=False))
+        code = codes["sent"]
+        r = await client.get(f"/v/{code}")
+        assert r.status == 200 and "paper.scanned" in await r.text()
+        r = await client.get(f"/v/{code}.json")
+        assert r.status == 200 and (await r.json())["status"] == "sent"
+    finally:
+        led.close()
+
+
+async def test_a_copy_printed_by_another_process_has_its_page_at_once(aiohttp_client: Client, tmp_path: Path) -> None:
+    """`ledger append` beside the server prints a copy: its page does not wait for the server's next
+    look at the log (it would say UNKNOWN CODE meanwhile)."""
+    led = Ledger.init(tmp_path / "home")
+    try:
+        create_demo(led)
+        client = await aiohttp_client(create_app(led, anchor=False))
+        other = Ledger.open(tmp_path / "home")  # another process's writer, as far as the log knows
+        try:
+            (ack,) = other.append(TENANT, [{"type": "copy.printed", "envelope": "DEMO-COMPLETED", "document": "main"}])
+        finally:
+            other.close()
+        assert led.log.size == ack["index"], "the server has not seen the new entry yet"
+        r = await client.get(f"/v/{ack['code']}")
+        assert r.status == 200, await r.text()
+        r = await client.get(f"/v/{ack['code']}.json")
+        v = await r.json()
+        assert r.status == 200 and v["log"]["size"] == ack["index"] + 1 and v["copy"] == 2
+    finally:
+        led.close()
