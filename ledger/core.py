@@ -596,7 +596,9 @@ class Ledger:
                                "ask again at the latest tree size", code="stale_size", status=409)
         if not events:
             raise NotFoundError("the envelope has no events in that tree", code="unknown_envelope")
-        head = EnvelopeHead(self.log.origin, env, size, events, last, leaf_hash(self.log.entry(last)),
+        # `size` was published (checkpoint_at above), if perhaps by another process this one has not
+        # taken in yet: its entries are read in the database as they are
+        head = EnvelopeHead(self.log.origin, env, size, events, last, leaf_hash(self.log.entry(last, within=size)),
                             signed_at)
         body = head.body()
         return body + "\n" + self.log.signer.sign(body).line()

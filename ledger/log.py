@@ -653,9 +653,12 @@ class TileLog:
             raise RefusedError(f"no consistency proof from size {size1} to {size2}", code="bad_size")
         return [self.hash_range(a, b) for a, b in consistency_ranges(size1, size2)]
 
-    def entry(self, index: int) -> bytes:
-        if not 0 <= index < self.size:
-            raise NotFoundError(f"entry {index} is not in the log (size {self.size})", code="bad_index")
+    def entry(self, index: int, *, within: int | None = None) -> bytes:
+        """Entry `index` of the published log; `within`: of a tree size the caller knows was published
+        (found in the checkpoints), which may be newer than this process's own tree."""
+        size = self.size if within is None else within
+        if not 0 <= index < size:
+            raise NotFoundError(f"entry {index} is not in the log (size {size})", code="bad_index")
         row = self._reader().execute(
             "SELECT start, data FROM entry_chunks WHERE start <= ? ORDER BY start DESC LIMIT 1", (index,)
         ).fetchone()

@@ -107,6 +107,7 @@ class Sequencer:
         self._q: queue.Queue[Any] = queue.Queue()
         self._closed = False
         self._commit_lock = threading.Lock()  # the sequencer's thread and `commit_here` callers take turns
+        self._stamping = threading.Lock()  # held from a batch's BEGIN (once it has the write lock) to its end
         self.batches = 0
         self._thread = threading.Thread(target=self._run, name="ledger-sequencer", daemon=True)
         self._thread.start()
@@ -180,8 +181,9 @@ class Sequencer:
                 log.exception("a caller of the sequencer failed on its answer")
 
     def between_batches(self) -> threading.Lock:
-        """Held, no batch is being staged or committed (by the sequencer's thread or `commit_here`)."""
-        return self._commit_lock
+        """Held, no batch is being staged or committed (by the sequencer's thread or `commit_here`). A
+        batch waiting for SQLite's write lock (another process writes) does not hold it."""
+        return self._stamping
 
     def _commit_locked(self, batch: list[tuple[Work, Any]]) -> list[tuple[Any, bool, Any]]:
         with self._commit_lock:
@@ -193,12 +195,17 @@ class Sequencer:
 
     def _commit(self, batch: list[tuple[Work, Any]]) -> list[tuple[Any, bool, Any]]:
         """Stage and commit one batch; return (waiter, ok, result or exception) for every item."""
-        done: list[tuple[Any, bool, Any]] = []
-        accepted: list[tuple[Any, Finish]] = []
         try:
             self.log.begin()
         except LedgerError as e:
             return [(w, False, e) for _, w in batch]
+        with self._stamping:
+            return self._commit_begun(batch)
+
+    def _commit_begun(self, batch: list[tuple[Work, Any]]) -> list[tuple[Any, bool, Any]]:
+        """The rest of `_commit`, once the write transaction is open."""
+        done: list[tuple[Any, bool, Any]] = []
+        accepted: list[tuple[Any, Finish]] = []
         try:
             for kind in {type(w) for w, _ in batch}:
                 prepare = getattr(kind, "prepare_batch", None)

@@ -99,10 +99,20 @@ HEAD_CACHE_S = 30.0  # a served envelope head is at most this old (browsers acce
 HEAD_TRIES = 3  # views built for one JSON answer when the envelope keeps growing past this process's tree
 
 
+CATCH_UP_WAIT_S = 2.0  # a page waits this long for its writer to take in another process's tree
+
+
 async def _catch_up(led: Ledger) -> None:
-    """This process's tree is older than the log: move it to the latest published tree."""
+    """This process's tree is older than the log: move it to the latest published tree.
+
+    A writer takes the tree in with a write transaction, which waits while another process writes
+    (a long `ledger import`): a page waits for it at most CATCH_UP_WAIT_S, then is made from the
+    tree it has (the catch-up goes on, and the `following` loop would do it anyway)."""
     if led.writer:  # another process (`ledger append`) wrote: take its tree in now
-        await led.acatch_up()
+        try:
+            await asyncio.wait_for(asyncio.shield(led.acatch_up()), CATCH_UP_WAIT_S)
+        except TimeoutError:
+            pass
     else:  # a worker: read the writer's latest checkpoint from the database
         led.log.refresh()
 

@@ -161,6 +161,7 @@ def assert_failed(p: Page, reason: str) -> str:
     heading = (p.locator("#verify h2").text_content() or "").strip()
     assert "verified" not in heading.lower(), f"a failed check is headed {heading!r}"
     assert banner(p) == ("failed", EN["status_failed"]), "a failed check leaves the banner's status on screen"
+    assert p.is_visible("#status"), "the red banner is hidden"
     assert p.eval_on_selector("#status", "e => getComputedStyle(e).backgroundColor") == RED
     if p.locator("#compare-input").count():  # nothing to compare with: the registered hash is unknown
         assert p.is_disabled("#compare-input")
@@ -456,6 +457,10 @@ def liars(server: LedgerServer) -> Iterator[LyingProxies]:
             withdrawn, lambda v: v.update(status={"toString": 0}))(path, ctype, body)),
         # the page claims it shows no events at all, every time: loaded again once, never in a loop
         "alwaysstale": _html_rule(completed, (r'data-events="\d+"', 'data-events="0"')),
+        # the void hidden rather than removed: the check reads only what is on screen
+        "hidden": _html_rule(voided, ('data-status="voided"', 'data-status="completed" hidden'),
+                             (r'<p id="void-detail">', '<p id="void-detail" hidden>'),
+                             (r"<tr><td>([^<]*)</td><td>envelope\.voided", r"<tr hidden><td>\1</td><td>envelope.voided")),
     })
     proxies.start()
     try:
@@ -487,6 +492,7 @@ LIES = {
     "voiddate": ("voided", {"html"}, "another void date than the signed events", "lie-void-date"),
     "objstatus": ("withdrawn", {"json", "html"}, 'the signed events say "WITHDRAWN", the page says "?"',
                   "lie-status-not-a-string"),
+    "hidden": ("voided", {"html"}, "the banner shows another status than the signed events", "lie-void-hidden"),
 }
 
 

@@ -394,3 +394,54 @@ def test_a_head_never_leaves_out_an_event_stamped_before_it(tmp_path: Path, monk
         assert ack["index"] == size
     finally:
         led.close()
+
+
+def test_a_head_does_not_wait_for_another_process_s_write_lock(tmp_path: Path) -> None:
+    """A batch waiting for SQLite's write lock (a long `ledger import` in another process) has stamped
+    nothing yet: a head need not wait for it."""
+    import sqlite3
+    import threading
+    import time
+
+    led = Ledger.init(tmp_path / "home")
+    try:
+        led.append("t", [{"type": "envelope.created", "envelope": "W", "title": "x"}])
+        size, env = led.log.size, led.envelope("t", "W")["env"]
+        other = sqlite3.connect(tmp_path / "home" / "ledger.db", isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another process writes, for a while
+        release = threading.Timer(2.0, lambda: other.execute("COMMIT"))
+        release.start()
+        try:
+            pending = led.submit("t", [{"type": "envelope.created", "envelope": "X", "title": "y"}])
+            time.sleep(0.2)  # the sequencer now waits in BEGIN IMMEDIATE
+            started = time.monotonic()
+            note = led.envelope_head(env, size)
+            assert time.monotonic() - started < 1.0, "the head waited for another process's transaction"
+            assert f"\n{size}\n" in note
+            pending.result(timeout=10)
+        finally:
+            release.join()
+            other.close()
+    finally:
+        led.close()
+
+
+def test_the_writer_signs_a_head_for_a_tree_another_process_published(tmp_path: Path) -> None:
+    """With workers, a worker may see a checkpoint that `ledger append` (another process) published
+    before the writer has taken it in: the writer states the head all the same, reading the entries
+    of that published tree."""
+    led = Ledger.init(tmp_path / "home")
+    try:
+        led.append("t", [{"type": "envelope.created", "envelope": "W", "title": "x"}])
+        other = Ledger.open(tmp_path / "home")
+        try:
+            other.append("t", [{"type": "envelope.created", "envelope": "C", "title": "printed elsewhere"}])
+            newer = other.log.size
+        finally:
+            other.close()
+        assert led.log.size < newer, "the writer has not taken the other process's tree in"
+        env = led.envelope("t", "C")["env"]
+        head = EnvelopeHead.from_body(parse_note(led.envelope_head(env, newer)).text)
+        assert (head.size, head.events, head.last_index) == (newer, 1, newer - 1)
+    finally:
+        led.close()

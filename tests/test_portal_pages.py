@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterator
@@ -283,5 +284,42 @@ async def test_a_copy_printed_by_another_process_has_its_page_at_once(aiohttp_cl
         r = await client.get(f"/v/{ack['code']}.json")
         v = await r.json()
         assert r.status == 200 and v["log"]["size"] == ack["index"] + 1 and v["copy"] == 2
+    finally:
+        led.close()
+
+
+async def test_a_page_does_not_wait_long_for_another_process_s_write(aiohttp_client: Client, tmp_path: Path) -> None:
+    """Another process appended and still holds SQLite's write lock (a long `ledger import`): the page
+    waits for the server to take the new tree in only briefly, then shows the tree it has."""
+    import sqlite3
+    import threading
+    import time
+
+    from portal import pages
+
+    led = Ledger.init(tmp_path / "home")
+    try:
+        codes = {c["status"]: c["code"] for c in create_demo(led)}
+        client = await aiohttp_client(create_app(led, anchor=False))
+        other = Ledger.open(tmp_path / "home")
+        try:
+            other.append(TENANT, [{"type": "party.viewed", "envelope": "DEMO-IN-PROGRESS", "party": "lessee"}])
+        finally:
+            other.close()
+        lock = sqlite3.connect(tmp_path / "home" / "ledger.db", isolation_level=None, check_same_thread=False)
+        lock.execute("BEGIN IMMEDIATE")
+        release = threading.Timer(pages.CATCH_UP_WAIT_S + 3, lambda: lock.execute("COMMIT"))
+        release.start()
+        try:
+            started = time.monotonic()
+            r = await client.get(f"/v/{codes['sent']}")
+            took = time.monotonic() - started
+            assert r.status == 200 and took < pages.CATCH_UP_WAIT_S + 1.5, (r.status, took)
+        finally:
+            release.join()
+            lock.close()
+        r = await client.get(f"/v/{codes['sent']}.json")  # once the lock is gone: the newer tree
+        assert r.status == 200 and json.loads(base64.b64decode((await r.json())["proofs"][-1]["entry"]))["type"] \
+            == "party.viewed"
     finally:
         led.close()

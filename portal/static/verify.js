@@ -62,6 +62,9 @@
   }
 
   const text = (el) => (el ? el.textContent.replace(/\s+/g, " ").trim() : null);
+  // On screen: not inside anything hidden, and laid out (the stylesheet is the portal's own; the
+  // page's policy allows no inline style).
+  const visible = (el) => Boolean(el) && !el.closest("[hidden]") && el.getClientRects().length > 0;
 
   async function nodeHash(l, r) { return EL.sha256(EL.concat(Uint8Array.of(1), l, r)); }
 
@@ -188,16 +191,17 @@
     if (!copy) fail("not_this_copy");
     if (status !== v.status) fail("status", { signed: status, shown: v.status });
     const banner = document.getElementById("status");
-    if (banner && banner.dataset.status !== status) fail("banner_status");
+    if (!banner || !visible(banner)) fail("banner");  // the page has one, on screen
+    if (banner.dataset.status !== status) fail("banner_status");
     // The visible banner too: its colour and its words must be those of the verified status.
     const labels = t.labels;
-    const heading = banner && banner.querySelector("h1");
-    if (banner && (!banner.classList.contains(`status-${status}`) ||
-                   !heading || heading.textContent.trim() !== labels[status])) {
+    const heading = banner.querySelector("h1");
+    if (!banner.classList.contains(`status-${status}`) || !heading || !visible(heading) ||
+        heading.textContent.trim() !== labels[status]) {
       fail("banner");
     }
     const voidLine = document.getElementById("void-detail");
-    if ((status === "voided") !== Boolean(voidLine) ||
+    if ((status === "voided") !== Boolean(voidLine) || (voidLine && !visible(voidLine)) ||
         (voidLine && text(voidLine) !== t.void_detail.replace("{date}", voidedAt))) fail("void_shown");
     const doc = docs[copy.document];
     if (!doc) fail("no_document");
@@ -218,7 +222,7 @@
   // the events give. Their names are the portal's statement (the log holds only commitments).
   function checkParties(parties, t) {
     const trs = document.querySelectorAll("#parties tr");
-    if (trs.length !== parties.length) fail("parties");
+    if (trs.length !== parties.length || !Array.from(trs).every(visible)) fail("parties");
     parties.forEach((party, i) => {
       const cells = Array.from(trs[i].cells, text);
       const outcome = party.signed ? t.signed : party.declined ? t.declined : party.role === "signer" ? t.pending : "";
@@ -235,6 +239,7 @@
     const trs = document.querySelectorAll("#timeline tr");
     const names = Array.from(document.querySelectorAll("#parties tr"), (tr) => text(tr.cells[0]));
     if (trs.length !== rows.length) fail("timeline", { index: Math.min(trs.length, rows.length) + 1 });
+    trs.forEach((tr, i) => { if (!visible(tr)) fail("timeline", { index: i + 1 }); });
     rows.forEach((row, i) => {
       const cells = Array.from(trs[i].cells, text);
       const party = row.party ? names[row.party - 1] : "";
@@ -288,6 +293,7 @@
     if (!banner) return;
     banner.className = "banner status-failed";
     banner.dataset.status = "failed";
+    for (let el = banner; el; el = el.parentElement) el.hidden = false;  // on screen, whatever hid it
     banner.replaceChildren();
     const h1 = document.createElement("h1");
     h1.textContent = t.status_failed;
