@@ -61,8 +61,11 @@ async def tile(request: web.Request) -> web.Response:
         body = hashes[: 32 * tp.width] if want == tp.width else hashes
         if tp.width < 256 and len(body) != 32 * tp.width:
             raise NotFoundError("partial tile is not available")
-    headers = {"Cache-Control": IMMUTABLE} if tp.width == 256 else {"Cache-Control": "public, max-age=3600"}
-    return web.Response(body=body, content_type="application/octet-stream", headers=headers)
+    # immutable, partial ones too: a path names one width of one tile, whose hashes never change
+    resp = web.Response(body=body, content_type="application/octet-stream", headers={"Cache-Control": IMMUTABLE})
+    if tp.level is None and "gzip" in request.headers.get("Accept-Encoding", "").lower():
+        resp.enable_compression(web.ContentCoding.gzip)  # entry bundles compress well (tlog-tiles: SHOULD)
+    return resp
 
 
 def _sizes(request: web.Request, *names: str) -> list[int]:

@@ -131,6 +131,7 @@ async def test_partial_level0_tile(client: TestClient[Any, Any], ledger: Ledger)
     resp = await client.get(f"/tile/0/001.p/{W}")
     assert resp.status == 200
     assert await resp.read() == _leaves(ledger, 256, N)
+    assert "immutable" in resp.headers["Cache-Control"], "a path names one width of one tile: it never changes"
     resp = await client.get("/tile/0/001.p/10")  # a log may serve or 404 a narrower partial tile
     assert resp.status in (200, 404)
     if resp.status == 200:
@@ -153,6 +154,9 @@ async def test_entry_bundles(client: TestClient[Any, Any], ledger: Ledger) -> No
     assert body == _bundle(ledger.log.entries(0, 256))
     assert body == _bundle([ledger.log.entry(i) for i in range(256)])
     assert "immutable" in resp.headers["Cache-Control"]
+    assert resp.headers.get("Content-Encoding") == "gzip", "entry bundles are compressed for a client that accepts it"
+    plain = await client.get("/tile/entries/000", headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers and await plain.read() == body
     # Decode the bundle as a client would, and check it against level 0.
     entries, pos = [], 0
     while pos < len(body):
