@@ -68,8 +68,9 @@ async def test_outage_blocks_no_append_and_anchoring_catches_up(tmp_path: Path, 
                 await asyncio.sleep(0.005)
             # waiting for the TSA would take its 2 s timeout; the bound leaves room for a loaded machine
             assert max(latencies) < 1.0, f"an append waited {max(latencies):.2f} s for the TSA"
-            if mode == "hang":  # appends went on while a request to the TSA hung
-                assert any(in_flight[1:30]) and tsa.requests >= 1
+            if mode == "hang":  # appends went on while a request to the TSA hung (the loop polls every
+                # INTERVAL, so the request starts within the first few appends; any later one will do)
+                assert any(in_flight[1:]) and tsa.requests >= 1
             if mode == "hang":
                 await wait_for(lambda: health.failures >= 1, timeout=4)
             assert health.failures >= 1 and health.anchored_size == 0
