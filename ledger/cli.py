@@ -20,6 +20,7 @@ from ledger.config import MAX_RENEW_DAYS, home_dir
 from ledger.errors import LedgerError, NotFoundError, RefusedError
 from ledger.events import control_character
 from ledger.homelock import check_not_serving
+from verifier.cli import ranged
 
 COMMANDS = ("init", "serve", "append", "import", "status", "prove", "checkpoint", "anchor", "audit", "keys", "demo")
 
@@ -88,34 +89,9 @@ def _parser() -> argparse.ArgumentParser:
 
 # Argument types: a bad value is refused by argparse, with usage and exit code 2, before any work.
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
-    return port
-
-
-def _workers(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of worker processes (1 or more)")
-    return n
-
-
-def _days(text: str) -> float:
-    try:
-        days = float(text)
-    except ValueError:
-        days = math.nan
-    if not 0 <= days <= MAX_RENEW_DAYS:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days from 0 to {MAX_RENEW_DAYS}")
-    return days
+_port = ranged(int, 1, 65535, "a TCP port (1-65535)")
+_workers = ranged(int, 1, math.inf, "a number of worker processes (1 or more)")
+_days = ranged(float, 0, MAX_RENEW_DAYS, f"a number of days from 0 to {MAX_RENEW_DAYS}")
 
 
 def _tenant(text: str) -> str:

@@ -490,7 +490,7 @@ class Ledger:
     async def acatch_up(self) -> int:
         """If another process appended to this ledger since this one last wrote, take its tree in now
         (published as this process's latest); returns the size. One indexed lookup when nothing is new."""
-        (newest,) = self.log._reader().execute("SELECT max(size) FROM checkpoints").fetchone()
+        newest = self.log.newest_size()
         if newest is None or newest <= self.log.size:
             return self.log.size
         size: int = await self._seq.asubmit(CatchUp())

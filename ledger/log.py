@@ -286,6 +286,12 @@ class TileLog:
             raise NotFoundError(f"no ledger database at {path}; run `ledger init` first", code="no_ledger")
         return cls(path, None, schema.connect(path, readonly=True), utc_now)
 
+    def newest_size(self, conn: sqlite3.Connection | None = None) -> int | None:
+        """The largest tree size among the database's checkpoints, another process's included (None
+        before the first); read through `conn`, or this thread's reader."""
+        (size,) = (conn or self._reader()).execute("SELECT max(size) FROM checkpoints").fetchone()
+        return None if size is None else int(size)
+
     def refresh(self) -> None:
         """Reader side: move to the latest published checkpoint (cheap; no tree state is rebuilt)."""
         row = self._reader().execute("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
@@ -407,7 +413,7 @@ class TileLog:
         latest checkpoint means the tree moved on: it is loaded again, as at open. The caches need
         nothing: full tiles and complete subtrees never change, and edge tiles only grow.
         """
-        (size,) = self.conn.execute("SELECT max(size) FROM checkpoints").fetchone()
+        size = self.newest_size(self.conn)
         if size is None or size == self._published[0]:
             return
         if size < self._published[0]:

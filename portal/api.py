@@ -8,6 +8,7 @@ another tenant's reference is simply unknown.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -171,8 +172,8 @@ async def upload_document(request: web.Request) -> web.Response:
                            code="invalid_event", status=422)
     fields = {"document": q["document"], "name": q["name"], **({"download": q["download"]} if "download" in q else {})}
     led = request.app[LEDGER]
-    # the fields as the event will carry them (the hash and size are not known yet)
-    parse_events({"type": "document.added", "envelope": ref, "sha256": "0" * 64, "size": 0, **fields})
+    # the event as it will be, checked now (its hash and size are filled in once the bytes are stored)
+    (checked,) = parse_events({"type": "document.added", "envelope": ref, "sha256": "0" * 64, "size": 0, **fields})
     info = await asyncio.to_thread(led.envelope, key.tenant, ref)
     if info["status"] != "draft":
         raise RefusedError(f"event 0 (document.added on {ref!r}): documents are added while the envelope is a "
@@ -197,8 +198,8 @@ async def upload_document(request: web.Request) -> web.Response:
         up.abort()
         raise
     sha, size = await asyncio.to_thread(up.finish)
-    event = parse_events({"type": "document.added", "envelope": ref, "sha256": sha, "size": size, **fields})
-    acks = await request.app[SUBMIT](key.tenant, [uploaded(event[0])])
+    event = replace(checked, fields={**checked.fields, "sha256": sha, "size": size})
+    acks = await request.app[SUBMIT](key.tenant, [uploaded(event)])
     return _json_response({**acks[0], "sha256": sha, "size": size}, status=201)
 
 

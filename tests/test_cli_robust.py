@@ -23,7 +23,7 @@ from ledger.log import _bundle_py, iter_bundle
 from tests.test_cli import README, run
 from tests.test_lifecycle import T, completed, ev
 from tests.test_tamper import raw
-from verifier import cli as verifier_cli
+from tests.test_verifier_cli_strict import verifier
 from verifier.checkpoint import verify_checkpoint
 
 HUGE = "9" * 5000  # more digits than int() takes from a string (4300 by default)
@@ -341,16 +341,6 @@ def test_exit_codes_are_those_of_the_readme(capsys: pytest.CaptureFixture[str], 
 
 
 # ---- 6. the verifier ----------------------------------------------------------------------------
-
-def verifier(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        code = verifier_cli.main(list(args))
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    assert "Traceback" not in out.err
-    return code, out.out, out.err
-
 
 def test_verifier_refuses_a_negative_quorum(capsys: pytest.CaptureFixture[str], led: Ledger, tmp_path: Path) -> None:
     (tmp_path / "p").write_text(led.prove(1).to_text())

@@ -369,6 +369,20 @@ async def test_every_field_of_an_acknowledgement_is_in_the_openapi_document(
     assert seen <= documented, f"undocumented: {seen - documented}"
 
 
+async def stall(client: TestClient[Any, Any], start: bytes) -> bytes:
+    """Send the start of a request and then nothing: the answer, which comes all the same."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(start)
+    await writer.drain()
+    answer = b""
+    while b"request_timeout" not in answer:
+        part = await asyncio.wait_for(reader.read(4096), 10)
+        assert part, answer
+        answer += part
+    writer.close()
+    return answer
+
+
 async def test_a_client_that_stalls_mid_body_gets_408(client: TestClient[Any, Any], ledger: Ledger,
                                                       keys: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     from portal import body
@@ -377,16 +391,8 @@ async def test_a_client_that_stalls_mid_body_gets_408(client: TestClient[Any, An
     await client.post("/api/v1/envelopes", json={"envelope": "T1", "title": "x"}, headers=auth(keys["a"]))
     for path, ctype, start in (("/api/v1/events", "application/json", b'{"type":'),
                                ("/api/v1/envelopes/T1/documents?document=main&name=c.pdf", "application/pdf", PDF[:100])):
-        reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
-        writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {keys['a']}\r\n"
-                     f"Content-Type: {ctype}\r\nContent-Length: 100000\r\n\r\n".encode() + start)
-        await writer.drain()
-        answer = b""  # then nothing more is sent; the answer comes all the same
-        while b"request_timeout" not in answer:
-            part = await asyncio.wait_for(reader.read(4096), 10)
-            assert part, answer
-            answer += part
-        writer.close()
+        answer = await stall(client, f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {keys['a']}\r\n"
+                                     f"Content-Type: {ctype}\r\nContent-Length: 100000\r\n\r\n".encode() + start)
         assert answer.split(b"\r\n", 1)[0].endswith(b" 408 Request Timeout"), answer[:200]
         assert b'"request_timeout"' in answer
     assert blobs(ledger) == set(), "the stalled upload's temporary file is gone"
@@ -456,14 +462,7 @@ async def test_a_stalled_access_code_form_gets_408(client: TestClient[Any, Any],
     from portal import body
 
     monkeypatch.setattr(body, "IDLE_S", 0.3)
-    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
-    writer.write(f"POST /v/{code_copy}/document HTTP/1.1\r\nHost: x\r\n"
-                 "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\naccess_cod".encode())
-    await writer.drain()
-    answer = b""
-    while b"request_timeout" not in answer:
-        part = await asyncio.wait_for(reader.read(4096), 10)
-        assert part, answer
-        answer += part
-    writer.close()
+    answer = await stall(client, f"POST /v/{code_copy}/document HTTP/1.1\r\nHost: x\r\n"
+                                 "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n"
+                                 "access_cod".encode())
     assert answer.split(b"\r\n", 1)[0].endswith(b" 408 Request Timeout"), answer[:200]

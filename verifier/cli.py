@@ -12,8 +12,10 @@ import base64
 import binascii
 import math
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from verifier.checkpoint import verify_checkpoint
 from verifier.errors import FormatError, VerificationError
@@ -161,15 +163,28 @@ def _unix_moment(text: str) -> datetime:
     return moment
 
 
-def _minutes(text: str) -> float:
-    try:
-        minutes = float(text)
-    except ValueError:
-        minutes = math.nan
-    if not 0 < minutes <= MAX_AGE_MINUTES:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes more than 0 and at most "
-                                         f"{MAX_AGE_MINUTES} (366 days); leave out --at to check no freshness")
-    return minutes
+N = TypeVar("N", int, float)
+
+
+def ranged(convert: Callable[[str], N], low: float, high: float, what: str, *,
+           above: bool = False) -> Callable[[str], N]:
+    """An argparse type: a number from `low` (or, with `above`, more than it) to `high`; anything else,
+    nan and what `convert` cannot read too, is refused as "'TEXT' is not WHAT"."""
+
+    def parse(text: str) -> N:
+        try:
+            value: float = convert(text)
+        except ValueError:
+            value = math.nan
+        if not ((low < value if above else low <= value) and value <= high):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value  # type: ignore[return-value]  # convert gave it
+
+    return parse
+
+
+_minutes = ranged(float, 0, MAX_AGE_MINUTES, f"a number of minutes more than 0 and at most {MAX_AGE_MINUTES} "
+                  "(366 days); leave out --at to check no freshness", above=True)
 
 
 def main(argv: list[str] | None = None) -> int:
