@@ -30,11 +30,12 @@ STATUS_LABEL = {
 
 
 def mask_name(name: str) -> str:
-    """Keep the first and last character: "Zhang San" -> "Z*******n", "李四" -> "李*"."""
+    """Keep the first and last character, with a mask of fixed width between them, so that the mask
+    does not tell the name's length: "Zhang San" -> "Z***n", "张小明" -> "张***明", "李四" -> "李*"."""
     name = name.strip()
     if len(name) <= 2:
         return name[:1] + "*"
-    return name[0] + "*" * (len(name) - 2) + name[-1]
+    return name[0] + "***" + name[-1]
 
 
 def _opening(ledger: Ledger, env: str, commitment: str | None) -> dict[str, Any]:
