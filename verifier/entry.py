@@ -59,12 +59,18 @@ def _no_constant(s: str) -> Any:
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise FormatError(f"duplicate key {k!r}")
-        out[k] = v
+    out = dict(pairs)
+    if len(out) != len(pairs):  # a key came twice: say which
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise FormatError(f"duplicate key {k!r}")
+            seen.add(k)
     return out
+
+
+# One decoder for every call (json.loads with options makes a new one each time).
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_float=_no_float, parse_constant=_no_constant)
 
 
 def _depth(v: Any, d: int = 0) -> None:
@@ -94,7 +100,7 @@ def strict_loads(data: bytes | str, *, max_bytes: int) -> Any:
     if data.startswith("\ufeff"):
         raise FormatError("JSON must not start with a byte-order mark")
     try:
-        value = json.loads(data, object_pairs_hook=_pairs, parse_float=_no_float, parse_constant=_no_constant)
+        value = _DECODER.decode(data)
     except json.JSONDecodeError as e:
         raise FormatError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except RecursionError:
