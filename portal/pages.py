@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
@@ -30,11 +31,20 @@ def make_templates() -> jinja2.Environment:
 
 def render(request: web.Request, name: str, status: int = 200, **ctx: Any) -> web.Response:
     lang = i18n.choose(request)
+    other = "en" if lang == "zh-CN" else "zh-CN"
     led = request.app[LEDGER]
     html = request.app[TEMPLATES].get_template(name).render(
-        lang=lang, other_lang="en" if lang == "zh-CN" else "zh-CN", t=i18n.TEXT[lang],
+        lang=lang, other_lang=other, switch=_switch(request, other), t=i18n.TEXT[lang],
+        events=i18n.EVENTS[lang], details=i18n.DETAILS[lang],
         domain=request.host, origin=led.config.origin, **ctx)
     return _html(request, lang, html.encode(), status)
+
+
+def _switch(request: web.Request, lang: str) -> str:
+    """The language switch's link: the same page in `lang`; the lookup page keeps the code typed.
+    (Nothing else of the query: copy pages are cached whatever query they were asked with.)"""
+    keep = {"code": request.query["code"]} if request.path == "/lookup" and "code" in request.query else {}
+    return "?" + urlencode({**keep, "lang": lang})
 
 
 def _html(request: web.Request, lang: str, body: bytes, status: int = 200) -> web.Response:

@@ -24,7 +24,8 @@ CHECKED = ("copy_of", "void_detail", "role_signer", "role_cc", "order", "signed"
 def script(lang: str) -> bytes:
     t = i18n.TEXT[lang]
     texts = {"lang": lang, "labels": {st: t["status_" + label] for st, label in STATUS_LABEL.items()},
-             "reasons": i18n.REASONS[lang], **{k: t[k] for k in CHECKED}}
+             "reasons": i18n.REASONS[lang], "events": i18n.EVENTS[lang], "details": i18n.DETAILS[lang],
+             **{k: t[k] for k in CHECKED}}
     body = json.dumps(texts, ensure_ascii=False, sort_keys=True)
     return f'"use strict";\n// generated from portal/i18n.py\nconst EL_TEXT = {body};\n'.encode()
 

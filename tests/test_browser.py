@@ -24,7 +24,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_
 from playwright.sync_api import Error as PlaywrightError
 
 from ledger.keys import LogSigner
-from portal.i18n import REASONS, TEXT
+from portal.i18n import DETAILS, EVENTS, REASONS, TEXT
 from tests.browser_util import CHROMIUM, CHROMIUM_ARGS, DemoCopy, LedgerServer, LyingProxies, Tamper
 from tests.conftest import ROOT
 from verifier.checkpoint import verify_checkpoint
@@ -281,6 +281,15 @@ def test_home_page_code_form_and_file_check(server: LedgerServer, page: Page, tm
     page.locator("#file-result.bad").wait_for()
     assert (page.locator("#file-result").text_content() or "").startswith(EN["file_result_none"])
     shot(page, "home-file-check")
+    # a refused lookup (here: rate-limited) is no answer: never "not registered"
+    page.route("**/d/*", lambda route: route.fulfill(status=429, body="{}", content_type="application/json"))
+    try:
+        page.set_input_files("#file-input", str(original))
+        page.locator("#file-result.error").wait_for()
+        said = page.locator("#file-result").text_content() or ""
+        assert "429" in said and EN["file_result_none"] not in said and EN["file_result_found"] not in said, said
+    finally:
+        page.unroute("**/d/*")
 
 
 def test_chinese_page(server: LedgerServer, browser: Browser) -> None:
@@ -303,7 +312,14 @@ def test_chinese_page(server: LedgerServer, browser: Browser) -> None:
           return draw('有') === draw('效');
         }""")
         assert not same, "the browser has no font for Chinese (Debian package fonts-wqy-microhei)"
+        timeline = p.locator("#timeline").inner_text()
+        assert "签署" in timeline and "party.signed" not in timeline, "the timeline is in Chinese"
         shot(p, "completed-zh-CN")
+        # the switch to English keeps the QR code's pins: the check is still green, not amber
+        p.click("#lang-switch")
+        p.wait_for_url(re.compile(r"\?lang=en#k="))
+        assert p.get_attribute("html", "lang") == "en"
+        assert assert_verified(p).startswith("Verified in your browser")
     finally:
         ctx.close()
 
@@ -424,7 +440,8 @@ def liars(server: LedgerServer) -> Iterator[LyingProxies]:
             return body
         served_outdated.append(path)
         html = body.decode()
-        rows = re.findall(r"<tr><td>[^<]*</td><td>[a-z.]+</td>.*?</tr>\n?", html)
+        timeline = html.split('id="timeline"', 1)[1].split("</table>", 1)[0]
+        rows = re.findall(r"<tr><td>.*?</tr>\n?", timeline)
         n = int(re.search(r'data-events="(\d+)"', html).group(1))  # type: ignore[union-attr]
         assert len(rows) == n, (len(rows), n)
         return html.replace(rows[-1], "").replace(f'data-events="{n}"', f'data-events="{n - 1}"').encode()
@@ -446,7 +463,7 @@ def liars(server: LedgerServer) -> Iterator[LyingProxies]:
             path, ctype, body)),
         "substitute": substitute,
         # what the page shows besides the status: each fact must be what the signed events say
-        "timeline": _html_rule(completed, ("<td>sms</td>", "<td>face</td>")),
+        "timeline": _html_rule(completed, (f"<td>{DETAILS['en']['sms']}</td>", f"<td>{DETAILS['en']['face']}</td>")),
         "parties": _html_rule(sent, (re.escape(EN["pending"]), EN["signed"])),
         "copyno": _html_rule(completed, (r"printed copy no\. 1 ", "printed copy no. 2 ")),
         "docsize": _html_rule(completed, (r"\((\d+) B\)", r"(1\1 B)")),
@@ -460,7 +477,8 @@ def liars(server: LedgerServer) -> Iterator[LyingProxies]:
         # the void hidden rather than removed: the check reads only what is on screen
         "hidden": _html_rule(voided, ('data-status="voided"', 'data-status="completed" hidden'),
                              (r'<p id="void-detail">', '<p id="void-detail" hidden>'),
-                             (r"<tr><td>([^<]*)</td><td>envelope\.voided", r"<tr hidden><td>\1</td><td>envelope.voided")),
+                             (r"<tr><td>([^<]*)</td><td>" + re.escape(EVENTS["en"]["envelope.voided"]) + "<",
+                              r"<tr hidden><td>\1</td><td>" + EVENTS["en"]["envelope.voided"] + "<")),
     })
     proxies.start()
     try:

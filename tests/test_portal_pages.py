@@ -15,8 +15,11 @@ from aiohttp.test_utils import TestClient
 from ledger.core import Ledger
 from ledger.demo import TENANT, create_demo
 from ledger.errors import RefusedError
-from ledger.public import STATUS_LABEL
+from ledger.public import STATUS_LABEL, mask_name
 from portal.app import create_app
+from portal.i18n import DETAILS, EVENTS, LANGS
+from verifier.entry import EVENT_TYPES
+from verifier.lifecycle import AUTH_METHODS, CHANNELS, PARTY_KINDS, SEAL_KINDS
 
 Client = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -45,10 +48,17 @@ async def test_every_state_has_its_banner(client: TestClient[Any, Any], demo: An
     html = await r.text()
     assert r.status == 200
     assert f'data-status="{status}"' in html and f"<h1>{banner}" in html
-    assert "Z*******n" in html and "Zhang San" not in html, "names are masked"
+    assert "Z***n" in html and "Zhang San" not in html, "names are masked"
     assert "Price changed" not in html and "Wrong counterparty" not in html, "reasons stay private"
     if status == "voided":
         assert "every signing party consented" in html
+
+
+def test_a_masked_name_does_not_tell_its_length() -> None:
+    assert mask_name("Zhang San") == "Z***n"
+    assert mask_name(" 张小明 ") == "张***明"
+    assert mask_name("李四") == "李*" and mask_name("X") == "X*"
+    assert len(mask_name("Bo Li")) == len(mask_name("Maximilian Alexander von Hohenberg-Schwarzburg"))
 
 
 async def test_unknown_code(client: TestClient[Any, Any]) -> None:
@@ -119,6 +129,30 @@ async def test_chinese_by_accept_language_and_switch(client: TestClient[Any, Any
     r = await client.get(f"/v/{code}?lang=en", headers={"Accept-Language": "zh-CN"})
     assert "VALID" in await r.text() and "lang=en" in r.headers.get("Set-Cookie", "")
     assert code[:5] in html and "127.0.0.1" in html, "the code and the domain are printed on the page"
+
+
+def test_every_event_type_method_and_channel_has_words_in_every_language() -> None:
+    values = {*AUTH_METHODS, *CHANNELS, *PARTY_KINDS, *SEAL_KINDS}
+    for lang in LANGS:
+        assert set(EVENTS[lang]) == set(EVENT_TYPES) and set(DETAILS[lang]) == values, lang
+
+
+async def test_the_timeline_speaks_the_page_language(client: TestClient[Any, Any], demo: Any) -> None:
+    code = demo[1]["completed"]
+    for lang in LANGS:
+        html = await (await client.get(f"/v/{code}?lang={lang}")).text()
+        timeline = html.split('id="timeline"', 1)[1].split("</table>", 1)[0]
+        cells = re.findall(r"<td>([^<]*)</td>", timeline)
+        assert EVENTS[lang]["party.signed"] in cells and DETAILS[lang]["sms"] in cells, lang
+        assert not set(cells) & set(EVENT_TYPES), "no event type of the log is left untranslated"
+
+
+async def test_the_language_switch_keeps_the_page(client: TestClient[Any, Any], demo: Any) -> None:
+    code = demo[1]["completed"]
+    html = await (await client.get(f"/v/{code}?lang=en&x=%22injected")).text()
+    assert 'id="lang-switch" href="?lang=zh-CN"' in html, "a copy page's switch holds nothing but the language"
+    html = await (await client.get("/lookup?code=nope&lang=zh-CN")).text()
+    assert 'id="lang-switch" href="?code=nope&amp;lang=en"' in html, "the lookup page keeps the code typed"
 
 
 async def test_security_headers_and_no_inline_script(client: TestClient[Any, Any], demo: Any) -> None:
@@ -259,7 +293,7 @@ async def test_an_envelope_recorded_under_earlier_rules_still_has_its_page(aioht
         client = await aiohttp_client(create_app(led, anchor=False))
         code = codes["sent"]
         r = await client.get(f"/v/{code}")
-        assert r.status == 200 and "paper.scanned" in await r.text()
+        assert r.status == 200 and f"<td>{EVENTS['en']['paper.scanned']}</td>" in await r.text()
         r = await client.get(f"/v/{code}.json")
         assert r.status == 200 and (await r.json())["status"] == "sent"
     finally:

@@ -30,3 +30,10 @@ const EL = {
     return true;
   },
 };
+
+// The language switch keeps the address's fragment: on a QR page it holds the pins the in-browser
+// check needs (it is never sent to the server, so the server's link cannot carry it).
+document.addEventListener("DOMContentLoaded", () => {
+  const a = document.getElementById("lang-switch");
+  if (a && location.hash) a.href = a.getAttribute("href").split("#")[0] + location.hash;
+});

@@ -7,11 +7,23 @@ document.addEventListener("DOMContentLoaded", () => {
   const out = document.getElementById("file-result");
   if (!box || !input) return;
   async function check(file) {
+    out.textContent = "";
+    out.className = "";
     const sha = await EL.fileSha256(file);
-    const resp = await fetch(`/d/${sha}`, { headers: { Accept: "application/json" } });
-    const body = await resp.json();
-    out.textContent = `${body.registered ? box.dataset.found : box.dataset.none} SHA-256 ${sha}`;
-    out.className = body.registered ? "ok" : "bad";
+    let registered;
+    try {
+      const resp = await fetch(`/d/${sha}`, { headers: { Accept: "application/json" } });
+      // only an answer of the lookup says whether the file is registered (not a 429, not a 5xx)
+      if (!resp.ok) throw new Error(String(resp.status));
+      registered = (await resp.json()).registered;
+      if (typeof registered !== "boolean") throw new Error("?");
+    } catch (err) {
+      out.textContent = box.dataset.error.replace("{status}", err instanceof TypeError ? "-" : err.message);
+      out.className = "error";
+      return;
+    }
+    out.textContent = `${registered ? box.dataset.found : box.dataset.none} SHA-256 ${sha}`;
+    out.className = registered ? "ok" : "bad";
   }
   input.addEventListener("change", () => input.files.length && check(input.files[0]));
   box.addEventListener("dragover", (e) => e.preventDefault());

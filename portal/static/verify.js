@@ -214,9 +214,13 @@
     if (cmp && cmp.dataset.sha256 !== docHash) fail("doc_compare");
     if (p.d && !docHash.startsWith(p.d)) fail("doc_pin");
     checkParties(parties, t);
-    checkTimeline(rows);
+    checkTimeline(rows, t);
     return { size: cp.size, pinned: Boolean(p.k), docHash };
   }
+
+  // The page's word for a value of the log (an event type, a method): the log's own value if none.
+  const said = (words, value) =>
+    (typeof value === "string" && Object.prototype.hasOwnProperty.call(words, value) ? words[value] : value);
 
   // The parties table: one row per party.added, in order, with the role, signing order and outcome
   // the events give. Their names are the portal's statement (the log holds only commitments).
@@ -233,9 +237,9 @@
     });
   }
 
-  // The timeline: one row per event, in order, with its time, type and method or channel; a party
-  // named in a row is the one the parties table shows for that party.
-  function checkTimeline(rows) {
+  // The timeline: one row per event, in order, with its time, type and method or channel (in the
+  // words of /texts/<lang>.js); a party named in a row is the one the parties table shows for it.
+  function checkTimeline(rows, t) {
     const trs = document.querySelectorAll("#timeline tr");
     const names = Array.from(document.querySelectorAll("#parties tr"), (tr) => text(tr.cells[0]));
     if (trs.length !== rows.length) fail("timeline", { index: Math.min(trs.length, rows.length) + 1 });
@@ -243,8 +247,8 @@
     rows.forEach((row, i) => {
       const cells = Array.from(trs[i].cells, text);
       const party = row.party ? names[row.party - 1] : "";
-      if (cells.length !== 4 || cells[0] !== row.time || cells[1] !== row.type || cells[2] !== party ||
-          cells[3] !== row.detail) {
+      if (cells.length !== 4 || cells[0] !== row.time || cells[1] !== said(t.events, row.type) ||
+          cells[2] !== party || cells[3] !== said(t.details, row.detail)) {
         fail("timeline", { index: i + 1 });
       }
     });
