@@ -2,7 +2,8 @@
 
 Serves the C2SP log endpoints (checkpoint, tiles, entry bundles) byte-exact, the log's verifier key,
 a health check and the local TSA (`POST /tsa`), and runs the anchoring loop (`ledger.anchor`) as a
-background task for the application's lifetime. Errors become one JSON shape, `{"error": {"code": ..., "message": ...}}`.
+background task for the application's lifetime. Errors become one JSON shape, `{"error": {"code": ..., "message": ...}}`,
+except on a public page a browser asked for, where they are a page in the reader's language.
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
+def _failure(request: web.Request, status: int, code: str, message: str) -> web.Response:
+    """The JSON error; for a person's browser on a public page, a page in the reader's language."""
+    if status < 500 and pages.for_a_person(request):
+        return pages.error_page(request, status, code)
+    return error_response(status, code, message)
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -56,13 +64,13 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        return error_response(e.status, e.reason.lower().replace(" ", "_"), e.text or e.reason)
+        return _failure(request, e.status, e.reason.lower().replace(" ", "_"), e.text or e.reason)
     except RateLimited as e:
-        resp = error_response(e.status, e.code, str(e))
+        resp = _failure(request, e.status, e.code, str(e))
         resp.headers["Retry-After"] = str(e.retry_after)
         return resp
     except LedgerError as e:
-        resp = error_response(e.status, e.code, str(e))
+        resp = _failure(request, e.status, e.code, str(e))
         if e.status == 401:  # RFC 9110 §11.6.1: a 401 names the scheme it wants
             resp.headers["WWW-Authenticate"] = 'Bearer realm="ledger api"'
         return resp

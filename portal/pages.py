@@ -7,6 +7,7 @@ hashing of local files and the in-browser proof check. Lookups are rate-limited 
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -40,6 +41,28 @@ def render(request: web.Request, name: str, status: int = 200, **ctx: Any) -> we
     return _html(request, lang, html.encode(), status)
 
 
+_COPY_PATH = re.compile(r"/v/([^/.]+)(?:/document)?")
+
+
+def for_a_person(request: web.Request) -> bool:
+    """Is this a browser asking for a page (a copy's page, its download form, the lookup), rather than
+    a program asking the API, a JSON view or the log's files? Such a request's failure is a page."""
+    path = request.path
+    return ((path == "/lookup" or _COPY_PATH.fullmatch(path) is not None)
+            and "text/html" in request.headers.get("Accept", ""))
+
+
+def error_page(request: web.Request, status: int, code: str) -> web.Response:
+    """A failure as a page in the reader's language: what went wrong in its words (never the server's
+    message, which may quote what was sent), and the way back."""
+    t = i18n.TEXT[i18n.choose(request)]
+    message = t.get("error_" + code) or t["error_other"].format(status=status)
+    m = _COPY_PATH.fullmatch(request.path)
+    code_ = qr.normalise(m.group(1)) if m else None
+    back = f"/v/{code_}" if code_ else "/"
+    return render(request, "error.html", status=status, message=message, code=code, back=back)
+
+
 def _switch(request: web.Request, lang: str) -> str:
     """The language switch's link: the same page in `lang`; the lookup page keeps the code typed.
     (Nothing else of the query: copy pages are cached whatever query they were asked with.)"""
@@ -62,12 +85,18 @@ async def index(request: web.Request) -> web.Response:
     return render(request, "index.html")
 
 
+def _unknown(request: web.Request, code: str | None) -> web.Response:
+    """UNKNOWN CODE, with the code looked up, when it is one (to compare with the paper); text that
+    is no code is not shown back."""
+    return render(request, "unknown.html", status=404, looked_up=qr.grouped(code) if code else None)
+
+
 @routes.get("/lookup")
 async def lookup(request: web.Request) -> web.StreamResponse:
     request.app[LOOKUP_LIMIT].check(request)
     code = qr.normalise(request.query.get("code", ""))
     if code is None:
-        return render(request, "unknown.html", status=404)
+        return _unknown(request, None)
     raise web.HTTPSeeOther(f"/v/{code}")
 
 
@@ -89,7 +118,7 @@ async def copy_page(request: web.Request) -> web.Response:
         raise web.HTTPMovedPermanently(f"/v/{code}")
     version = await _version(led, code) if code is not None else None
     if version is None or code is None:
-        return render(request, "unknown.html", status=404)
+        return _unknown(request, code)
     lang = i18n.choose(request)
     key = (code, lang, request.host)
     cache = request.app[PAGES]
@@ -97,7 +126,7 @@ async def copy_page(request: web.Request) -> web.Response:
     if body is None:
         v = await asyncio.to_thread(copy_view, led, code, proofs=False)
         if v is None:
-            return render(request, "unknown.html", status=404)
+            return _unknown(request, code)
         resp = render(request, "copy.html", v=v)
         assert resp.body is not None
         cache.put(key, version, bytes(resp.body))  # type: ignore[arg-type]

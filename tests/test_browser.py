@@ -251,6 +251,22 @@ def test_other_states_show_their_banner_and_verify(server: LedgerServer, page: P
     shot(page, f"{status}-{label.lower().replace(' ', '-')}")
 
 
+def test_without_its_texts_the_check_fails_red(server: LedgerServer, page: Page) -> None:
+    """The words the check compares with come with its script: without them nothing is checked, and
+    the page says so in red."""
+    page.route("**/texts/*.js", lambda route: route.fulfill(status=404, body="", content_type="text/javascript"))
+    try:
+        open_copy(page, server.copies["completed"].url)
+        page.wait_for_function("() => document.querySelector('#verify[data-result]') !== null")
+        result, text = verify_outcome(page)
+        assert result == "fail" and text.startswith("VERIFICATION FAILED") and "texts" in text, text
+        assert border_colour(page, "#verify") == RED
+        assert banner(page)[0] == "failed", "the banner no longer says VALID"
+        assert page.eval_on_selector("#status", "e => getComputedStyle(e).backgroundColor") == RED
+    finally:
+        page.unroute("**/texts/*.js")
+
+
 def test_unknown_code(server: LedgerServer, page: Page) -> None:
     resp = page.goto(f"{server.base}/v/0000000000000000000Z")
     assert resp is not None and resp.status == 404

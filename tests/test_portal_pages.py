@@ -17,7 +17,7 @@ from ledger.demo import TENANT, create_demo
 from ledger.errors import RefusedError
 from ledger.public import STATUS_LABEL, mask_name
 from portal.app import create_app
-from portal.i18n import DETAILS, EVENTS, LANGS
+from portal.i18n import DETAILS, EVENTS, LANGS, TEXT
 from verifier.entry import EVENT_TYPES
 from verifier.lifecycle import AUTH_METHODS, CHANNELS, PARTY_KINDS, SEAL_KINDS
 
@@ -63,7 +63,12 @@ def test_a_masked_name_does_not_tell_its_length() -> None:
 
 async def test_unknown_code(client: TestClient[Any, Any]) -> None:
     r = await client.get("/v/0000000000000000000Z")
-    assert r.status == 404 and "UNKNOWN CODE" in await r.text()
+    html = await r.text()
+    assert r.status == 404 and "UNKNOWN CODE" in html
+    assert "00000-00000-00000-0000Z" in html, "the code looked up is shown, to compare with the paper"
+    r = await client.get("/lookup?code=%3Cb%3Enot+a+code")
+    html = await r.text()
+    assert r.status == 404 and "not a code" not in html and "looked up" not in html, "text that is no code is not shown"
     r = await client.get("/v/0000000000000000000Z.json")
     assert r.status == 404 and (await r.json())["error"]["code"] == "unknown_code"
 
@@ -147,6 +152,21 @@ async def test_the_timeline_speaks_the_page_language(client: TestClient[Any, Any
         assert not set(cells) & set(EVENT_TYPES), "no event type of the log is left untranslated"
 
 
+async def test_a_refusal_on_a_page_is_a_page_for_a_browser_and_json_for_a_program(
+        aiohttp_client: Client, demo: Any) -> None:
+    client = await aiohttp_client(create_app(demo[0], lookup_rate=0.001, lookup_burst=1))
+    code = demo[1]["completed"]
+    browser = {"Accept": "text/html,*/*;q=0.8", "Accept-Language": "en"}
+    assert (await client.get(f"/v/{code}", headers=browser)).status == 200
+    r = await client.get(f"/v/{code}", headers=browser)
+    assert r.status == 429 and r.content_type == "text/html" and int(r.headers["Retry-After"]) > 0
+    assert TEXT["en"]["error_rate_limited"] in await r.text()
+    r = await client.get(f"/v/{code}")
+    assert r.status == 429 and (await r.json())["error"]["code"] == "rate_limited"
+    r = await client.get(f"/v/{code}.json", headers=browser)
+    assert r.status == 429 and (await r.json())["error"]["code"] == "rate_limited", "a JSON view stays JSON"
+
+
 async def test_the_language_switch_keeps_the_page(client: TestClient[Any, Any], demo: Any) -> None:
     code = demo[1]["completed"]
     html = await (await client.get(f"/v/{code}?lang=en&x=%22injected")).text()
@@ -220,6 +240,15 @@ async def test_download_with_an_access_code(aiohttp_client: Client, tmp_path: Pa
         assert (await client.get(f"/v/{item['code']}/document")).status == 404
         r = await client.post(f"/v/{item['code']}/document", data={"access_code": "WRONG-CODE-1"})
         assert r.status == 403 and (await r.json())["error"]["code"] == "forbidden"
+        # the same refusal to a person's browser: a page in the reader's language, with the way back
+        browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8", "Accept-Language": "zh-CN"}
+        r = await client.post(f"/v/{item['code']}/document", data={"access_code": "WRONG-CODE-1"}, headers=browser)
+        html = await r.text()
+        assert r.status == 403 and r.content_type == "text/html", html
+        assert TEXT["zh-CN"]["error_forbidden"] in html and f'href="/v/{item["code"]}"' in html
+        assert "WRONG-CODE-1" not in html, "what was sent is not shown back"
+        r = await client.get(f"/v/{item['code']}/document", headers=browser)
+        assert r.status == 404 and TEXT["zh-CN"]["error_not_found"] in await r.text()
         r = await client.post(f"/v/{item['code']}/document", data={"access_code": item["access_code"].lower()})
         assert r.status == 200 and (await r.read()).startswith(b"%PDF-")
         raw = b"".join(led.log.entry(i) for i in range(led.log.size))

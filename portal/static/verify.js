@@ -312,7 +312,10 @@
     if (typeof EL_TEXT === "undefined") {
       box.className = "verify fail";
       box.dataset.result = "fail";
-      out.textContent = "VERIFICATION FAILED: the check's texts did not load (/texts/*.js).";
+      const zh = document.documentElement.lang === "zh-CN";
+      out.textContent = zh ? "未通过验证：验证所需的文字未能加载（/texts/*.js）。请勿信任此页面。"
+        : "VERIFICATION FAILED: the check's texts did not load (/texts/*.js). Do not trust this page.";
+      bannerFailed({ status_failed: zh ? "未通过验证 - 请勿信任此页面" : "NOT VERIFIED - do not rely on this page" });
       return;
     }
     const t = EL_TEXT;
