@@ -478,13 +478,11 @@ class TileLog:
             note, new_checkpoint = self._published[2], False
         return (_chunks(first, staged) if staged else [], full, edges, root, note, new_checkpoint)
 
-    def _write(self, rows: tuple[Any, ...], t: _Tree, first: int, *, begin: bool) -> AppendResult:
-        """Insert the rows and COMMIT (beginning the transaction if asked); then publish."""
+    def _write(self, rows: tuple[Any, ...], t: _Tree, first: int) -> AppendResult:
+        """Insert the rows into the transaction `begin()` opened and COMMIT; then publish."""
         chunks, full, edges, root, note, new_checkpoint = rows
         c = self.conn
         try:
-            if begin:
-                c.execute("BEGIN IMMEDIATE")
             if chunks:
                 c.executemany("INSERT INTO entry_chunks(start, count, data) VALUES (?, ?, ?)", chunks)
             if full:
@@ -522,7 +520,7 @@ class TileLog:
             if isinstance(e, sqlite3.Error):
                 raise StorageError(f"could not write to the ledger database: {e}; nothing was acknowledged") from e
             raise
-        result = self._write(rows, t, self._tree.size, begin=False)
+        result = self._write(rows, t, self._tree.size)
         self._work = None
         self._staged, self._full_tiles, self._hooks = [], [], []
         return result
