@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ledger.errors import LedgerError
 from ledger.tsa import DEFAULT_POLICY
@@ -138,6 +139,12 @@ class Config:
     tsa: tuple[TsaConfig, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def public_host(self) -> str:
+        """The host (and port, if any) of `public_url`: the address printed with every QR code, and
+        the one each page tells its reader to look for in the address bar."""
+        return urlsplit(self.public_url).netloc
+
     def witness_verifiers(self) -> list[CosignatureVerifier]:
         """The notaries whose tlog-cosignature/v1 cosignatures the log accepts and shows."""
         return [CosignatureVerifier.from_string(k) for k in self.witnesses]
@@ -233,7 +240,27 @@ def load_config(home: Path) -> Config:
         _check_name(raw.get("origin", DEFAULT_ORIGIN))  # the origin names the log's key: the check of signed notes
     except FormatError as e:
         raise _bad(f"{path}: origin: {e}") from None
+    why = public_url_problem(raw.get("public_url", Config.public_url))
+    if why:
+        raise _bad(f"{path}: public_url: {why}")
     return Config(**raw, tsa=parsed)
+
+
+def public_url_problem(url: str) -> str | None:
+    """What is wrong with a portal address printed in QR codes, or None: http(s), a host, and nothing
+    after the path (a query or fragment would break every QR URL built on it), no credentials."""
+    try:
+        u = urlsplit(url)
+        u.port  # noqa: B018  # raises on a port that is no number or out of range
+    except ValueError as e:
+        return f"{url!r} is not a URL ({e})"
+    if u.scheme not in ("http", "https") or not u.hostname:
+        return f"{url!r} must be an http:// or https:// address with a host, like https://verify.example.com"
+    if u.username is not None or u.password is not None:
+        return f"{url!r} must not hold a user name or password (it is printed on paper)"
+    if u.query or u.fragment or "?" in url or "#" in url:
+        return f"{url!r} must not have a query or a fragment"
+    return None
 
 
 _DAY_S = 86_400

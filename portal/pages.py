@@ -37,7 +37,7 @@ def render(request: web.Request, name: str, status: int = 200, **ctx: Any) -> we
     html = request.app[TEMPLATES].get_template(name).render(
         lang=lang, other_lang=other, switch=_switch(request, other), t=i18n.TEXT[lang],
         events=i18n.EVENTS[lang], details=i18n.DETAILS[lang],
-        domain=request.host, origin=led.config.origin, **ctx)
+        domain=led.config.public_host, origin=led.config.origin, **ctx)
     return _html(request, lang, html.encode(), status)
 
 
@@ -120,7 +120,7 @@ async def copy_page(request: web.Request) -> web.Response:
     if version is None or code is None:
         return _unknown(request, code)
     lang = i18n.choose(request)
-    key = (code, lang, request.host)
+    key = (code, lang)
     cache = request.app[PAGES]
     body = cache.get(key, version)
     if body is None:

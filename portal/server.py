@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -180,6 +181,18 @@ def serve(home: Path, host: str | None = None, port: int | None = None, workers:
             os.close(lock)
 
 
+def public_url_elsewhere(public_url: str, host: str, port: int) -> str | None:
+    """A warning when QR codes will point to a local address this server does not listen on (a
+    public address is a proxy's business, not this server's)."""
+    u = urlsplit(public_url)
+    if u.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    if (u.port or (443 if u.scheme == "https" else 80)) == port:
+        return None
+    return (f"QR codes and pages name public_url {public_url}, but this server listens on port {port}: "
+            "set public_url in config.toml to the address people will open")
+
+
 def _serve_locked(home: Path, host: str | None, port: int | None, workers: int) -> None:
     ledger = Ledger.open(home)
     h = host or ledger.config.host
@@ -194,6 +207,9 @@ def _serve_locked(home: Path, host: str | None, port: int | None, workers: int) 
     app = create_app(ledger, lookup_buckets=lookup, upload_buckets=upload)
     print(f"serving {ledger.config.origin} at http://{h}:{p}/ (entries: {ledger.log.size}, "
           + (f"{workers} worker processes and a writer)" if workers > 1 else "one process)"), flush=True)
+    elsewhere = public_url_elsewhere(ledger.config.public_url, h, p)
+    if elsewhere:
+        log.warning(elsewhere)
     try:
         if workers > 1:
             for n in range(1, workers + 1):

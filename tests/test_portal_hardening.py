@@ -21,8 +21,9 @@ from ledger.apikeys import create_key
 from ledger.config import load_config
 from ledger.core import DB_NAME, Ledger
 from ledger.demo import demo_pdf
-from ledger.errors import RefusedError
+from ledger.errors import LedgerError, RefusedError
 from portal.app import create_app
+from portal.server import public_url_elsewhere
 from tests.test_portal_api import PDF, PDF_SHA, assert_error, auth
 
 Client = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -466,3 +467,22 @@ async def test_a_stalled_access_code_form_gets_408(client: TestClient[Any, Any],
                                  "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n"
                                  "access_cod".encode())
     assert answer.split(b"\r\n", 1)[0].endswith(b" 408 Request Timeout"), answer[:200]
+
+
+@pytest.mark.parametrize("url", ["example.com", "ftp://example.com", "https://user:pw@example.com",
+                                 "https://example.com/?a=1", "https://example.com/#x", "https://example.com:99999",
+                                 "https://"])
+def test_a_public_url_that_cannot_head_a_qr_url_is_refused(tmp_path: Path, url: str) -> None:
+    home = tmp_path / "home"
+    Ledger.init(home).close()
+    cfg = home / "config.toml"
+    cfg.write_text(cfg.read_text().replace('public_url = "http://127.0.0.1:8080"', f"public_url = {url!r}"))
+    with pytest.raises(LedgerError, match="public_url") as e:
+        load_config(home)
+    assert e.value.code == "bad_config"
+
+
+def test_serve_warns_when_qr_codes_name_a_local_port_it_does_not_listen_on() -> None:
+    assert public_url_elsewhere("http://127.0.0.1:8080", "127.0.0.1", 8080) is None
+    assert "port 18555" in (public_url_elsewhere("http://127.0.0.1:8080", "127.0.0.1", 18555) or "")
+    assert public_url_elsewhere("https://verify.example.com", "127.0.0.1", 8080) is None, "a proxy's address"

@@ -152,6 +152,16 @@ async def test_the_timeline_speaks_the_page_language(client: TestClient[Any, Any
         assert not set(cells) & set(EVENT_TYPES), "no event type of the log is left untranslated"
 
 
+async def test_the_page_names_the_printed_address_not_the_one_it_was_asked_by(
+        client: TestClient[Any, Any], demo: Any) -> None:
+    """A look-alike domain that proxies the portal must not make the page tell its reader to look for
+    the look-alike in the address bar."""
+    r = await client.get(f"/v/{demo[1]['completed']}", headers={"Host": "evil.example"})
+    html = await r.text()
+    assert r.status == 200 and "evil.example" not in html
+    assert f'<strong class="mono">{demo[0].config.public_host}</strong>' in html
+
+
 async def test_a_refusal_on_a_page_is_a_page_for_a_browser_and_json_for_a_program(
         aiohttp_client: Client, demo: Any) -> None:
     client = await aiohttp_client(create_app(demo[0], lookup_rate=0.001, lookup_burst=1))
