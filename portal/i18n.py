@@ -14,7 +14,9 @@ TEXT: dict[str, dict[str, str]] = {
         "code_placeholder": "e.g. ABCDE-FGHIJ-KMNPQ-RSTVW",
         "check": "Check",
         "or_file": "Or check a file: it is hashed in your browser; only its SHA-256 is sent.",
-        "file_result_found": "This file is registered.",
+        "file_result_found": ("A document with this fingerprint is registered in the log. That alone does not "
+                              "say whether a contract is valid, withdrawn or void: scan the QR code on your copy "
+                              "to see its status."),
         "file_result_none": "No registered document has this fingerprint.",
         "file_result_error": "The file could not be checked just now (error {status}); try again later.",
         "status_VALID": "VALID - signed by all parties",
@@ -88,7 +90,7 @@ TEXT: dict[str, dict[str, str]] = {
         "code_placeholder": "例如 ABCDE-FGHIJ-KMNPQ-RSTVW",
         "check": "查验",
         "or_file": "或查验文件：在您的浏览器中计算文件的哈希值，只发送其 SHA-256 值，不上传文件。",
-        "file_result_found": "该文件已登记。",
+        "file_result_found": "日志中登记有此指纹的文件。仅凭这一点无法判断合同是否有效、已撤回或已作废：请扫描您所持文件上的二维码查看其状态。",
         "file_result_none": "未找到具有此指纹的已登记文件。",
         "file_result_error": "暂时无法查验此文件（错误 {status}），请稍后再试。",
         "status_VALID": "有效 - 各方均已签署",

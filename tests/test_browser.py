@@ -289,7 +289,7 @@ def test_home_page_code_form_and_file_check(server: LedgerServer, page: Page, tm
 
     page.goto(f"{server.base}/")
     page.set_input_files("#file-input", str(original))
-    page.locator("#file-result.ok").wait_for()
+    page.locator("#file-result.info").wait_for()  # neutral, not green: registered is no verdict
     assert (page.locator("#file-result").text_content() or "").startswith(EN["file_result_found"])
     other = tmp_path / "other.txt"
     other.write_bytes(b"not a registered document\n")

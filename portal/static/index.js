@@ -23,7 +23,7 @@ document.addEventListener("DOMContentLoaded", () => {
       return;
     }
     out.textContent = `${registered ? box.dataset.found : box.dataset.none} SHA-256 ${sha}`;
-    out.className = registered ? "ok" : "bad";
+    out.className = registered ? "info" : "bad";  // registered is no verdict on a contract: not green
   }
   input.addEventListener("change", () => input.files.length && check(input.files[0]));
   box.addEventListener("dragover", (e) => e.preventDefault());
