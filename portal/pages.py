@@ -42,6 +42,7 @@ def render(request: web.Request, name: str, status: int = 200, **ctx: Any) -> we
 
 
 _COPY_PATH = re.compile(r"/v/([^/.]+)(?:/document)?")
+_PASTED_URL = re.compile(r"^\s*https?://[^/\s]+/v/([^/?#\s]+)")
 
 
 def for_a_person(request: web.Request) -> bool:
@@ -94,7 +95,9 @@ def _unknown(request: web.Request, code: str | None) -> web.Response:
 @routes.get("/lookup")
 async def lookup(request: web.Request) -> web.StreamResponse:
     request.app[LOOKUP_LIMIT].check(request)
-    code = qr.normalise(request.query.get("code", ""))
+    typed = request.query.get("code", "")
+    pasted = _PASTED_URL.search(typed)  # a QR code's whole address, pasted into the form
+    code = qr.normalise(pasted.group(1) if pasted else typed)
     if code is None:
         return _unknown(request, None)
     raise web.HTTPSeeOther(f"/v/{code}")

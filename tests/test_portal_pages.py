@@ -76,9 +76,19 @@ async def test_unknown_code(client: TestClient[Any, Any]) -> None:
 async def test_lookup_accepts_the_printed_forms(client: TestClient[Any, Any], demo: Any) -> None:
     code = demo[1]["completed"]
     for typed in (code.lower(), "-".join(code[i:i + 5] for i in range(0, 20, 5)),
-                  " ".join(code[i:i + 5] for i in range(0, 20, 5)), code.replace("1", "l").replace("0", "o")):
+                  " ".join(code[i:i + 5] for i in range(0, 20, 5)), code.replace("1", "l").replace("0", "o"),
+                  # as a Chinese input method types it (full-width), with typographic dashes, or pasted whole
+                  "－".join(full_width(code[i:i + 5]) for i in range(0, 20, 5)),
+                  "\u2013".join(code[i:i + 5] for i in range(0, 20, 5)),
+                  f"  https://verify.example.com/v/{code}#k=00112233445566778899aabbccddeeff&d=0011 "):
         r = await client.get("/lookup", params={"code": typed}, allow_redirects=False)
         assert r.status == 303 and r.headers["Location"] == f"/v/{code}", typed
+    for not_one in (code[:-1], code + "0", f"https://verify.example.com/x/{code}", "x" * 500):
+        assert (await client.get("/lookup", params={"code": not_one})).status == 404, not_one
+
+
+def full_width(ascii_text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) for c in ascii_text)
 
 
 async def test_json_carries_verifiable_proofs(client: TestClient[Any, Any], demo: Any) -> None:
