@@ -21,6 +21,7 @@ from ledger.public import copy_version, copy_view
 from portal import body as request_body
 from portal import i18n
 from portal.keys import HEAD, HEADS, LEDGER, LOOKUP_LIMIT, PAGES, TEMPLATES
+from verifier.lifecycle import CLOSED
 
 routes = web.RouteTableDef()
 
@@ -130,7 +131,7 @@ async def copy_page(request: web.Request) -> web.Response:
         v = await asyncio.to_thread(copy_view, led, code, proofs=False)
         if v is None:
             return _unknown(request, code)
-        resp = render(request, "copy.html", v=v)
+        resp = render(request, "copy.html", v=v, closed=CLOSED)
         assert resp.body is not None
         cache.put(key, version, bytes(resp.body))  # type: ignore[arg-type]
         return resp

@@ -16,7 +16,7 @@ from portal import i18n
 routes = web.RouteTableDef()
 
 # the page's words verify.js compares with what the signed events say, and the words it writes itself
-CHECKED = ("copy_of", "void_detail", "role_signer", "role_cc", "order", "signed", "declined", "pending",
+CHECKED = ("copy_of", "void_detail", "role_signer", "role_cc", "order", "signed", "declined", "pending", "not_signed",
            "status_failed", "verify_pending", "verify_ok", "verify_unpinned", "verify_fail", "compare_failed",
            "match", "mismatch")
 

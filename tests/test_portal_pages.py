@@ -52,6 +52,13 @@ async def test_every_state_has_its_banner(client: TestClient[Any, Any], demo: An
     assert "Price changed" not in html and "Wrong counterparty" not in html, "reasons stay private"
     if status == "voided":
         assert "every signing party consented" in html
+    parties = html.split('id="parties"', 1)[1].split("</table>", 1)[0]
+    if status in ("withdrawn", "declined", "voided"):  # closed: a signer who had not signed never will
+        assert TEXT["en"]["pending"] not in parties
+        assert (TEXT["en"]["not_signed"] in parties) == (status == "withdrawn"), "the demo's withdrawn had unsigned"
+    else:
+        assert TEXT["en"]["not_signed"] not in parties
+    assert "existed no later than the time below" in html, "the trusted time is said to be an upper bound"
 
 
 def test_a_masked_name_does_not_tell_its_length() -> None:

@@ -149,6 +149,7 @@
     return head;
   }
 
+  const CLOSED = ["withdrawn", "declined", "voided"];  // no one signs any more (verifier/lifecycle.py)
   const STATUS = {
     "envelope.created": "draft", "envelope.sent": "sent", "envelope.completed": "completed",
     "envelope.withdrawn": "withdrawn", "party.declined": "declined", "envelope.voided": "voided",
@@ -213,7 +214,7 @@
     const cmp = document.getElementById("compare");
     if (cmp && cmp.dataset.sha256 !== docHash) fail("doc_compare");
     if (p.d && !docHash.startsWith(p.d)) fail("doc_pin");
-    checkParties(parties, t);
+    checkParties(parties, t, CLOSED.includes(status));
     checkTimeline(rows, t);
     return { size: cp.size, pinned: Boolean(p.k), docHash };
   }
@@ -223,13 +224,15 @@
     (typeof value === "string" && Object.prototype.hasOwnProperty.call(words, value) ? words[value] : value);
 
   // The parties table: one row per party.added, in order, with the role, signing order and outcome
-  // the events give. Their names are the portal's statement (the log holds only commitments).
-  function checkParties(parties, t) {
+  // the events give (a signer who had not signed when the envelope closed "did not sign"). Their
+  // names are the portal's statement (the log holds only commitments).
+  function checkParties(parties, t, closed) {
     const trs = document.querySelectorAll("#parties tr");
     if (trs.length !== parties.length || !Array.from(trs).every(visible)) fail("parties");
     parties.forEach((party, i) => {
       const cells = Array.from(trs[i].cells, text);
-      const outcome = party.signed ? t.signed : party.declined ? t.declined : party.role === "signer" ? t.pending : "";
+      const outcome = party.signed ? t.signed : party.declined ? t.declined
+        : party.role === "signer" ? (closed ? t.not_signed : t.pending) : "";
       const order = party.role === "signer" ? `${t.order} ${party.order}` : "";
       if (cells.length !== 4 || cells[1] !== t["role_" + party.role] || cells[2] !== order || cells[3] !== outcome) {
         fail("parties");
