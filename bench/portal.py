@@ -248,6 +248,15 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def verdict(rate: float, p99_ms: float | None, target: str) -> str:
+    """": met" or ": MISSED" for a target written ">= N.../s, p99 <= M ms" ("" for no target)."""
+    m = re.fullmatch(r">= ([\d,]+)[^,]*, p99 <= (\d+) ms", target)
+    if m is None:
+        return ""
+    met = rate >= int(m.group(1).replace(",", "")) and p99_ms is not None and p99_ms <= int(m.group(2))
+    return ": met" if met else ": MISSED"
+
+
 def _print(r: dict[str, Any], args: argparse.Namespace) -> None:
     st = r["static"]
     print(f"machine: {r['machine']['cores']} cores, Python {r['machine']['python']}; wrk {args.threads} thread(s), "
@@ -262,7 +271,7 @@ def _print(r: dict[str, Any], args: argparse.Namespace) -> None:
     ]
     for name, x, items, target in rows:
         print(f"{name:<38}{x['rps']:>10,.0f}{items:>12,.0f}{x['p50_ms'] or 0:>9.1f}{x['p99_ms'] or 0:>9.1f}"
-              f"{x['rps'] / st['rps']:>10.2f}x  {target}")
+              f"{x['rps'] / st['rps']:>10.2f}x  {target}{verdict(items, x['p99_ms'], target)}")
     if args.repeat > 1:
         print(f"each row is the median of {args.repeat} runs; their rates in req/s ranged:")
         for name, x, _, _ in rows:
