@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 from aiohttp import web
@@ -239,13 +239,24 @@ async def download(request: web.Request) -> web.StreamResponse:
     v = await _view(request)
     if v is None or v["document"].get("download") != "public":
         raise web.HTTPNotFound(text="this document is not available for download")
-    return _send_document(request, v["document"]["sha256"], "private, max-age=300")
+    return _send_document(request, v["document"], "private, max-age=300")
 
 
-def _send_document(request: web.Request, sha256: str, cache_control: str) -> web.FileResponse:
-    path = request.app[LEDGER].blobs.open(sha256)
+def _send_document(request: web.Request, document: dict[str, Any], cache_control: str) -> web.FileResponse:
+    path = request.app[LEDGER].blobs.open(document["sha256"])
     return web.FileResponse(path, headers={"Content-Type": "application/pdf", "Cache-Control": cache_control,
-                                           "Content-Disposition": "attachment; filename=document.pdf"})
+                                           "Content-Disposition": attachment(document.get("name") or "")})
+
+
+def attachment(name: str) -> str:
+    """Content-Disposition for the document under its registered name (RFC 6266: an ASCII fallback,
+    and the name itself as RFC 8187 UTF-8), ending in .pdf; "document.pdf" when it has none."""
+    name = "".join(c for c in name if c.isprintable() and c not in '/\\"').strip().strip(".") or "document"
+    if not name.lower().endswith(".pdf"):
+        name += ".pdf"
+    fallback = "".join(c if c.isascii() and (c.isalnum() or c in "-_. ") else "_" for c in name)
+    return f'attachment; filename="{fallback}"; filename*=UTF-8\'\'{quote(name, safe="")}'
+
 
 
 @routes.post(r"/v/{code:[^/.]+}/document")
@@ -268,7 +279,7 @@ async def download_with_code(request: web.Request) -> web.StreamResponse:
     led = request.app[LEDGER]
     if not await asyncio.to_thread(led.check_access_code, v["env"], v["document_no"], given):
         raise web.HTTPForbidden(text="the access code is wrong")
-    return _send_document(request, v["document"]["sha256"], "private, no-store")
+    return _send_document(request, v["document"], "private, no-store")
 
 
 @routes.get(r"/d/{sha256:[0-9a-f]{64}}")

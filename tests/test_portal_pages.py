@@ -8,6 +8,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -18,6 +19,7 @@ from ledger.errors import RefusedError
 from ledger.public import STATUS_LABEL, mask_name
 from portal.app import create_app
 from portal.i18n import DETAILS, EVENTS, LANGS, TEXT
+from portal.pages import attachment
 from verifier.entry import EVENT_TYPES
 from verifier.lifecycle import AUTH_METHODS, CHANNELS, PARTY_KINDS, SEAL_KINDS
 
@@ -92,6 +94,16 @@ async def test_lookup_accepts_the_printed_forms(client: TestClient[Any, Any], de
         assert r.status == 303 and r.headers["Location"] == f"/v/{code}", typed
     for not_one in (code[:-1], code + "0", f"https://verify.example.com/x/{code}", "x" * 500):
         assert (await client.get("/lookup", params={"code": not_one})).status == 404, not_one
+
+
+def test_a_download_is_named_safely() -> None:
+    assert attachment("合同 2026.pdf") == \
+        "attachment; filename=\"__ 2026.pdf\"; filename*=UTF-8''%E5%90%88%E5%90%8C%202026.pdf"
+    for hostile in ('x"; filename=evil.exe', "../../etc/passwd", "a\r\nSet-Cookie: s=1", "\u202eexe.pdf"):
+        header = attachment(hostile)
+        assert "\r" not in header and "\n" not in header and "/" not in header and "\u202e" not in header
+        assert header.count('"') == 2 and header.endswith(".pdf"), header
+    assert attachment("") == "attachment; filename=\"document.pdf\"; filename*=UTF-8''document.pdf"
 
 
 def full_width(ascii_text: str) -> str:
@@ -234,6 +246,8 @@ async def test_the_words_verify_js_checks_with_come_with_the_script(client: Test
 async def test_public_download_and_policies(client: TestClient[Any, Any], demo: Any) -> None:
     r = await client.get(f"/v/{demo[1]['completed']}/document")
     assert r.status == 200 and (await r.read()).startswith(b"%PDF-")
+    name = (await (await client.get(f"/v/{demo[1]['completed']}.json")).json())["document"]["name"]
+    assert name and quote(name) in r.headers["Content-Disposition"], "saved under its registered name"
     r = await client.get(f"/v/{demo[1]['declined']}/document")  # policy "none"
     assert r.status == 404
 
