@@ -19,6 +19,7 @@ from ledger.demo import create_demo
 from ledger.errors import LedgerError
 from ledger.keys import LogSigner
 from portal.app import create_app
+from portal.i18n import TEXT
 from verifier.checkpoint import verify_checkpoint
 from verifier.merkle import verify_consistency
 from verifier.note import CosignatureSigner, parse_note, sign_note
@@ -58,7 +59,7 @@ async def test_a_notary_checks_growth_cosigns_and_the_page_names_it(aiohttp_clie
     verify_consistency(cp_old.size, cp_new.size, cp_old.root, cp_new.root,
                        [base64.b64decode(line) for line in (await r.text()).split()])
     page = await (await client.get(f"/v/{codes['voided']}")).text()
-    assert "No notary has cosigned" in page
+    assert TEXT["en"]["no_witness"] in page
     r = await client.post("/witness/cosign", data=cosign(new, NOTARY, STRANGER))
     assert r.status == 200, await r.text()
     assert await r.json() == {"size": cp_new.size, "accepted": ["notary.example/w1"]}
