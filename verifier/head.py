@@ -102,7 +102,9 @@ def verify_head(note_text: str, log_key: Ed25519Verifier, *, now: datetime | Non
         raise FormatError(f"envelope head is for log {head.origin!r}, not {log_key.name!r}")
     verify_note(note, [log_key])
     if now is not None and abs(now - head.signed_at) > max_age:
-        raise VerificationError(f"envelope head was signed at {head.time}, more than {max_age} from now")
+        at = now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        raise VerificationError(f"envelope head was signed at {head.time}, more than {max_age} from the time "
+                                f"it is judged at ({at})")
     if size is not None and head.size != size:
         raise VerificationError(f"envelope head is about tree size {head.size}, not {size}")
     return head
