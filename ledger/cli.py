@@ -23,6 +23,12 @@ from ledger.homelock import check_not_serving
 from verifier.cli import ranged
 
 COMMANDS = ("init", "serve", "append", "import", "status", "prove", "checkpoint", "anchor", "audit", "keys", "demo")
+DEFAULT_TENANT = "default"
+TENANT_HELP = (f"the tenant the events' envelopes belong to (default: {DEFAULT_TENANT}); envelope references "
+               "are per tenant")
+# How long a running `ledger serve` may still accept a revoked API key: portal.api.KEY_CACHE_S (the
+# ledger does not import the portal; a test keeps the two equal).
+KEY_CACHE_S = 5
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,17 +47,19 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("append", help="append events (one JSON object or an array) from a file or stdin")
     s.add_argument("file", nargs="?", default="-", help="JSON file, or - for stdin (default)")
-    s.add_argument("--tenant", type=_tenant, default="default")
+    s.add_argument("--tenant", type=_tenant, default=DEFAULT_TENANT, help=TENANT_HELP)
 
     s = sub.add_parser("import", help="bulk-append JSON Lines (one event a line), with a progress bar")
     s.add_argument("file", help="JSON Lines file, or - for stdin")
-    s.add_argument("--tenant", type=_tenant, default="default")
+    s.add_argument("--tenant", type=_tenant, default=DEFAULT_TENANT, help=TENANT_HELP)
     s.add_argument("--batch", type=int, default=1000, help="events per atomic request (default 1000)")
 
     s = sub.add_parser("status", help="log size, latest checkpoint, envelopes by status")
     s.add_argument("--json", action="store_true")
     s.add_argument("--envelope", help="show one envelope (your reference)")
-    s.add_argument("--tenant", type=_tenant, default="default")
+    s.add_argument("--tenant", type=_tenant, default=DEFAULT_TENANT,
+                   help=f"with --envelope: the envelope's tenant (default: {DEFAULT_TENANT}; "
+                        "`ledger demo` puts its envelopes in tenant demo)")
 
     s = sub.add_parser("prove", help="print a C2SP tlog-proof for an entry")
     s.add_argument("index", type=int)
@@ -59,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--entry", action="store_true", help="print the entry bytes after the proof, base64")
     s.add_argument("--anchored", action="store_true",
                    help="print the entry's trusted time: an anchored-proof bundle (JSON) with the RFC 3161 tokens")
-    s.add_argument("--tsa", help="with --anchored: the earliest checkpoint anchored by this TSA")
+    s.add_argument("--tsa", help="with --anchored: the earliest checkpoint anchored by this TSA "
+                                 "(a name `ledger status` lists)")
 
     sub.add_parser("checkpoint", help="print the latest signed checkpoint")
 
@@ -76,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("keys", help="manage API keys: create (shown once), list, revoke")
     keys = s.add_subparsers(dest="keys_command", required=True, metavar="action")
     k = keys.add_parser("create", help="create an API key for a tenant; it is printed once and stored hashed")
-    k.add_argument("--tenant", type=_tenant, required=True)
+    k.add_argument("--tenant", type=_tenant, required=True,
+                   help="the tenant whose envelopes the key reaches (1-64 letters, digits, '.', '_' or '-')")
     k.add_argument("--scopes", required=True, help="comma-separated: append, read, export, admin")
     k.add_argument("--label", type=_label, default="", help="a note for `keys list` (one line of text)")
     keys.add_parser("list", help="list API keys (ids, tenants, scopes; never the secrets)")
@@ -154,6 +164,9 @@ def _check_home(home: Path, command: str) -> None:
 
     if home.exists() and not home.is_dir():
         raise RefusedError(f"the ledger folder {home} is a file (--home, $LEDGER_HOME)", code="bad_home")
+    if command != "init" and not home.exists():  # the request names a folder that is not there
+        raise NotFoundError(f"no ledger folder {home}; name an existing one with --home or $LEDGER_HOME, "
+                            "or create it with `ledger init`", code="no_ledger")
     if command != "init" and (orphan := orphan_key(home)) is not None:
         # not "run `ledger init` first": init refuses a folder with a key (Ledger.init), so say what it says
         raise LedgerError(orphan, code="no_ledger")
@@ -239,6 +252,8 @@ def _with_ledger(args: argparse.Namespace, led: Any) -> int:
             if args.size is not None or args.entry:
                 raise RefusedError("--anchored chooses the checkpoint and carries the entry itself; "
                                    "leave out --size and --entry", code="bad_arguments")
+            if args.tsa:
+                _check_tsa(led, args.tsa)
             sys.stdout.write(led.prove_anchored(args.index, args.tsa).to_text())
             return 0
         proof = led.prove(args.index, args.size)
@@ -293,8 +308,23 @@ def _keys(args: argparse.Namespace, led: Any) -> int:
                   f"{'  REVOKED ' + str(k['revoked']) if k['revoked'] else ''}  {k['label'] or ''}")
     else:
         revoke_key(conn, args.id)
-        print(f"revoked {args.id}", file=sys.stderr)
+        print(f"revoked {args.id}; a running `ledger serve` may still accept it for up to {KEY_CACHE_S} s "
+              "(it caches keys it has checked)", file=sys.stderr)
     return 0
+
+
+def _check_tsa(led: Any, name: str) -> None:
+    """Refuse --tsa NAME for a TSA that is not configured and never anchored here (a TSA removed from
+    config.toml still has its anchors)."""
+    from ledger.config import LOCAL_TSA_NAME
+
+    configured = ([LOCAL_TSA_NAME] if led.config.local_tsa else []) + [t.name for t in led.config.tsa]
+    if name in configured or led.log._reader().execute("SELECT 1 FROM anchors WHERE tsa = ? LIMIT 1",
+                                                       (name,)).fetchone():
+        return
+    names = ", ".join(configured) if configured else "none (local_tsa = false and no [[tsa]])"
+    raise NotFoundError(f"TSA {name!r} is not configured (configured: {names}); name one of them with --tsa, "
+                        "or add a [[tsa]] table for it to config.toml", code="unknown_tsa")
 
 
 def _anchor(args: argparse.Namespace, led: Any) -> int:
@@ -328,9 +358,25 @@ def _anchor(args: argparse.Namespace, led: Any) -> int:
     return 0 if all(o.ok for o in outcomes) else 1
 
 
+def _envelope(led: Any, tenant: str, ref: str) -> dict[str, Any]:
+    """The envelope REF of TENANT; not found names the tenant, and the tenants that have one."""
+    try:
+        return dict(led.envelope(tenant, ref))
+    except NotFoundError as e:
+        others = [t for (t,) in led.log._reader().execute(
+            "SELECT tenant FROM envelopes WHERE ref = ? AND tenant != ? ORDER BY tenant LIMIT 5", (ref, tenant))]
+        if len(others) == 1:
+            where = f"tenant {others[0]!r} has one: add --tenant {others[0]}"
+        elif others:
+            where = f"tenants {', '.join(map(repr, others))} have one: add --tenant with one of them"
+        else:
+            where = "no other tenant has one either; check the reference"
+        raise NotFoundError(f"no envelope {ref!r} in tenant {tenant!r}; {where}", code=e.code) from None
+
+
 def _status(args: argparse.Namespace, led: Any) -> int:
     if args.envelope:
-        print(json.dumps(led.envelope(args.tenant, args.envelope), indent=2, ensure_ascii=False))
+        print(json.dumps(_envelope(led, args.tenant, args.envelope), indent=2, ensure_ascii=False))
         return 0
     by_status = dict(led.log.conn.execute("SELECT status, count(*) FROM envelopes GROUP BY status").fetchall())
     from ledger.anchor import anchoring_status

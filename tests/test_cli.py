@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -106,8 +108,45 @@ def test_checkpoint_verifies_and_audit_passes(home: Path, tmp_path: Path) -> Non
 
 
 def test_commands_without_a_ledger_fail_clearly(tmp_path: Path) -> None:
-    r = run(tmp_path / "nothing", "status")
+    r = run(tmp_path / "nothing", "status")  # the request names a folder that is not there (README: exit 2)
+    assert r.returncode == 2 and "no ledger folder" in r.stderr and "ledger init" in r.stderr
+    assert "Traceback" not in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = run(tmp_path / "empty", "status")  # a folder with no ledger in it
     assert r.returncode == 1 and "ledger init" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_every_tenant_option_says_what_it_is() -> None:
+    from ledger.cli import _parser
+
+    def parsers(p: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    yield name, sub
+                    yield from parsers(sub)
+
+    tenants = [(name, a) for name, sub in parsers(_parser()) for a in sub._actions if "--tenant" in a.option_strings]
+    assert sorted(name for name, _ in tenants) == ["append", "create", "import", "status"]
+    for name, a in tenants:
+        assert a.help and "tenant" in a.help, f"`{name} --tenant` has no help"
+    r = subprocess.run([str(BIN / "ledger"), "status", "--help"], capture_output=True, text=True, timeout=60)
+    assert "default: default" in " ".join(r.stdout.split()) and "tenant demo" in " ".join(r.stdout.split())
+    assert "in the tenant `demo`" in " ".join(README.split()) and "tenant `default`" in " ".join(README.split())
+
+
+def test_the_readme_says_what_each_position_of_a_party_is() -> None:
+    from dataclasses import fields
+
+    from verifier.lifecycle import EnvelopeState, Party
+
+    positions = "[" + ", ".join(f.name for f in fields(Party)) + "]"
+    assert f"its positions `{positions}`" in " ".join(README.split()), positions
+    state = EnvelopeState(parties=(Party("signer", 1, True, True, False, True),)).to_json()
+    assert state["parties"] == [["signer", 1, True, True, False, True]]  # the form the README shows
+    assert '`["signer",1,true,true,false,true]`' in README
+    for key in state:
+        assert f"`{key}`" in README, key
 
 
 def test_every_command_and_config_key_is_in_the_readme() -> None:

@@ -332,12 +332,65 @@ def test_exit_codes_are_those_of_the_readme(capsys: pytest.CaptureFixture[str], 
     n = size(home)
     for args, line in ((["prove", "99999"], f"ledger: not found (bad_index): entry 99999 is not in a tree of size {n}\n"),
                        (["prove", "0", "--size", str(n + 1)], f"no checkpoint was published at size {n + 1}\n"),
-                       (["status", "--envelope", "NOPE"], "ledger: not found (unknown_envelope): no envelope 'NOPE'\n"),
+                       (["status", "--envelope", "NOPE"], "ledger: not found (unknown_envelope): no envelope 'NOPE' "
+                                                          "in tenant 'default'; no other tenant has one either; "
+                                                          "check the reference\n"),
+                       (["prove", "0", "--anchored", "--tsa", "qualified"], "ledger: not found (unknown_tsa): "),
                        (["keys", "revoke", "0000000000000000"], "ledger: refused (unknown_key): no active API key")):
         code, _, err = ledger(capsys, home, *args)
         assert code == 2 and line in one_line(err), (args, err)
-    code, _, err = ledger(capsys, home.parent / "nothing", "status")  # no ledger: it cannot do it
-    assert code == 1 and "ledger init" in err
+    missing = home.parent / "nothing"
+    for args in (["status"], ["audit"], ["keys", "list"], ["serve"]):  # names a ledger folder that is not there
+        code, _, err = ledger(capsys, missing, *args, serve=FakeServe())
+        assert code == 2 and one_line(err) == (f"ledger: not found (no_ledger): no ledger folder {missing}; name an "
+                                               "existing one with --home or $LEDGER_HOME, or create it with "
+                                               "`ledger init`\n"), (args, err)
+    assert not missing.exists()
+
+
+def test_status_of_an_envelope_names_the_tenant_it_looked_in(capsys: pytest.CaptureFixture[str], led: Ledger,
+                                                               home: Path) -> None:
+    code, out, _ = ledger(capsys, home, "status", "--envelope", "E1", "--tenant", T)
+    assert code == 0 and json.loads(out)["status"] == "completed"
+    code, _, err = ledger(capsys, home, "status", "--envelope", "E1")
+    assert code == 2 and one_line(err) == ("ledger: not found (unknown_envelope): no envelope 'E1' in tenant "
+                                           f"'default'; tenant '{T}' has one: add --tenant {T}\n"), err
+    led.append("other", [ev("envelope.created", "E1", title="t")])
+    code, _, err = ledger(capsys, home, "status", "--envelope", "E1", "--tenant", "third")
+    assert code == 2 and one_line(err) == ("ledger: not found (unknown_envelope): no envelope 'E1' in tenant "
+                                           f"'third'; tenants 'other', '{T}' have one: add --tenant with one of them\n")
+
+
+def test_revoke_says_a_running_server_may_accept_the_key_a_few_seconds_more(capsys: pytest.CaptureFixture[str],
+                                                                              home: Path) -> None:
+    from portal.api import KEY_CACHE_S
+
+    assert cli.KEY_CACHE_S == KEY_CACHE_S
+    code, out, _ = ledger(capsys, home, "keys", "create", "--tenant", "t", "--scopes", "read")
+    assert code == 0
+    kid = next(line.split()[0] for line in ledger(capsys, home, "keys", "list")[1].splitlines())
+    code, _, err = ledger(capsys, home, "keys", "revoke", kid)
+    assert code == 0 and one_line(err) == (f"revoked {kid}; a running `ledger serve` may still accept it for up to "
+                                           f"{KEY_CACHE_S:g} s (it caches keys it has checked)\n"), err
+    assert f"may still accept a revoked key for up to {KEY_CACHE_S:g} s" in " ".join(README.split())
+
+
+def test_prove_anchored_by_a_tsa_that_is_not_configured(capsys: pytest.CaptureFixture[str], home: Path) -> None:
+    code, _, err = ledger(capsys, home, "prove", "3", "--anchored", "--tsa", "qualified")
+    assert code == 2 and one_line(err) == ("ledger: not found (unknown_tsa): TSA 'qualified' is not configured "
+                                           "(configured: local); name one of them with --tsa, or add a [[tsa]] "
+                                           "table for it to config.toml\n"), err
+    code, _, err = ledger(capsys, home, "prove", "3", "--anchored", "--tsa", "local")  # configured: not yet
+    assert code == 2 and "(not_anchored): entry 3 is not anchored by TSA 'local' yet" in one_line(err), err
+    code, _, err = ledger(capsys, home, "anchor")
+    assert code == 0, err
+    cfg = home / "config.toml"
+    cfg.write_text(cfg.read_text().replace("local_tsa = true", "local_tsa = false"))
+    code, out, err = ledger(capsys, home, "prove", "3", "--anchored", "--tsa", "local")  # its anchors stay
+    assert code == 0 and json.loads(out)["anchors"][0]["tsa"] == "local", err
+    code, _, err = ledger(capsys, home, "prove", "3", "--anchored", "--tsa", "qualified")
+    assert code == 2 and "TSA 'qualified' is not configured (configured: none (local_tsa = false and no [[tsa]]))" \
+        in one_line(err), err
 
 
 # ---- 6. the verifier ----------------------------------------------------------------------------

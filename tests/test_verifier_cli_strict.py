@@ -135,6 +135,33 @@ def test_an_entry_that_is_not_base64_is_malformed(capsys: pytest.CaptureFixture[
             assert out.startswith(f"NOT VERIFIED (malformed): {tmp_path / 'e'}: not base64"), (args[0], bad, out)
 
 
+def test_a_base64_entry_given_as_raw_bytes_gets_a_hint(capsys: pytest.CaptureFixture[str], led: Ledger,
+                                                        tmp_path: Path) -> None:
+    entry = tmp_path / "e.b64"
+    entry.write_bytes(base64.b64encode(led.log.entry(1)) + b"\n")  # as `ledger prove 1 --entry | tail -1` writes it
+    (tmp_path / "p").write_text(led.prove(1).to_text())
+    proof = ["proof", str(tmp_path / "p"), "--entry", str(entry), "--key", led.verifier_key]
+    code, out, _ = verifier(capsys, *proof)
+    assert code == 1 and out.startswith("NOT VERIFIED (root_mismatch): root mismatch: expected "), out
+    assert out.endswith(f"; {entry} looks like base64 of a JSON entry: add --entry-base64\n") and out.count("\n") == 1
+    code, out, _ = verifier(capsys, *proof, "--entry-base64")
+    assert code == 0 and out.startswith("VERIFIED entry 1"), out
+    from verifier.anchored import AnchoredBundle
+
+    (tmp_path / "bundle").write_text(AnchoredBundle(1, led.log.entry(1), led.prove(1).to_text(), ()).to_text())
+    anchored = ["anchored", str(tmp_path / "bundle"), "--key", led.verifier_key, "--root",
+                str(led.home / "tsa" / "tsa-root.pem"), "--at", "2026-01-01T00:00:00Z", "--entry", str(entry)]
+    code, out, _ = verifier(capsys, *anchored)
+    assert code == 1 and out == ("NOT VERIFIED (entry_mismatch): the bundle proves a different entry than the one "
+                                 f"given; {entry} looks like base64 of a JSON entry: add --entry-base64\n"), out
+    for other in (b"not the entry", base64.b64encode(b"[1, 2]"), base64.b64encode(b"\xff{")):  # no hint for these
+        entry.write_bytes(other)
+        code, out, _ = verifier(capsys, *proof)
+        assert code == 1 and "root mismatch" in out and "--entry-base64" not in out, (other, out)
+        code, out, _ = verifier(capsys, *anchored)
+        assert code == 1 and "entry_mismatch" in out and "--entry-base64" not in out, (other, out)
+
+
 def test_a_head_that_is_not_utf8_is_malformed(capsys: pytest.CaptureFixture[str], led: Ledger,
                                               tmp_path: Path) -> None:
     env = str(led.envelope("t", "G")["env"])

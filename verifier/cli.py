@@ -44,6 +44,17 @@ def _base64_file(path: str) -> bytes:
         raise FormatError(f"{path}: not base64 ({e}); leave out --entry-base64 if it holds the raw bytes") from None
 
 
+def _base64_hint(path: str, entry: bytes, e: VerificationError) -> VerificationError:
+    """`e`, with a hint to use --entry-base64 when the raw entry file holds base64 of a JSON entry."""
+    try:
+        decoded = base64.b64decode(entry.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return e
+    if not (decoded.startswith(b"{") and decoded.endswith(b"}")):  # an entry is a canonical JSON object
+        return e
+    return VerificationError(f"{e}; {path} looks like base64 of a JSON entry: add --entry-base64", code=e.code)
+
+
 def _text_file(path: str) -> str:
     data = _read(path)
     try:
@@ -210,8 +221,13 @@ def _run(args: argparse.Namespace) -> int:
 
         witnesses: list[NoteVerifier] = [CosignatureVerifier.from_string(w) for w in args.witness]
         quorum = len(witnesses) if args.quorum is None else args.quorum
-        proof = verify_tlog_proof(_read(args.file), entry, _key(args), witnesses=witnesses,
-                                  witness_quorum=quorum)
+        try:
+            proof = verify_tlog_proof(_read(args.file), entry, _key(args), witnesses=witnesses,
+                                      witness_quorum=quorum)
+        except VerificationError as e:
+            if args.entry_base64 or e.code != "root_mismatch":
+                raise
+            raise _base64_hint(args.entry, entry, e) from None
         print(f"VERIFIED entry {proof.index} is in {proof.checkpoint.checkpoint.origin} "
               f"at size {proof.checkpoint.checkpoint.size}"
               + (f", cosigned by at least {quorum} of {len(witnesses)} witnesses" if quorum else ""))
@@ -238,8 +254,13 @@ def _run(args: argparse.Namespace) -> int:
         held: bytes | None = None
         if args.entry:
             held = _base64_file(args.entry) if args.entry_base64 else _read(args.entry)
-        anchored = verify_anchored(_read(args.file), _key(args), [_read(r) for r in args.root], at=args.at,
-                                   entry=held)
+        try:
+            anchored = verify_anchored(_read(args.file), _key(args), [_read(r) for r in args.root], at=args.at,
+                                       entry=held)
+        except VerificationError as e:
+            if held is None or args.entry_base64 or e.code != "entry_mismatch":
+                raise
+            raise _base64_hint(args.entry, held, e) from None
         for line in anchored.lines():
             print(line)
         anchored.require_valid()
