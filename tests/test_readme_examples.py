@@ -94,8 +94,7 @@ class Server:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"the README's examples need {', '.join(missing)}")
+    assert not missing, f"the README's examples need {', '.join(missing)} (scripts/system-deps installs them)"
     home = tmp_path / "data"
     for args in (["init"], ["demo"]):  # what ./scripts/run does on a fresh checkout
         r = subprocess.run([str(BIN / "ledger"), "--home", str(home), *args], capture_output=True, text=True,
