@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -115,6 +114,15 @@ async def security_headers(request: web.Request, resp: web.StreamResponse) -> No
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("Referrer-Policy", "no-referrer")
     resp.headers.setdefault("Content-Security-Policy", CSP)
+    path = request.path
+    if path.startswith(("/static/", "/texts/")) and resp.status == 200:
+        # a page names its scripts with their content's hash (pages.ASSETS): that address never changes
+        # content; any other must be asked again, or a browser could pair a new page with an old check
+        versioned = request.path_qs in _VERSIONED
+        resp.headers["Cache-Control"] = "public, max-age=31536000, immutable" if versioned else "no-cache"
+
+
+_VERSIONED = frozenset(pages.ASSETS.values())
 
 
 async def anchoring(app: web.Application) -> AsyncIterator[None]:
@@ -156,7 +164,7 @@ async def _close_pdf_checker(app: web.Application) -> None:
     await app[PDF_CHECKER].close()
 
 
-STATIC = Path(__file__).parent / "static"
+STATIC = pages.STATIC
 
 
 def create_app(ledger: Ledger, *, anchor: bool = True, lookup_rate: float | None = None,

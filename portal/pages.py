@@ -7,7 +7,9 @@ hashing of local files and the in-browser proof check. Lookups are rate-limited 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -19,16 +21,33 @@ from ledger.core import Ledger
 from ledger.errors import RefusedError
 from ledger.public import copy_version, copy_view
 from portal import body as request_body
-from portal import i18n
+from portal import i18n, texts
 from portal.keys import HEAD, HEADS, LEDGER, LOOKUP_LIMIT, PAGES, TEMPLATES
 from verifier.lifecycle import CLOSED
 
 routes = web.RouteTableDef()
 
 
+STATIC = Path(__file__).parent / "static"
+
+
+def _versions() -> dict[str, str]:
+    """Each script's and style sheet's address with its content's hash: a page, its check and the
+    check's words change together, so a browser must never pair a new page with a cached old script."""
+    out = {f"/static/{f.name}": hashlib.sha256(f.read_bytes()).hexdigest()[:16] for f in sorted(STATIC.iterdir())
+           if f.suffix in (".js", ".css")}
+    out |= {f"/texts/{lang}.js": hashlib.sha256(body).hexdigest()[:16] for lang, body in texts.SCRIPTS.items()}
+    return {path: f"{path}?v={digest}" for path, digest in out.items()}
+
+
+ASSETS = _versions()
+
+
 def make_templates() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.PackageLoader("portal", "templates"),
-                              autoescape=jinja2.select_autoescape(default=True, default_for_string=True))
+    env = jinja2.Environment(loader=jinja2.PackageLoader("portal", "templates"),
+                             autoescape=jinja2.select_autoescape(default=True, default_for_string=True))
+    env.globals["asset"] = ASSETS.__getitem__
+    return env
 
 
 def render(request: web.Request, name: str, status: int = 200, **ctx: Any) -> web.Response:

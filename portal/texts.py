@@ -30,10 +30,10 @@ def script(lang: str) -> bytes:
     return f'"use strict";\n// generated from portal/i18n.py\nconst EL_TEXT = {body};\n'.encode()
 
 
-_SCRIPTS = {lang: script(lang) for lang in i18n.LANGS}
+SCRIPTS = {lang: script(lang) for lang in i18n.LANGS}
 
 
 @routes.get(r"/texts/{lang:en|zh-CN}.js")
 async def texts(request: web.Request) -> web.Response:
-    return web.Response(body=_SCRIPTS[request.match_info["lang"]], content_type="text/javascript",
+    return web.Response(body=SCRIPTS[request.match_info["lang"]], content_type="text/javascript",
                         charset="utf-8", headers={"Cache-Control": "public, max-age=3600"})

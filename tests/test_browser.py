@@ -254,7 +254,7 @@ def test_other_states_show_their_banner_and_verify(server: LedgerServer, page: P
 def test_without_its_texts_the_check_fails_red(server: LedgerServer, page: Page) -> None:
     """The words the check compares with come with its script: without them nothing is checked, and
     the page says so in red."""
-    page.route("**/texts/*.js", lambda route: route.fulfill(status=404, body="", content_type="text/javascript"))
+    page.route("**/texts/*.js?*", lambda route: route.fulfill(status=404, body="", content_type="text/javascript"))
     try:
         open_copy(page, server.copies["completed"].url)
         page.wait_for_function("() => document.querySelector('#verify[data-result]') !== null")
@@ -264,7 +264,7 @@ def test_without_its_texts_the_check_fails_red(server: LedgerServer, page: Page)
         assert banner(page)[0] == "failed", "the banner no longer says VALID"
         assert page.eval_on_selector("#status", "e => getComputedStyle(e).backgroundColor") == RED
     finally:
-        page.unroute("**/texts/*.js")
+        page.unroute("**/texts/*.js?*")
 
 
 def test_unknown_code(server: LedgerServer, page: Page) -> None:

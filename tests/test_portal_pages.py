@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterator
@@ -19,7 +20,7 @@ from ledger.errors import RefusedError
 from ledger.public import STATUS_LABEL, mask_name
 from portal.app import create_app
 from portal.i18n import DETAILS, EVENTS, LANGS, TEXT
-from portal.pages import attachment
+from portal.pages import ASSETS, attachment
 from verifier.entry import EVENT_TYPES
 from verifier.lifecycle import AUTH_METHODS, CHANNELS, PARTY_KINDS, SEAL_KINDS
 
@@ -230,7 +231,8 @@ async def test_the_words_verify_js_checks_with_come_with_the_script(client: Test
     from portal import i18n
 
     html = await (await client.get(f"/v/{demo[1]['completed']}")).text()
-    assert '<script src="/texts/en.js" defer></script><script src="/static/verify.js" defer></script>' in html
+    scripts = re.findall(r'<script src="([^"]+)" defer></script>', html)
+    assert scripts == [ASSETS["/texts/en.js"], ASSETS["/static/verify.js"]], scripts
     assert "data-labels" not in html and "data-reasons" not in html and "data-match" not in html
     for lang in i18n.LANGS:
         r = await client.get(f"/texts/{lang}.js")
@@ -241,6 +243,23 @@ async def test_the_words_verify_js_checks_with_come_with_the_script(client: Test
         assert texts["labels"]["completed"] == i18n.TEXT[lang]["status_VALID"]
         assert texts["reasons"] == i18n.REASONS[lang] and texts["pending"] == i18n.TEXT[lang]["pending"]
     assert (await client.get("/texts/fr.js")).status == 404
+
+
+async def test_scripts_are_named_by_their_content(client: TestClient[Any, Any], demo: Any) -> None:
+    """A page, its check and the check's words change together: a browser that kept an old script
+    must not run it against a new page (a genuine page would fail its check after an upgrade)."""
+    html = await (await client.get(f"/v/{demo[1]['completed']}")).text()
+    named = re.findall(r'(?:src|href)="(/(?:static|texts)/[^"]+)"', html)
+    assert len(named) == 4 and all("?v=" in n for n in named), named
+    for url in named:
+        r = await client.get(url)
+        body = await r.read()
+        assert r.status == 200 and url.endswith("?v=" + hashlib.sha256(body).hexdigest()[:16]), url
+        assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        r = await client.get(url.split("?")[0])  # the same file by its bare name: asked again each time
+        assert r.status == 200 and r.headers["Cache-Control"] == "no-cache"
+    r = await client.get(named[0].split("?")[0] + "?v=0000000000000000")  # an old version's name
+    assert r.headers["Cache-Control"] == "no-cache"
 
 
 async def test_public_download_and_policies(client: TestClient[Any, Any], demo: Any) -> None:
