@@ -624,7 +624,7 @@ class Ledger:
         """Does this access code open the document (policy "code")? Constant-time over the stored hash."""
         import hmac
 
-        code = "".join(ch for ch in code_text.upper() if ch not in " -")
+        code = qr.fold(code_text) or ""  # typed as a QR code's code is (full-width, dashes, lower case)
         row = self.log._reader().execute("SELECT code_sha256 FROM access_codes WHERE env = ? AND document = ?",
                                          (env, document)).fetchone()
         return row is not None and hmac.compare_digest(row[0], qr.code_hash(code))

@@ -50,10 +50,15 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 
 
 def _failure(request: web.Request, status: int, code: str, message: str) -> web.Response:
-    """The JSON error; for a person's browser on a public page, a page in the reader's language."""
-    if status < 500 and pages.for_a_person(request):
-        return pages.error_page(request, status, code)
-    return error_response(status, code, message)
+    """The JSON error; for a person's browser on a public page, a page in the reader's language.
+    (On those pages the answer depends on Accept: it says so, and is not kept by a cache.)"""
+    if not pages.a_page(request):
+        return error_response(status, code, message)
+    resp = (pages.error_page(request, status, code) if status < 500 and pages.wants_html(request)
+            else error_response(status, code, message))
+    resp.headers["Vary"] = ", ".join(filter(None, (resp.headers.get("Vary"), "Accept")))
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 @web.middleware

@@ -11,7 +11,7 @@ import hashlib
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import jinja2
 from aiohttp import web
@@ -50,27 +50,41 @@ def make_templates() -> jinja2.Environment:
     return env
 
 
-def render(request: web.Request, name: str, status: int = 200, **ctx: Any) -> web.Response:
+def render(request: web.Request, name: str, status: int = 200, switch_to: str = "", **ctx: Any) -> web.Response:
+    """A page in the reader's language, whose language switch opens `switch_to` (by default this
+    page; nothing of the query is kept: copy pages are cached whatever query they were asked with,
+    and the lookup page is made only for text that is no code)."""
     lang = i18n.choose(request)
     other = "en" if lang == "zh-CN" else "zh-CN"
     led = request.app[LEDGER]
     html = request.app[TEMPLATES].get_template(name).render(
-        lang=lang, other_lang=other, switch=_switch(request, other), t=i18n.TEXT[lang],
+        lang=lang, other_lang=other, switch=f"{switch_to}?lang={other}", t=i18n.TEXT[lang],
         events=i18n.EVENTS[lang], details=i18n.DETAILS[lang],
         domain=led.config.public_host, origin=led.config.origin, **ctx)
     return _html(request, lang, html.encode(), status)
 
 
 _COPY_PATH = re.compile(r"/v/([^/.]+)(?:/document)?")
-_PASTED_URL = re.compile(r"^\s*https?://[^/\s]+/v/([^/?#\s]+)")
+_PASTED_URL = re.compile(r"^\s*https?://[^/\s]+(?:/[^?#\s]*)?/v/([^/?#\s]+)", re.IGNORECASE)
 
 
-def for_a_person(request: web.Request) -> bool:
-    """Is this a browser asking for a page (a copy's page, its download form, the lookup), rather than
-    a program asking the API, a JSON view or the log's files? Such a request's failure is a page."""
-    path = request.path
-    return ((path == "/lookup" or _COPY_PATH.fullmatch(path) is not None)
-            and "text/html" in request.headers.get("Accept", ""))
+def a_page(request: web.Request) -> bool:
+    """Is this one of the pages a person opens (a copy's page, its download form, the lookup), rather
+    than the API, a JSON view or the log's files?"""
+    return request.path == "/lookup" or _COPY_PATH.fullmatch(request.path) is not None
+
+
+def wants_html(request: web.Request) -> bool:
+    """Does the client accept HTML (a browser), by its Accept header (a q of 0 refuses it)?"""
+    for part in request.headers.get("Accept", "").split(","):
+        media, *params = part.split(";")
+        if media.strip().lower() in ("text/html", "application/xhtml+xml"):
+            q = next((p.split("=", 1)[1].strip() for p in params if p.strip().lower().startswith("q=")), "1")
+            try:
+                return float(q) > 0
+            except ValueError:
+                return False
+    return False
 
 
 def error_page(request: web.Request, status: int, code: str) -> web.Response:
@@ -81,14 +95,9 @@ def error_page(request: web.Request, status: int, code: str) -> web.Response:
     m = _COPY_PATH.fullmatch(request.path)
     code_ = qr.normalise(m.group(1)) if m else None
     back = f"/v/{code_}" if code_ else "/"
-    return render(request, "error.html", status=status, message=message, code=code, back=back)
+    return render(request, "error.html", status=status, message=message, code=code, back=back, switch_to=back)
 
 
-def _switch(request: web.Request, lang: str) -> str:
-    """The language switch's link: the same page in `lang`; the lookup page keeps the code typed.
-    (Nothing else of the query: copy pages are cached whatever query they were asked with.)"""
-    keep = {"code": request.query["code"]} if request.path == "/lookup" and "code" in request.query else {}
-    return "?" + urlencode({**keep, "lang": lang})
 
 
 def _html(request: web.Request, lang: str, body: bytes, status: int = 200) -> web.Response:

@@ -78,7 +78,8 @@ async def test_unknown_code(client: TestClient[Any, Any]) -> None:
     assert "00000-00000-00000-0000Z" in html, "the code looked up is shown, to compare with the paper"
     r = await client.get("/lookup?code=%3Cb%3Enot+a+code")
     html = await r.text()
-    assert r.status == 404 and "not a code" not in html and "looked up" not in html, "text that is no code is not shown"
+    assert r.status == 404 and "looked up" not in html
+    assert not re.search(r"(?i)%3Cb|&lt;b|not[+ ]a[+ ]code", html), "text that is no code is not shown back"
     r = await client.get("/v/0000000000000000000Z.json")
     assert r.status == 404 and (await r.json())["error"]["code"] == "unknown_code"
 
@@ -93,7 +94,10 @@ async def test_lookup_accepts_the_printed_forms(client: TestClient[Any, Any], de
                   f"  https://verify.example.com/v/{code}#k=00112233445566778899aabbccddeeff&d=0011 "):
         r = await client.get("/lookup", params={"code": typed}, allow_redirects=False)
         assert r.status == 303 and r.headers["Location"] == f"/v/{code}", typed
-    for not_one in (code[:-1], code + "0", f"https://verify.example.com/x/{code}", "x" * 500):
+    r = await client.get("/lookup", params={"code": f"HTTPS://Verify.Example.com/check/v/{code}"}, allow_redirects=False)
+    assert r.status == 303 and r.headers["Location"] == f"/v/{code}", "any case, a portal under a path"
+    for not_one in (code[:-1], code + "0", f"https://verify.example.com/x/{code}", "x" * 500,
+                    "\u2460" * 20, "\u00df" * 10, "\u2160" * 20):  # circled 1, sharp s, roman numeral one
         assert (await client.get("/lookup", params={"code": not_one})).status == 404, not_one
 
 
@@ -203,6 +207,9 @@ async def test_a_refusal_on_a_page_is_a_page_for_a_browser_and_json_for_a_progra
     assert TEXT["en"]["error_rate_limited"] in await r.text()
     r = await client.get(f"/v/{code}")
     assert r.status == 429 and (await r.json())["error"]["code"] == "rate_limited"
+    assert "Accept" in r.headers["Vary"] and r.headers["Cache-Control"] == "no-store", "a cache keeps neither"
+    r = await client.get(f"/v/{code}", headers={"Accept": "application/json, text/html;q=0"})
+    assert r.status == 429 and r.content_type == "application/json", "q=0 refuses HTML"
     r = await client.get(f"/v/{code}.json", headers=browser)
     assert r.status == 429 and (await r.json())["error"]["code"] == "rate_limited", "a JSON view stays JSON"
 
@@ -211,8 +218,8 @@ async def test_the_language_switch_keeps_the_page(client: TestClient[Any, Any], 
     code = demo[1]["completed"]
     html = await (await client.get(f"/v/{code}?lang=en&x=%22injected")).text()
     assert 'id="lang-switch" href="?lang=zh-CN"' in html, "a copy page's switch holds nothing but the language"
-    html = await (await client.get("/lookup?code=nope&lang=zh-CN")).text()
-    assert 'id="lang-switch" href="?code=nope&amp;lang=en"' in html, "the lookup page keeps the code typed"
+    html = await (await client.get("/lookup?code=CALL+%2B86+555+0100&lang=zh-CN")).text()
+    assert 'id="lang-switch" href="?lang=en"' in html and "555" not in html, "typed text is not shown back"
 
 
 async def test_security_headers_and_no_inline_script(client: TestClient[Any, Any], demo: Any) -> None:
@@ -307,10 +314,15 @@ async def test_download_with_an_access_code(aiohttp_client: Client, tmp_path: Pa
         assert r.status == 403 and r.content_type == "text/html", html
         assert TEXT["zh-CN"]["error_forbidden"] in html and f'href="/v/{item["code"]}"' in html
         assert "WRONG-CODE-1" not in html, "what was sent is not shown back"
+        assert f'id="lang-switch" href="/v/{item["code"]}?lang=en"' in html, "the switch leads back, not to a GET"
+        assert "Accept" in r.headers["Vary"] and r.headers["Cache-Control"] == "no-store"
         r = await client.get(f"/v/{item['code']}/document", headers=browser)
         assert r.status == 404 and TEXT["zh-CN"]["error_not_found"] in await r.text()
         r = await client.post(f"/v/{item['code']}/document", data={"access_code": item["access_code"].lower()})
         assert r.status == 200 and (await r.read()).startswith(b"%PDF-")
+        typed = "－".join(full_width(item["access_code"][i:i + 4]) for i in range(0, 12, 4))  # an input method's
+        r = await client.post(f"/v/{item['code']}/document", data={"access_code": typed})
+        assert r.status == 200, typed
         raw = b"".join(led.log.entry(i) for i in range(led.log.size))
         assert item["access_code"].encode() not in raw, "the access code never enters the log"
         from ledger.audit import audit
