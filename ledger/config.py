@@ -143,7 +143,11 @@ class Config:
     def public_host(self) -> str:
         """The host (and port, if any) of `public_url`: the address printed with every QR code, and
         the one each page tells its reader to look for in the address bar."""
-        return urlsplit(self.public_url).netloc
+        u = urlsplit(self.public_url)
+        host = (u.hostname or "").lower()
+        host = f"[{host}]" if ":" in host else host
+        default = 443 if u.scheme == "https" else 80
+        return host if u.port in (None, default) else f"{host}:{u.port}"  # as an address bar shows it
 
     def witness_verifiers(self) -> list[CosignatureVerifier]:
         """The notaries whose tlog-cosignature/v1 cosignatures the log accepts and shows."""
@@ -249,6 +253,8 @@ def load_config(home: Path) -> Config:
 def public_url_problem(url: str) -> str | None:
     """What is wrong with a portal address printed in QR codes, or None: http(s), a host, and nothing
     after the path (a query or fragment would break every QR URL built on it), no credentials."""
+    if any(c.isspace() or not c.isprintable() for c in url):  # urlsplit drops tabs and newlines silently
+        return f"{url!r} must not hold spaces or control characters"
     try:
         u = urlsplit(url)
         u.port  # noqa: B018  # raises on a port that is no number or out of range

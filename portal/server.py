@@ -181,12 +181,18 @@ def serve(home: Path, host: str | None = None, port: int | None = None, workers:
             os.close(lock)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def public_url_elsewhere(public_url: str, host: str, port: int) -> str | None:
-    """A warning when QR codes will point to a local address this server does not listen on (a
-    public address is a proxy's business, not this server's)."""
+    """A warning when QR codes will point to a local address this server does not listen on, or
+    while it listens for other machines (a public address is a proxy's business, not this server's)."""
     u = urlsplit(public_url)
-    if u.hostname not in ("127.0.0.1", "localhost", "::1"):
+    if u.hostname not in LOOPBACK:
         return None
+    if host not in LOOPBACK:
+        return (f"QR codes and pages name public_url {public_url}, a local address, but this server listens "
+                f"on {host} for others: set public_url in config.toml to the address people will open")
     if (u.port or (443 if u.scheme == "https" else 80)) == port:
         return None
     return (f"QR codes and pages name public_url {public_url}, but this server listens on port {port}: "

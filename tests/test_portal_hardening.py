@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import stat
@@ -18,7 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from ledger.apikeys import create_key
-from ledger.config import load_config
+from ledger.config import Config, load_config
 from ledger.core import DB_NAME, Ledger
 from ledger.demo import demo_pdf
 from ledger.errors import LedgerError, RefusedError
@@ -471,12 +472,12 @@ async def test_a_stalled_access_code_form_gets_408(client: TestClient[Any, Any],
 
 @pytest.mark.parametrize("url", ["example.com", "ftp://example.com", "https://user:pw@example.com",
                                  "https://example.com/?a=1", "https://example.com/#x", "https://example.com:99999",
-                                 "https://"])
+                                 "https://", "https://verify.exa\tmple.com", "https://verify example.com"])
 def test_a_public_url_that_cannot_head_a_qr_url_is_refused(tmp_path: Path, url: str) -> None:
     home = tmp_path / "home"
     Ledger.init(home).close()
     cfg = home / "config.toml"
-    cfg.write_text(cfg.read_text().replace('public_url = "http://127.0.0.1:8080"', f"public_url = {url!r}"))
+    cfg.write_text(cfg.read_text().replace('public_url = "http://127.0.0.1:8080"', f"public_url = {json.dumps(url)}"))
     with pytest.raises(LedgerError, match="public_url") as e:
         load_config(home)
     assert e.value.code == "bad_config"
@@ -486,3 +487,11 @@ def test_serve_warns_when_qr_codes_name_a_local_port_it_does_not_listen_on() -> 
     assert public_url_elsewhere("http://127.0.0.1:8080", "127.0.0.1", 8080) is None
     assert "port 18555" in (public_url_elsewhere("http://127.0.0.1:8080", "127.0.0.1", 18555) or "")
     assert public_url_elsewhere("https://verify.example.com", "127.0.0.1", 8080) is None, "a proxy's address"
+    assert "listens on 0.0.0.0" in (public_url_elsewhere("http://127.0.0.1:8080", "0.0.0.0", 8080) or "")
+
+
+@pytest.mark.parametrize("url, shown", [("https://Verify.Example.com:443/", "verify.example.com"),
+                                        ("http://127.0.0.1:8080", "127.0.0.1:8080"),
+                                        ("http://[::1]:80/portal", "[::1]")])
+def test_the_page_names_the_public_url_as_an_address_bar_shows_it(url: str, shown: str) -> None:
+    assert Config(public_url=url).public_host == shown
