@@ -481,6 +481,11 @@ def liars(server: LedgerServer) -> Iterator[LyingProxies]:
         # what the page shows besides the status: each fact must be what the signed events say
         "timeline": _html_rule(completed, (f"<td>{DETAILS['en']['sms']}</td>", f"<td>{DETAILS['en']['face']}</td>")),
         "parties": _html_rule(sent, (re.escape(EN["pending"]), EN["signed"])),
+        # the event type in the page's words: a view shown as a signature
+        "eventtype": _html_rule(completed, (f"<td>{re.escape(EVENTS['en']['party.viewed'])}</td>",
+                                            f"<td>{EVENTS['en']['party.signed']}</td>")),
+        # a withdrawn contract's unsigned party shown as still able to sign
+        "notsigned": _html_rule(withdrawn, (re.escape(EN["not_signed"]), EN["pending"])),
         "copyno": _html_rule(completed, (r"printed copy no\. 1 ", "printed copy no. 2 ")),
         "docsize": _html_rule(completed, (r"\((\d+) B\)", r"(1\1 B)")),
         "voiddate": _html_rule(voided, (r"Voided on 20", "Voided on 19")),
@@ -521,6 +526,8 @@ LIES = {
                    "lie-another-envelope"),
     "timeline": ("completed", {"html"}, "of the timeline differs from the signed events", "lie-timeline-method"),
     "parties": ("sent", {"html"}, "the parties table differs from the signed events", "lie-party-signed"),
+    "eventtype": ("completed", {"html"}, "of the timeline differs from the signed events", "lie-timeline-event-type"),
+    "notsigned": ("withdrawn", {"html"}, "the parties table differs from the signed events", "lie-party-could-sign"),
     "copyno": ("completed", {"html"}, "another copy number than the signed events", "lie-copy-number"),
     "docsize": ("completed", {"html"}, "another document size than the signed events", "lie-document-size"),
     "voiddate": ("voided", {"html"}, "another void date than the signed events", "lie-void-date"),
