@@ -18,6 +18,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ledger.blobs import BlobStore
+from ledger.errors import LedgerError
 from ledger.log import TILE_WIDTH, TileLog, _empty_inner, _Tree, integrate, iter_bundle
 from verifier.checkpoint import parse_checkpoint
 from verifier.entry import Entry
@@ -35,6 +37,8 @@ class AuditReport:
     checkpoints: int = 0
     tiles: int = 0
     envelopes: int = 0
+    documents: int = 0  # stored originals checked (`audit_documents`)
+    unreferenced: int = 0  # stored files no document names (an upload refused after it was stored)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -47,7 +51,8 @@ class AuditReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "size": self.size, "checkpoints": self.checkpoints, "tiles": self.tiles,
-                "envelopes": self.envelopes, "problems": self.problems}
+                "envelopes": self.envelopes, "documents": self.documents, "unreferenced_files": self.unreferenced,
+                "problems": self.problems}
 
 
 @dataclass
@@ -243,3 +248,35 @@ def _check_projections(log: TileLog, rep: AuditReport, envs: dict[str, _EnvRepla
             rep.add(f"copies row code={code[:4]}…: does not match the copy.printed entry at index {idx}")
     if stored_copies != len(copies):
         rep.add(f"copies table holds {stored_copies} rows; the log printed {len(copies)} copies")
+
+
+def audit_documents(log: TileLog, blobs: BlobStore, rep: AuditReport) -> None:
+    """Every document the portal may serve (download policy other than "none") has its original in
+    the store, and the file still hashes to the SHA-256 its entry registered; files no document
+    names are counted (not a problem: an upload refused after its bytes were stored leaves one)."""
+    named: set[str] = set()
+    rows = log.conn.execute("SELECT env, document, sha256, idx FROM documents ORDER BY idx").fetchall()
+    for env, document, sha, idx in rows:
+        named.add(sha)
+        try:
+            download = json.loads(log.entry(idx))["data"].get("download", "none")
+        except (ValueError, KeyError, TypeError, LedgerError) as e:
+            rep.add(f"entry {idx} (document {document} of envelope {env}) cannot be read: {e}")
+            continue
+        if download == "none":
+            continue
+        path = blobs.path(sha)
+        if not path.is_file():
+            rep.add(f"document {document} of envelope {env} (entry {idx}) may be downloaded, but its original "
+                    f"{sha} is not in {blobs.root}")
+            continue
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        rep.documents += 1
+        if h.hexdigest() != sha:
+            rep.add(f"the original of document {document} of envelope {env} (entry {idx}), {path}, no longer "
+                    f"hashes to {sha}: it is damaged; restore it from a backup")
+    if blobs.root.is_dir():
+        rep.unreferenced = sum(1 for p in blobs.root.glob("??/*") if p.is_file() and p.name not in named)

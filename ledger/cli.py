@@ -267,14 +267,16 @@ def _with_ledger(args: argparse.Namespace, led: Any) -> int:
     if args.command == "anchor":
         return _anchor(args, led)
     if args.command == "audit":
-        from ledger.audit import audit
+        from ledger.audit import audit, audit_documents
 
         rep = audit(led.log)
+        audit_documents(led.log, led.blobs, rep)
         if args.json:
             print(json.dumps(rep.to_json(), indent=2))
         else:
             print(f"entries {rep.size}, checkpoints {rep.checkpoints}, full tiles {rep.tiles}, "
-                  f"envelopes {rep.envelopes}")
+                  f"envelopes {rep.envelopes}, stored originals {rep.documents}"
+                  + (f" ({rep.unreferenced} stored file(s) no document names)" if rep.unreferenced else ""))
             for p in rep.problems:
                 print(f"PROBLEM: {p}")
             print("audit passed" if rep.ok else f"audit FAILED: {len(rep.problems)} problem(s), first above")

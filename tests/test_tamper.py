@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -180,3 +181,34 @@ def test_forked_database_is_refused_at_open(home: Path, tmp_path: Path) -> None:
     with pytest.raises(IntegrityError, match="forked") as info:
         Ledger.open(home)
     assert info.value.code == "forked"
+
+
+def test_audit_finds_a_damaged_or_missing_original(tmp_path: Path) -> None:
+    """The originals the portal serves are checked against the SHA-256 their entries registered."""
+    from ledger.audit import AuditReport, audit_documents
+    from ledger.demo import create_demo
+
+    led = Ledger.init(tmp_path / "home")
+    try:
+        create_demo(led)
+        rep = AuditReport()
+        audit_documents(led.log, led.blobs, rep)
+        assert rep.ok and rep.documents >= 2 and rep.unreferenced == 0, rep.problems
+        rows = led.log.conn.execute("SELECT sha256, idx FROM documents ORDER BY idx").fetchall()
+        served = list(dict.fromkeys(sha for sha, idx in rows  # the ones that may be downloaded
+                                    if json.loads(led.log.entry(idx))["data"]["download"] != "none"))
+        assert len(served) >= 2, served
+        damaged, missing = led.blobs.path(served[0]), led.blobs.path(served[1])
+        damaged.chmod(0o600)
+        damaged.write_bytes(damaged.read_bytes()[:-1] + b"X")
+        missing.unlink()
+        stray = led.blobs.root / "ab" / ("ab" + "0" * 62)
+        stray.parent.mkdir(exist_ok=True)
+        stray.write_bytes(b"an upload refused after it was stored")
+        rep = AuditReport()
+        audit_documents(led.log, led.blobs, rep)
+        assert any("is damaged" in p and served[0] in p for p in rep.problems), rep.problems
+        assert any("is not in" in p and served[1] in p for p in rep.problems), rep.problems
+        assert rep.unreferenced == 1 and rep.to_json()["unreferenced_files"] == 1
+    finally:
+        led.close()
