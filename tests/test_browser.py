@@ -36,6 +36,7 @@ ARTIFACTS = ROOT / "test-artifacts" / "browser"
 VERIFY_TIMEOUT_MS = 10_000
 EN = TEXT["en"]
 GREEN, RED, AMBER = "rgb(26, 127, 55)", "rgb(207, 34, 46)", "rgb(154, 103, 0)"  # .verify.ok / .fail / .unpinned
+BLUE = "rgb(11, 79, 138)"  # .verify.ok.not-valid: verified, for a contract that is not in force
 
 
 # --- fixtures: one ledger server, one lying proxy set and one Chromium for the module -------------
@@ -142,12 +143,15 @@ def border_colour(p: Page, selector: str) -> str:
     return str(p.eval_on_selector(selector, "e => getComputedStyle(e).borderTopColor"))
 
 
-def assert_verified(p: Page) -> str:
+def assert_verified(p: Page, status: str = "completed") -> str:
+    """Checked against the pinned key: green for a contract in force, blue (never green) for any other
+    status, so that a verified VOID is not read as a green light."""
     result, text = verify_outcome(p)
-    assert result == "ok", f"expected a green in-browser check on {p.url}, got {result!r}: {text!r}; " \
+    assert result == "ok", f"expected a passed in-browser check on {p.url}, got {result!r}: {text!r}; " \
                            f"script errors: {script_errors(p)}"
-    assert p.get_attribute("#verify", "class") == "verify ok"
-    assert border_colour(p, "#verify") == GREEN, "the verified box is not green"
+    in_force = status == "completed"
+    assert p.get_attribute("#verify", "class") == ("verify ok" if in_force else "verify ok not-valid")
+    assert border_colour(p, "#verify") == (GREEN if in_force else BLUE), "the verified box's colour"
     return text
 
 
@@ -247,7 +251,7 @@ def test_other_states_show_their_banner_and_verify(server: LedgerServer, page: P
     assert shown_status == status and heading == EN[f"status_{label}"], (shown_status, heading)
     if status == "voided":
         assert "every signing party consented" in (page.locator("#status").text_content() or "")
-    assert_verified(page)
+    assert_verified(page, status)
     shot(page, f"{status}-{label.lower().replace(' ', '-')}")
 
 

@@ -216,7 +216,7 @@
     if (p.d && !docHash.startsWith(p.d)) fail("doc_pin");
     checkParties(parties, t, CLOSED.includes(status));
     checkTimeline(rows, t);
-    return { size: cp.size, pinned: Boolean(p.k), docHash };
+    return { size: cp.size, pinned: Boolean(p.k), docHash, status };
   }
 
   // The page's word for a value of the log (an event type, a method): the log's own value if none.
@@ -334,7 +334,8 @@
       verified = r.docHash;
       const pinned = r.pinned;
       out.textContent = (pinned ? t.verify_ok : t.verify_unpinned).replace("{size}", String(r.size));
-      box.className = pinned ? "verify ok" : "verify unpinned";
+      // green only for a contract in force: a verified VOID is not to be read as a green light
+      box.className = pinned ? (r.status === "completed" ? "verify ok" : "verify ok not-valid") : "verify unpinned";
       box.dataset.result = pinned ? "ok" : "unpinned";
     } catch (err) {
       box.className = "verify fail";  // red first: nothing after this may leave a green state behind
