@@ -296,7 +296,7 @@ def anchored_proof(ledger: Ledger, index: int, tsa: str | None = None) -> Anchor
 def anchoring_status(ledger: Ledger) -> list[dict[str, Any]]:
     """Per TSA (configured or seen): kind, health and how far it has anchored, for `ledger status`."""
     r = ledger.log._reader()
-    configured = ([LOCAL_TSA_NAME] if ledger.config.local_tsa else []) + [t.name for t in ledger.config.tsa]
+    configured = ledger.config.tsa_names
     stats = {t: (n, s) for t, n, s in r.execute(
         "SELECT tsa, count(*), max(CASE WHEN renews IS NULL THEN size END) FROM anchors GROUP BY tsa")}
     health = {row[0]: row[1:] for row in r.execute(

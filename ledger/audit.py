@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.blobs import BlobStore
-from ledger.errors import LedgerError
 from ledger.log import TILE_WIDTH, TileLog, _empty_inner, _Tree, integrate, iter_bundle
 from verifier.checkpoint import parse_checkpoint
 from verifier.entry import Entry
@@ -37,7 +36,7 @@ class AuditReport:
     checkpoints: int = 0
     tiles: int = 0
     envelopes: int = 0
-    documents: int = 0  # stored originals checked (`audit_documents`)
+    documents: int = 0  # stored originals checked (`audit(..., blobs=)`)
     unreferenced: int = 0  # stored files no document names (an upload refused after it was stored)
     problems: list[str] = field(default_factory=list)
 
@@ -63,7 +62,9 @@ class _EnvReplay:
     indexes: list[int]
 
 
-def audit(log: TileLog, *, events: bool = True) -> AuditReport:
+def audit(log: TileLog, *, events: bool = True, blobs: BlobStore | None = None) -> AuditReport:
+    """Recompute and compare everything the log and its tables hold; with `blobs`, the stored
+    originals too (their documents come from the replayed entries, so only with `events`)."""
     rep = AuditReport()
     conn = log.conn
     checkpoints = conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size").fetchall()
@@ -137,6 +138,8 @@ def audit(log: TileLog, *, events: bool = True) -> AuditReport:
         rep.add(f"tiles table holds {n_tiles} full tiles; the entries make {rep.tiles}")
     if events:
         _check_projections(log, rep, envs, copies, docs)
+        if blobs is not None:
+            _check_originals(blobs, rep, docs)
     return rep
 
 
@@ -250,33 +253,22 @@ def _check_projections(log: TileLog, rep: AuditReport, envs: dict[str, _EnvRepla
         rep.add(f"copies table holds {stored_copies} rows; the log printed {len(copies)} copies")
 
 
-def audit_documents(log: TileLog, blobs: BlobStore, rep: AuditReport) -> None:
+
+def _check_originals(blobs: BlobStore, rep: AuditReport, docs: dict[int, dict[str, Any]]) -> None:
     """Every document the portal may serve (download policy other than "none") has its original in
     the store, and the file still hashes to the SHA-256 its entry registered; files no document
     names are counted (not a problem: an upload refused after its bytes were stored leaves one)."""
-    named: set[str] = set()
-    rows = log.conn.execute("SELECT env, document, sha256, idx FROM documents ORDER BY idx").fetchall()
-    for env, document, sha, idx in rows:
-        named.add(sha)
-        try:
-            download = json.loads(log.entry(idx))["data"].get("download", "none")
-        except (ValueError, KeyError, TypeError, LedgerError) as e:
-            rep.add(f"entry {idx} (document {document} of envelope {env}) cannot be read: {e}")
+    for idx, d in docs.items():
+        if d.get("download", "none") == "none":
             continue
-        if download == "none":
+        where = f"document {d['document']} of envelope {d['env']} (entry {idx})"
+        digest = blobs.digest(d["sha256"])
+        if digest is None:
+            rep.add(f"{where} may be downloaded, but its original {d['sha256']} is not in {blobs.root}")
             continue
-        path = blobs.path(sha)
-        if not path.is_file():
-            rep.add(f"document {document} of envelope {env} (entry {idx}) may be downloaded, but its original "
-                    f"{sha} is not in {blobs.root}")
-            continue
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
         rep.documents += 1
-        if h.hexdigest() != sha:
-            rep.add(f"the original of document {document} of envelope {env} (entry {idx}), {path}, no longer "
-                    f"hashes to {sha}: it is damaged; restore it from a backup")
-    if blobs.root.is_dir():
-        rep.unreferenced = sum(1 for p in blobs.root.glob("??/*") if p.is_file() and p.name not in named)
+        if digest != d["sha256"]:
+            rep.add(f"the original of {where}, {blobs.path(d['sha256'])}, no longer hashes to {d['sha256']}: "
+                    "it is damaged; restore it from a backup")
+    named = {d["sha256"] for d in docs.values()}
+    rep.unreferenced = sum(1 for sha in blobs.stored() if sha not in named)

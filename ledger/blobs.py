@@ -6,7 +6,7 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ledger.errors import NotFoundError, RefusedError, StorageError
@@ -111,3 +111,17 @@ class BlobStore:
 
     def has(self, sha256: str) -> bool:
         return self.path(sha256).exists()
+
+    def digest(self, sha256: str) -> str | None:
+        """SHA-256 of the file stored under `sha256` as it is now (None if there is none): differs
+        from its name when the file was damaged."""
+        try:
+            with open(self.path(sha256), "rb") as f:
+                return hashlib.file_digest(f, "sha256").hexdigest()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+
+    def stored(self) -> Iterator[str]:
+        """The hashes of every file in the store."""
+        if self.root.is_dir():
+            yield from (p.name for p in self.root.glob("??/*") if p.is_file() and _HEX.fullmatch(p.name))

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ledger.apikeys import _TENANT
+from ledger.apikeys import _TENANT, KEY_CACHE_S
 from ledger.config import MAX_RENEW_DAYS, home_dir
 from ledger.errors import LedgerError, NotFoundError, RefusedError
 from ledger.events import control_character
@@ -26,9 +26,6 @@ COMMANDS = ("init", "serve", "append", "import", "status", "prove", "checkpoint"
 DEFAULT_TENANT = "default"
 TENANT_HELP = (f"the tenant the events' envelopes belong to (default: {DEFAULT_TENANT}); envelope references "
                "are per tenant")
-# How long a running `ledger serve` may still accept a revoked API key: portal.api.KEY_CACHE_S (the
-# ledger does not import the portal; a test keeps the two equal).
-KEY_CACHE_S = 5
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -267,10 +264,9 @@ def _with_ledger(args: argparse.Namespace, led: Any) -> int:
     if args.command == "anchor":
         return _anchor(args, led)
     if args.command == "audit":
-        from ledger.audit import audit, audit_documents
+        from ledger.audit import audit
 
-        rep = audit(led.log)
-        audit_documents(led.log, led.blobs, rep)
+        rep = audit(led.log, blobs=led.blobs)
         if args.json:
             print(json.dumps(rep.to_json(), indent=2))
         else:
@@ -310,7 +306,7 @@ def _keys(args: argparse.Namespace, led: Any) -> int:
                   f"{'  REVOKED ' + str(k['revoked']) if k['revoked'] else ''}  {k['label'] or ''}")
     else:
         revoke_key(conn, args.id)
-        print(f"revoked {args.id}; a running `ledger serve` may still accept it for up to {KEY_CACHE_S} s "
+        print(f"revoked {args.id}; a running `ledger serve` may still accept it for up to {KEY_CACHE_S:g} s "
               "(it caches keys it has checked)", file=sys.stderr)
     return 0
 
@@ -318,9 +314,7 @@ def _keys(args: argparse.Namespace, led: Any) -> int:
 def _check_tsa(led: Any, name: str) -> None:
     """Refuse --tsa NAME for a TSA that is not configured and never anchored here (a TSA removed from
     config.toml still has its anchors)."""
-    from ledger.config import LOCAL_TSA_NAME
-
-    configured = ([LOCAL_TSA_NAME] if led.config.local_tsa else []) + [t.name for t in led.config.tsa]
+    configured = led.config.tsa_names
     if name in configured or led.log._reader().execute("SELECT 1 FROM anchors WHERE tsa = ? LIMIT 1",
                                                        (name,)).fetchone():
         return

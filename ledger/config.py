@@ -149,6 +149,11 @@ class Config:
         default = 443 if u.scheme == "https" else 80
         return host if u.port in (None, default) else f"{host}:{u.port}"  # as an address bar shows it
 
+    @property
+    def tsa_names(self) -> list[str]:
+        """The TSAs configured to anchor this ledger: the local one (if on), then each [[tsa]]."""
+        return ([LOCAL_TSA_NAME] if self.local_tsa else []) + [t.name for t in self.tsa]
+
     def witness_verifiers(self) -> list[CosignatureVerifier]:
         """The notaries whose tlog-cosignature/v1 cosignatures the log accepts and shows."""
         return [CosignatureVerifier.from_string(k) for k in self.witnesses]

@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from ledger import qr
-from ledger.apikeys import ApiKey, authenticate
+from ledger.apikeys import KEY_CACHE_S, ApiKey, authenticate
 from ledger.core import uploaded
 from ledger.errors import NotFoundError, RefusedError
 from ledger.events import REF, parse_events
@@ -29,7 +29,6 @@ routes = web.RouteTableDef()
 PDF_MAGIC = b"%PDF-"
 
 
-KEY_CACHE_S = 5.0  # a revoked key stops working within this many seconds
 
 
 async def _key(request: web.Request, scope: str) -> ApiKey:

@@ -98,8 +98,6 @@ def error_page(request: web.Request, status: int, code: str) -> web.Response:
     return render(request, "error.html", status=status, message=message, code=code, back=back, switch_to=back)
 
 
-
-
 def _html(request: web.Request, lang: str, body: bytes, status: int = 200) -> web.Response:
     """An HTML page in `lang`, remembering an explicit `?lang=` choice in a cookie."""
     resp = web.Response(body=body, content_type="text/html", charset="utf-8", status=status)
@@ -284,7 +282,6 @@ def attachment(name: str) -> str:
         name += ".pdf"
     fallback = "".join(c if c.isascii() and (c.isalnum() or c in "-_. ") else "_" for c in name)
     return f'attachment; filename="{fallback}"; filename*=UTF-8\'\'{quote(name, safe="")}'
-
 
 
 @routes.post(r"/v/{code:[^/.]+}/document")

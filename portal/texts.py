@@ -35,5 +35,5 @@ SCRIPTS = {lang: script(lang) for lang in i18n.LANGS}
 
 @routes.get(r"/texts/{lang:en|zh-CN}.js")
 async def texts(request: web.Request) -> web.Response:
-    return web.Response(body=SCRIPTS[request.match_info["lang"]], content_type="text/javascript",
-                        charset="utf-8", headers={"Cache-Control": "public, max-age=3600"})
+    # (cached by the address a page names it with: portal.app.security_headers)
+    return web.Response(body=SCRIPTS[request.match_info["lang"]], content_type="text/javascript", charset="utf-8")

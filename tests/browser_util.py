@@ -30,7 +30,7 @@ CHROMIUM = os.environ.get("LEDGER_CHROMIUM", "/usr/bin/chromium")
 # We run as root (no sandbox); the networking flags stop Chromium's own background connections.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-START_TIMEOUT_S = 20.0
+START_TIMEOUT_S = 30.0
 
 
 def free_port() -> int:
@@ -46,6 +46,43 @@ def ledger(home: Path, *args: str) -> str:
     if r.returncode != 0:
         raise AssertionError(f"`ledger {' '.join(args)}` exited {r.returncode}:\n{r.stderr}{r.stdout}")
     return r.stdout
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def start_serve(home: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """`ledger serve` on 127.0.0.1:`port`, its output appended to `log_path`; returned once its
+    /healthz answers (a failure to come up fails the test with the server's output)."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([str(BIN / "ledger"), "--home", str(home), "serve",
+                                 "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"`ledger serve` exited {proc.returncode}:\n{_text(log_path)}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"`ledger serve` not healthy after {START_TIMEOUT_S} s:\n{_text(log_path)}")
+        time.sleep(0.1)
+
+
+def stop_serve(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop a `start_serve` server, if it still runs: SIGTERM, then SIGKILL after 10 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 @dataclass(frozen=True)
@@ -105,39 +142,16 @@ class LedgerServer:
             copy = DemoCopy(m[1], m[2], m[3])
             assert copy.url.startswith(f"{self.base}/v/"), copy.url
             self.copies[copy.status] = copy
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen([str(BIN / "ledger"), "--home", str(self.home), "serve",
-                                          "--host", "127.0.0.1", "--port", str(self.port)],
-                                         stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"`ledger serve` exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.base}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"`ledger serve` not healthy after {START_TIMEOUT_S} s:\n{self.log()}")
-            time.sleep(0.1)
+        self.proc = start_serve(self.home, self.port, self.log_path)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return _text(self.log_path)
 
     def blob(self, sha256: str) -> Path:
         return self.home / "blobs" / sha256[:2] / sha256
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop_serve(self.proc)
 
 
 # A tampering rule: (request path, response content type, response body) -> the body to serve.

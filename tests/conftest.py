@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+from ledger.core import Ledger
 
 ROOT = Path(__file__).resolve().parent.parent
 # The shared public vectors sit beside the repository; CI lays a copy there too.
@@ -20,3 +23,11 @@ def vectors() -> Path:
     if not VECTORS.is_dir():
         pytest.fail(f"test vectors not found at {VECTORS}; set LEDGER_VECTORS")
     return VECTORS
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    """A new ledger in this test's own folder (a module may define its own `ledger` instead)."""
+    led = Ledger.init(tmp_path / "home")
+    yield led
+    led.close()

@@ -8,8 +8,7 @@ control characters. Ordinary text in any script is accepted.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -98,13 +97,6 @@ def test_an_integer_too_long_to_parse_is_malformed_json() -> None:
     with pytest.raises(RefusedError, match="line 3: .*more than 4300 digits") as info:
         parse_json_lines([body.encode()], 3)
     assert info.value.code == "invalid_json"
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    led = Ledger.init(tmp_path / "home")
-    yield led
-    led.close()
 
 
 async def test_the_api_answers_400_not_500_to_a_huge_integer_and_422_to_an_override(

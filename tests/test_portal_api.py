@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -21,13 +20,6 @@ from portal.openapi import DOCUMENT
 Client = Callable[..., Awaitable[TestClient[Any, Any]]]
 PDF = demo_pdf("API test", "A document uploaded through the API.")
 PDF_SHA = hashlib.sha256(PDF).hexdigest()
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    led = Ledger.init(tmp_path / "home")
-    yield led
-    led.close()
 
 
 @pytest.fixture

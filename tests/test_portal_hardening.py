@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +28,6 @@ from portal.server import public_url_elsewhere
 from tests.test_portal_api import PDF, PDF_SHA, assert_error, auth
 
 Client = Callable[..., Awaitable[TestClient[Any, Any]]]
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    led = Ledger.init(tmp_path / "home")
-    yield led
-    led.close()
 
 
 @pytest.fixture

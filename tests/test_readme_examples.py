@@ -7,15 +7,12 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.browser_util import free_port
+from tests.browser_util import free_port, start_serve, stop_serve
 from tests.test_cli import BIN, README
 
 BLOCKS = re.findall(r"```sh\n(.*?)```", README, re.S)
@@ -65,30 +62,10 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([str(BIN / "ledger"), "--home", str(self.home), "serve",
-                                          "--host", "127.0.0.1", "--port", str(self.port)],
-                                         stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.proc.poll() is None, f"`ledger serve` exited:\n{self.log_path.read_text()}"
-            try:
-                with urllib.request.urlopen(f"{self.base}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            assert time.monotonic() < deadline, f"`ledger serve` not up:\n{self.log_path.read_text()}"
-            time.sleep(0.1)
+        self.proc = start_serve(self.home, self.port, self.log_path)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_serve(self.proc)
 
 
 @pytest.fixture

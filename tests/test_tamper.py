@@ -185,14 +185,12 @@ def test_forked_database_is_refused_at_open(home: Path, tmp_path: Path) -> None:
 
 def test_audit_finds_a_damaged_or_missing_original(tmp_path: Path) -> None:
     """The originals the portal serves are checked against the SHA-256 their entries registered."""
-    from ledger.audit import AuditReport, audit_documents
     from ledger.demo import create_demo
 
     led = Ledger.init(tmp_path / "home")
     try:
         create_demo(led)
-        rep = AuditReport()
-        audit_documents(led.log, led.blobs, rep)
+        rep = audit(led.log, blobs=led.blobs)
         assert rep.ok and rep.documents >= 2 and rep.unreferenced == 0, rep.problems
         rows = led.log.conn.execute("SELECT sha256, idx FROM documents ORDER BY idx").fetchall()
         served = list(dict.fromkeys(sha for sha, idx in rows  # the ones that may be downloaded
@@ -205,8 +203,7 @@ def test_audit_finds_a_damaged_or_missing_original(tmp_path: Path) -> None:
         stray = led.blobs.root / "ab" / ("ab" + "0" * 62)
         stray.parent.mkdir(exist_ok=True)
         stray.write_bytes(b"an upload refused after it was stored")
-        rep = AuditReport()
-        audit_documents(led.log, led.blobs, rep)
+        rep = audit(led.log, blobs=led.blobs)
         assert any("is damaged" in p and served[0] in p for p in rep.problems), rep.problems
         assert any("is not in" in p and served[1] in p for p in rep.problems), rep.problems
         assert rep.unreferenced == 1 and rep.to_json()["unreferenced_files"] == 1

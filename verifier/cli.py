@@ -146,16 +146,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _count(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of witnesses (0 or more)")
-    return n
-
-
 def _moment(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -194,6 +184,7 @@ def ranged(convert: Callable[[str], N], low: float, high: float, what: str, *,
     return parse
 
 
+_count = ranged(int, 0, math.inf, "a number of witnesses (0 or more)")
 _minutes = ranged(float, 0, MAX_AGE_MINUTES, f"a number of minutes more than 0 and at most {MAX_AGE_MINUTES} "
                   "(366 days); leave out --at to check no freshness", above=True)
 

@@ -30,14 +30,16 @@
   // Values in a reason may come from the server's data: only strings and numbers are shown, and
   // nothing here may throw (the red state is already set when this runs).
   const shown = (value) => (typeof value === "string" || typeof value === "number" ? String(value) : "?");
+  // A key of the object itself, never one it inherits ("constructor", "__proto__"): data picks keys.
+  const own = (obj, key) => Object.prototype.hasOwnProperty.call(obj, key);
   function reason(err, reasons) {
     const code = err instanceof CheckFailed && reasons[err.code] ? err.code : "unexpected";
     const params = err instanceof CheckFailed ? err.params : { detail: shown(err && err.message) };
     return reasons[code].replace(/\{(\w+)\}/g, (m, name) => {
-      if (!Object.prototype.hasOwnProperty.call(params, name)) return m;
+      if (!own(params, name)) return m;
       const value = shown(params[name]);
       if (name === "what") return reasons["what_" + value] || value;
-      return (Object.prototype.hasOwnProperty.call(reasons, "st_" + value) && reasons["st_" + value]) || value;
+      return (own(reasons, "st_" + value) && reasons["st_" + value]) || value;
     });
   }
 
@@ -220,8 +222,7 @@
   }
 
   // The page's word for a value of the log (an event type, a method): the log's own value if none.
-  const said = (words, value) =>
-    (typeof value === "string" && Object.prototype.hasOwnProperty.call(words, value) ? words[value] : value);
+  const said = (words, value) => (typeof value === "string" && own(words, value) ? words[value] : value);
 
   // The parties table: one row per party.added, in order, with the role, signing order and outcome
   // the events give (a signer who had not signed when the envelope closed "did not sign"). Their
