@@ -1,4 +1,4 @@
-"""Build the optional C hashing extension (ledger/_hashing.c); everything else is in pyproject.toml.
+"""Build the optional C hashing extension (ledger/storage/_hashing.c); everything else is in pyproject.toml.
 
 If it cannot be built (no compiler or no OpenSSL headers), the install goes on without it and the
 log uses its pure-Python hashing, which computes the same bytes.
@@ -23,7 +23,7 @@ class OptionalBuildExt(build_ext):
 
 
 setup(
-    ext_modules=[Extension("ledger._hashing", ["ledger/_hashing.c"], libraries=["crypto"],
+    ext_modules=[Extension("ledger.storage._hashing", ["ledger/storage/_hashing.c"], libraries=["crypto"],
                            extra_compile_args=["-O2"])],
     cmdclass={"build_ext": OptionalBuildExt},
 )

@@ -31,10 +31,10 @@ from aiohttp import web
 
 from bench import report
 from bench.common import percentile
-from ledger.anchor import Anchorer
-from ledger.core import Ledger
-from ledger.tsa import build_request
-from ledger.tsa_client import LocalTsaClient
+from ledger.anchoring.anchor import Anchorer
+from ledger.anchoring.tsa import build_request
+from ledger.anchoring.tsa_client import LocalTsaClient
+from ledger.envelopes.core import Ledger
 from portal.app import create_app
 from verifier._cms import TimeStampResp
 from verifier.note import parse_note

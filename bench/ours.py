@@ -1,4 +1,4 @@
-"""Benchmark tasks for our log (`ledger.log.TileLog`), each run in a worker subprocess.
+"""Benchmark tasks for our log (`ledger.storage.log.TileLog`), each run in a worker subprocess.
 
 Every task takes the JSON spec the orchestrator passed and returns a JSON-able dict. Every proof
 that is timed is verified afterwards with `verifier.merkle`, so no wrong answer is ever timed.
@@ -32,16 +32,16 @@ def _key_path(db: Path) -> Path:
 
 
 def _open(db: Path) -> Any:
-    from ledger.keys import LogSigner
-    from ledger.log import TileLog
+    from ledger.storage.log import TileLog
+    from ledger.storage.signer import LogSigner
 
     return TileLog.open(db, LogSigner.load(_key_path(db), ORIGIN))
 
 
 def build(spec: dict[str, Any]) -> dict[str, Any]:
     """Append `size` entries in batches of 1000, each batch durably committed with a signed checkpoint."""
-    from ledger.keys import LogSigner
-    from ledger.log import TileLog
+    from ledger.storage.log import TileLog
+    from ledger.storage.signer import LogSigner
 
     db, size = Path(spec["db"]), spec["size"]
     signer = LogSigner.generate(ORIGIN)
@@ -108,7 +108,7 @@ def first_proof(spec: dict[str, Any]) -> dict[str, Any]:
     """In a fresh process: open the existing log and produce one inclusion proof."""
     clock = time.perf_counter_ns
     t0 = clock()
-    from ledger.log import TileLog
+    from ledger.storage.log import TileLog
     from verifier.merkle import leaf_hash, verify_inclusion
 
     t1 = clock()
@@ -132,9 +132,9 @@ def group_commit(spec: dict[str, Any]) -> dict[str, Any]:
     own commit, as the baseline that group commit improves on.
     """
     try:
-        from ledger.sequencer import Sequencer
+        from ledger.storage.sequencer import Sequencer
     except ImportError as err:
-        return {"unavailable": f"ledger.sequencer cannot be imported: {err}"}
+        return {"unavailable": f"ledger.storage.sequencer cannot be imported: {err}"}
     from verifier.merkle import leaf_hash, verify_inclusion
 
     log = _open(Path(spec["db"]))

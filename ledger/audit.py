@@ -18,8 +18,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.blobs import BlobStore
-from ledger.log import TILE_WIDTH, TileLog, _empty_inner, _Tree, integrate, iter_bundle
+from ledger.documents.blobs import BlobStore
+from ledger.storage.log import TILE_WIDTH, TileLog, _empty_inner, _Tree, integrate, iter_bundle
 from verifier.checkpoint import parse_checkpoint
 from verifier.entry import Entry
 from verifier.errors import VerificationError

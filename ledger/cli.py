@@ -15,11 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ledger.apikeys import _TENANT, KEY_CACHE_S
+from ledger.access.apikeys import _TENANT, KEY_CACHE_S
 from ledger.config import MAX_RENEW_DAYS, home_dir
+from ledger.envelopes.events import control_character
 from ledger.errors import LedgerError, NotFoundError, RefusedError
-from ledger.events import control_character
-from ledger.homelock import check_not_serving
+from ledger.storage.homelock import check_not_serving
 from verifier.cli import ranged
 
 COMMANDS = ("init", "serve", "append", "import", "status", "prove", "checkpoint", "anchor", "audit", "keys", "demo")
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None, *, serve: Serve | None = None) -> int:
     except sqlite3.DatabaseError as e:
         if isinstance(e, sqlite3.ProgrammingError):
             raise  # our bug, not the database's
-        from ledger.core import DB_NAME
+        from ledger.storage.schema import DB_NAME
 
         print(f"ledger: error (storage_error): {home / DB_NAME}: {e}", file=sys.stderr)
         return 1
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None, *, serve: Serve | None = None) -> int:
 
 def _check_home(home: Path, command: str) -> None:
     """Refuse a ledger folder that is not one, before a command trips over it."""
-    from ledger.core import orphan_key
+    from ledger.envelopes.core import orphan_key
 
     if home.exists() and not home.is_dir():
         raise RefusedError(f"the ledger folder {home} is a file (--home, $LEDGER_HOME)", code="bad_home")
@@ -211,7 +211,7 @@ def _read_input(name: str, limit: int) -> bytes:
 
 
 def _run(args: argparse.Namespace, home: Path) -> int | None:
-    from ledger.core import Ledger
+    from ledger.envelopes.core import Ledger
 
     if args.command == "init":
         led = Ledger.init(home, origin=args.origin)
@@ -234,7 +234,7 @@ def _with_ledger(args: argparse.Namespace, led: Any) -> int:
             print(json.dumps(ack, ensure_ascii=False))
         return 0
     if args.command == "import":
-        from ledger.bulk import import_json_lines
+        from ledger.envelopes.bulk import import_json_lines
 
         import_json_lines(led, args.file, args.tenant, args.batch)
         return 0
@@ -280,8 +280,8 @@ def _with_ledger(args: argparse.Namespace, led: Any) -> int:
     if args.command == "keys":
         return _keys(args, led)
     if args.command == "demo":
-        from ledger.demo import create_demo, demo_notary
-        from ledger.qr import grouped
+        from ledger.documents.qr import grouped
+        from ledger.envelopes.demo import create_demo, demo_notary
 
         for d in create_demo(led):
             access = f"   access code {d['access_code']}" if d["access_code"] else ""
@@ -293,7 +293,7 @@ def _with_ledger(args: argparse.Namespace, led: Any) -> int:
 
 
 def _keys(args: argparse.Namespace, led: Any) -> int:
-    from ledger.apikeys import create_key, list_keys, revoke_key
+    from ledger.access.apikeys import create_key, list_keys, revoke_key
 
     conn = led.log.conn  # a private table: written directly, not through the log
     if args.keys_command == "create":
@@ -329,7 +329,7 @@ def _anchor(args: argparse.Namespace, led: Any) -> int:
 
     import aiohttp
 
-    from ledger.anchor import Anchorer, clients_for
+    from ledger.anchoring.anchor import Anchorer, clients_for
     from ledger.config import LOCAL_TSA_NAME
 
     async def run() -> list[Any]:
@@ -375,8 +375,8 @@ def _status(args: argparse.Namespace, led: Any) -> int:
         print(json.dumps(_envelope(led, args.tenant, args.envelope), indent=2, ensure_ascii=False))
         return 0
     by_status = dict(led.log.conn.execute("SELECT status, count(*) FROM envelopes GROUP BY status").fetchall())
-    from ledger.anchor import anchoring_status
-    from ledger.witness import witness_status
+    from ledger.anchoring.anchor import anchoring_status
+    from ledger.anchoring.witness import witness_status
 
     info = {"home": str(led.home), "origin": led.config.origin, "size": led.log.size,
             "verifier_key": led.verifier_key, "envelopes": by_status, "checkpoint": led.log.latest_checkpoint,

@@ -18,12 +18,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ledger.errors import LedgerError
-from ledger.tsa import DEFAULT_POLICY
 from verifier.errors import FormatError
 from verifier.note import CosignatureVerifier, _check_name
 
 DEFAULT_ORIGIN = "localhost/evidence-ledger"
 LOCAL_TSA_NAME = "local"
+DEFAULT_POLICY = "1.3.6.1.4.1.57264.3161.1"  # the local TSA's policy OID (`local_tsa_policy`)
 _TSA_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 

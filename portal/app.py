@@ -1,7 +1,7 @@
 """The aiohttp application: `create_app(ledger)`.
 
 Serves the C2SP log endpoints (checkpoint, tiles, entry bundles) byte-exact, the log's verifier key,
-a health check and the local TSA (`POST /tsa`), and runs the anchoring loop (`ledger.anchor`) as a
+a health check and the local TSA (`POST /tsa`), and runs the anchoring loop (`ledger.anchoring.anchor`) as a
 background task for the application's lifetime. Errors become one JSON shape, `{"error": {"code": ..., "message": ...}}`,
 except on a public page a browser asked for, where they are a page in the reader's language.
 """
@@ -17,10 +17,12 @@ import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ledger.anchor import Anchorer, clients_for
-from ledger.core import Ledger
+from ledger.anchoring.anchor import Anchorer, clients_for
+from ledger.envelopes.core import Ledger
 from ledger.errors import LedgerError
-from portal import api, logroutes, openapi, pages, texts, tsaroutes
+from portal.api import openapi
+from portal.api import routes as api
+from portal.caching import PageCache, TtlCache
 from portal.keys import (
     ANCHORER,
     HEAD,
@@ -36,9 +38,12 @@ from portal.keys import (
     Head,
     Submit,
 )
-from portal.pages_cache import PageCache, TtlCache
+from portal.pages import routes as pages
+from portal.pages import texts
 from portal.pdfcheck import PdfChecker
 from portal.ratelimit import RateLimited, RateLimiter, SharedBuckets, networks
+from portal.tlog import routes as logroutes
+from portal.tlog import tsa as tsaroutes
 from verifier.errors import VerificationError
 
 log = logging.getLogger("portal")

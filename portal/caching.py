@@ -1,4 +1,4 @@
-"""Small in-process caches: rendered copy pages (see portal.pages), and values kept for a few seconds."""
+"""Small in-process caches: rendered copy pages (see portal.pages.routes), and values kept for a few seconds."""
 
 from __future__ import annotations
 

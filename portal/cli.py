@@ -10,7 +10,7 @@ from ledger import cli
 
 
 def _serve(home: Path, args: argparse.Namespace) -> None:
-    from portal.server import serve
+    from portal.serving.server import serve
 
     serve(home, host=args.host, port=args.port, workers=args.workers)
 

@@ -8,11 +8,11 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from ledger.anchor import Anchorer
-from ledger.apikeys import ApiKey
-from ledger.core import Ledger
-from ledger.events import InputEvent
-from portal.pages_cache import PageCache, TtlCache
+from ledger.access.apikeys import ApiKey
+from ledger.anchoring.anchor import Anchorer
+from ledger.envelopes.core import Ledger
+from ledger.envelopes.events import InputEvent
+from portal.caching import PageCache, TtlCache
 from portal.pdfcheck import PdfChecker
 from portal.ratelimit import RateLimiter
 

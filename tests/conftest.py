@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from ledger.core import Ledger
+from ledger.envelopes.core import Ledger
 
 ROOT = Path(__file__).resolve().parent.parent
 # The shared public vectors sit beside the repository; CI lays a copy there too.

@@ -8,8 +8,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from ledger.core import Ledger
-from tests.test_lifecycle import completed
+from ledger.envelopes.core import Ledger
+from tests.envelopes.test_lifecycle import completed
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Fixed names, throw-away keys: a root CA, TSA certificates in several variants (critical,
 non-critical or no extended key usage, expired, re-issued with the same serial), a second root
-nobody trusts, directories in the layout `ledger.tsa.LocalTsa.load` reads, and `OpenSslTsa`, a
+nobody trusts, directories in the layout `ledger.anchoring.tsa.LocalTsa.load` reads, and `OpenSslTsa`, a
 TSA run by the `openssl ts -reply` command for interoperability tests.
 """
 
@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ledger.tsa import CERT_FILE, KEY_FILE, ROOT_CERT_FILE, SERIAL_FILE
+from ledger.anchoring.tsa import CERT_FILE, KEY_FILE, ROOT_CERT_FILE, SERIAL_FILE
 
 ROOT_CN = "Evidence Ledger Test Root CA"
 OTHER_ROOT_CN = "Evidence Ledger Untrusted Test Root CA"

@@ -20,7 +20,7 @@ from ledger.errors import LedgerError, RefusedError
 SCOPES = ("append", "read", "export", "admin")
 _KEY = re.compile(r"el_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 # How long a running portal may still accept a key after it was revoked: it caches the keys it has
-# checked (portal.api), so that a request does not read the database for its key each time.
+# checked (portal.api.routes), so that a request does not read the database for its key each time.
 KEY_CACHE_S = 5.0
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 

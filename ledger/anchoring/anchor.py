@@ -2,7 +2,7 @@
 
 What it does:
 - `Anchorer.run()` is the anchoring loop, an asyncio task in the server. Every `anchor_interval_s`
-  it asks each TSA (`ledger.tsa_client`) to time-stamp the body of the *latest* checkpoint if that
+  it asks each TSA (`ledger.anchoring.tsa_client`) to time-stamp the body of the *latest* checkpoint if that
   TSA has not anchored it yet. Anchoring the latest checkpoint covers every earlier entry: a
   checkpoint of size n commits to entries 0..n-1, and an inclusion proof ties any of them to it. So
   after an outage, one anchor of the latest checkpoint leaves nothing unanchored.
@@ -17,7 +17,7 @@ What it does:
 - `anchored_proof()` assembles the evidence of one entry's time: the earliest anchored checkpoint
   that contains it, the inclusion proof to it and its tokens (`verifier.anchored`).
 
-What it does not do: talk to a TSA or check tokens (`ledger.tsa_client`), serve HTTP, or group
+What it does not do: talk to a TSA or check tokens (`ledger.anchoring.tsa_client`), serve HTTP, or group
 renewals into hash trees (each anchor is renewed by its own token).
 """
 
@@ -29,23 +29,21 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 
+from ledger.anchoring.context import LedgerContext
+from ledger.anchoring.tsa_client import HttpTsaClient, LocalTsaClient, Stamp, TsaClient, format_time
 from ledger.config import LOCAL_TSA_NAME
 from ledger.errors import LedgerError, NotFoundError
-from ledger.log import AppendResult, TileLog
-from ledger.sequencer import Finish
-from ledger.tsa_client import HttpTsaClient, LocalTsaClient, Stamp, TsaClient, format_time
+from ledger.storage.log import AppendResult, TileLog
+from ledger.storage.sequencer import Finish
 from verifier.anchored import AnchoredBundle, AnchorRecord
 from verifier.errors import VerificationError
 from verifier.note import parse_note
 
-if TYPE_CHECKING:
-    from ledger.core import Ledger
-
-log = logging.getLogger("ledger.anchor")
+log = logging.getLogger("ledger.anchoring.anchor")
 RENEW_EVERY_S = 24 * 3600.0
 RENEW_BATCH = 1000
 
@@ -108,7 +106,7 @@ class _Store:
         return finish
 
 
-def clients_for(ledger: Ledger, session: aiohttp.ClientSession) -> list[TsaClient]:
+def clients_for(ledger: LedgerContext, session: aiohttp.ClientSession) -> list[TsaClient]:
     """The local TSA (unless `local_tsa = false`) and every configured `[[tsa]]`."""
     clients: list[TsaClient] = []
     if ledger.local_tsa is not None:
@@ -120,7 +118,7 @@ def clients_for(ledger: Ledger, session: aiohttp.ClientSession) -> list[TsaClien
 class Anchorer:
     """Anchors checkpoints with a set of TSAs: in a loop (`run`) or on demand (`anchor_now`, `renew`)."""
 
-    def __init__(self, ledger: Ledger, clients: Sequence[TsaClient], *, interval_s: float | None = None,
+    def __init__(self, ledger: LedgerContext, clients: Sequence[TsaClient], *, interval_s: float | None = None,
                  backoff_max_s: float | None = None) -> None:
         self.ledger, self.clients = ledger, {c.name: c for c in clients}
         self.interval = interval_s if interval_s is not None else ledger.config.anchor_interval_s
@@ -272,7 +270,7 @@ class Anchorer:
         return done
 
 
-def anchored_proof(ledger: Ledger, index: int, tsa: str | None = None) -> AnchoredBundle:
+def anchored_proof(ledger: LedgerContext, index: int, tsa: str | None = None) -> AnchoredBundle:
     """The earliest anchored checkpoint holding entry `index` (of TSA `tsa`, if given), the inclusion
     proof to it, and every anchor and renewal of that checkpoint."""
     if not 0 <= index < ledger.log.size:
@@ -293,7 +291,7 @@ def anchored_proof(ledger: Ledger, index: int, tsa: str | None = None) -> Anchor
     return AnchoredBundle(index, ledger.log.entry(index), ledger.prove(index, size).to_text(), records)
 
 
-def anchoring_status(ledger: Ledger) -> list[dict[str, Any]]:
+def anchoring_status(ledger: LedgerContext) -> list[dict[str, Any]]:
     """Per TSA (configured or seen): kind, health and how far it has anchored, for `ledger status`."""
     r = ledger.log._reader()
     configured = ledger.config.tsa_names

@@ -29,9 +29,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ledger.clock import Clock, utc_now
+from ledger.config import DEFAULT_POLICY
 from ledger.errors import StorageError
 
-DEFAULT_POLICY = "1.3.6.1.4.1.57264.3161.1"
 MAX_REQUEST_BYTES = 64 * 1024
 ROOT_CERT_FILE = "tsa-root.pem"
 CERT_FILE = "tsa.pem"

@@ -6,12 +6,12 @@ imprint is SHA-256 of that data, the nonce is the one sent, the chain reaches on
 configured roots at genTime, the EKU timeStamping is critical, genTime is near our clock, and, if
 configured, the policy matches (RFC 3161 §2.4.1, §2.4.2). Two kinds:
 
-- `LocalTsaClient`: the embedded local TSA (`ledger.tsa`), called in-process, named `local`. It is
+- `LocalTsaClient`: the embedded local TSA (`ledger.anchoring.tsa`), called in-process, named `local`. It is
   not accredited, and everything that reports on it says so.
 - `HttpTsaClient`: a configured TSA over HTTP (RFC 3161 §3.4), through pyHanko's aiohttp
   time-stamp client, with optional basic auth, extra headers and a timeout.
 
-What it does not do: schedule, retry or store (`ledger.anchor` does), or fetch revocation data.
+What it does not do: schedule, retry or store (`ledger.anchoring.anchor` does), or fetch revocation data.
 Errors: a TSA that cannot be reached or answers HTTP errors raises `TsaUnavailableError` (a
 `StorageError`: could not get the data); a token that fails a check raises
 `verifier.errors.TimestampError` (untrustworthy data). The anchoring loop counts both as failures.
@@ -30,10 +30,10 @@ import aiohttp
 from asn1crypto import tsp
 from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
 
+from ledger.anchoring.tsa import LocalTsa, build_request
 from ledger.clock import Clock
 from ledger.config import LOCAL_TSA_NAME, TsaConfig
 from ledger.errors import LedgerError, StorageError
-from ledger.tsa import LocalTsa, build_request
 from verifier.anchored import certificate_expiry
 from verifier.errors import TimestampError
 from verifier.timestamp import token_from_response, verify_timestamp

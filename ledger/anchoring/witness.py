@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ledger.anchoring.context import LedgerContext
 from ledger.errors import NotFoundError, RefusedError
-from ledger.log import TileLog
+from ledger.storage.log import TileLog
 from verifier.checkpoint import Checkpoint
 from verifier.errors import FormatError
 from verifier.note import CosignatureVerifier, cosignature_time, parse_note
 
-if TYPE_CHECKING:
-    from ledger.core import Ledger
-
-log = logging.getLogger("ledger.witness")
+log = logging.getLogger("ledger.anchoring.witness")
 
 # How far ahead of this log's clock a cosignature's time may be. A notary signs the moment it saw the
 # checkpoint, so a later time is a clock that is wrong; the kept row is append-only and shown on every
@@ -50,7 +48,7 @@ class _Store:
         return lambda r: names
 
 
-def check(ledger: Ledger, data: bytes | str) -> list[tuple[int, str, int, str, str]]:
+def check(ledger: LedgerContext, data: bytes | str) -> list[tuple[int, str, int, str, str]]:
     """Check a cosigned checkpoint; return the rows to store (one per known witness that signed)."""
     try:
         note = parse_note(data)
@@ -95,7 +93,7 @@ def check(ledger: Ledger, data: bytes | str) -> list[tuple[int, str, int, str, s
     return rows
 
 
-async def accept(ledger: Ledger, data: bytes | str) -> tuple[int, list[str]]:
+async def accept(ledger: LedgerContext, data: bytes | str) -> tuple[int, list[str]]:
     """Check and store the cosignatures of a posted checkpoint: (its size, the witnesses kept)."""
     import asyncio
 
@@ -104,13 +102,13 @@ async def accept(ledger: Ledger, data: bytes | str) -> tuple[int, list[str]]:
     return rows[0][0], names
 
 
-def store(ledger: Ledger, data: bytes | str) -> list[str]:
+def store(ledger: LedgerContext, data: bytes | str) -> list[str]:
     """`accept` for threads (the CLI): check and store, return the witnesses kept."""
     names: list[str] = ledger._seq.submit(_Store(check(ledger, data))).result()
     return names
 
 
-def cosigned_checkpoint(ledger: Ledger, size: int) -> str:
+def cosigned_checkpoint(ledger: LedgerContext, size: int) -> str:
     """The checkpoint published at `size`, with every cosignature kept for it."""
     note = ledger.log.latest_checkpoint if size == ledger.log.size else ledger.log.checkpoint_at(size)
     lines = [line for (line,) in ledger.log._reader().execute(
@@ -118,7 +116,7 @@ def cosigned_checkpoint(ledger: Ledger, size: int) -> str:
     return note + "".join(line + "\n" for line in lines)
 
 
-def witnesses_after(ledger: Ledger, index: int) -> list[dict[str, Any]]:
+def witnesses_after(ledger: LedgerContext, index: int) -> list[dict[str, Any]]:
     """For each witness: the first checkpoint it cosigned that holds entry `index`, and when."""
     rows = ledger.log._reader().execute(
         "SELECT witness, min(size), time FROM cosignatures WHERE size > ? GROUP BY witness ORDER BY witness",
@@ -126,7 +124,7 @@ def witnesses_after(ledger: Ledger, index: int) -> list[dict[str, Any]]:
     return [{"witness": w, "size": size, "time": _utc_text(t)} for w, size, t in rows]
 
 
-def witness_status(ledger: Ledger) -> list[dict[str, Any]]:
+def witness_status(ledger: LedgerContext) -> list[dict[str, Any]]:
     """Each configured witness: the largest checkpoint it cosigned (0 if none) and when."""
     out = []
     for v in ledger.config.witness_verifiers():

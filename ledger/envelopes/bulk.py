@@ -12,8 +12,8 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
+from ledger.envelopes.events import parse_json_lines
 from ledger.errors import RefusedError
-from ledger.events import parse_json_lines
 
 
 def _batches(f: IO[bytes], batch: int) -> Iterator[list[tuple[int, bytes]]]:

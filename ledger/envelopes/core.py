@@ -26,16 +26,18 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ledger import qr
-from ledger.blobs import BlobStore
+from ledger.anchoring.tsa import LocalTsa, LocalTsaError, create_local_tsa
+from ledger.anchoring.witness import cosigned_checkpoint
 from ledger.clock import Clock, utc_now
 from ledger.config import Config, load_config
+from ledger.documents import qr
+from ledger.documents.blobs import BlobStore
+from ledger.envelopes.events import InputEvent, parse_events
 from ledger.errors import NotFoundError, RefusedError, StorageError
-from ledger.events import InputEvent, parse_events
-from ledger.keys import LogSigner
-from ledger.log import AppendResult, TileLog
-from ledger.sequencer import CatchUp, Finish, Sequencer
-from ledger.tsa import LocalTsa, LocalTsaError, create_local_tsa
+from ledger.storage.log import AppendResult, TileLog
+from ledger.storage.schema import DB_NAME
+from ledger.storage.sequencer import CatchUp, Finish, Sequencer
+from ledger.storage.signer import LogSigner
 from verifier.checkpoint import parse_checkpoint
 from verifier.entry import Entry, canonical_trusted
 from verifier.errors import FormatError
@@ -48,7 +50,6 @@ from verifier.tlogproof import TlogProof
 if TYPE_CHECKING:
     from verifier.anchored import AnchoredBundle
 
-DB_NAME = "ledger.db"
 KEY_NAME = "log.key"
 PUB_NAME = "log.pub"  # the verifier key, public: readers need no private key
 ACCESS_CODE_LENGTH = 12
@@ -559,8 +560,6 @@ class Ledger:
     def prove(self, index: int, size: int | None = None) -> TlogProof:
         """A C2SP tlog-proof of entry `index` against the checkpoint of `size` (default: the latest),
         carrying every witness cosignature kept for that checkpoint."""
-        from ledger.witness import cosigned_checkpoint
-
         size = self.log.size if size is None else size
         if not 0 <= index < size:
             raise NotFoundError(f"entry {index} is not in a tree of size {size}", code="bad_index")
@@ -638,6 +637,7 @@ class Ledger:
 
     def prove_anchored(self, index: int, tsa: str | None = None) -> AnchoredBundle:
         """Entry `index`'s trusted time: the earliest anchored checkpoint holding it, with its tokens."""
-        from ledger.anchor import anchored_proof
+        # imported here: anchoring loads aiohttp and pyHanko, which most commands never need
+        from ledger.anchoring.anchor import anchored_proof
 
         return anchored_proof(self, index, tsa)

@@ -10,8 +10,8 @@ from typing import Any
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
-from ledger.core import Ledger, uploaded
-from ledger.events import parse_events
+from ledger.envelopes.core import Ledger, uploaded
+from ledger.envelopes.events import parse_events
 
 TENANT = "demo"
 
@@ -113,7 +113,7 @@ def demo_notary(ledger: Ledger) -> tuple[str, int]:
     import os
     import re
 
-    from ledger import witness
+    from ledger.anchoring import witness
     from verifier.note import CosignatureSigner, parse_note
 
     path = ledger.home / "demo-notary.key"

@@ -12,10 +12,10 @@ import base64
 import json
 from typing import Any
 
-from ledger import qr
+from ledger.anchoring.witness import witnesses_after
 from ledger.config import LOCAL_TSA_NAME
-from ledger.core import Ledger
-from ledger.witness import witnesses_after
+from ledger.documents import qr
+from ledger.envelopes.core import Ledger
 from verifier.entry import Entry
 from verifier.lifecycle import EnvelopeState, LifecycleError, apply
 

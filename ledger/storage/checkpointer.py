@@ -14,7 +14,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-log = logging.getLogger("ledger.checkpointer")
+log = logging.getLogger("ledger.storage.checkpointer")
 
 WAL_THRESHOLD = 64 << 20
 

@@ -11,8 +11,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from ledger.core import DB_NAME
 from ledger.errors import RefusedError
+from ledger.storage.schema import DB_NAME
 
 LOCK_NAME = "serve.lock"
 

@@ -1,6 +1,6 @@
 """The Merkle log on SQLite, stored as C2SP tlog-tiles.
 
-Tables (all log tables refuse UPDATE and DELETE by trigger, see `ledger.schema`):
+Tables (all log tables refuse UPDATE and DELETE by trigger, see `ledger.storage.schema`):
 - `entry_chunks(start, count, data)`: the exact leaf bytes in C2SP entry-bundle encoding (uint16
   length prefixes), one row per commit and bundle: a chunk never crosses a bundle boundary, so a
   bundle is the concatenation of its chunks and a partial bundle is a prefix of them.
@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ledger import schema
-from ledger.checkpointer import Checkpointer
 from ledger.clock import Clock, utc_now
 from ledger.errors import IntegrityError, NotFoundError, RefusedError, StorageError
-from ledger.keys import LogSigner
+from ledger.storage import schema
+from ledger.storage.checkpointer import Checkpointer
+from ledger.storage.signer import LogSigner
 from verifier.checkpoint import Checkpoint, parse_checkpoint
 from verifier.merkle import (
     EMPTY_ROOT,
@@ -54,7 +54,7 @@ TILE_CACHE = 8192  # tiles kept by readers (about 130 MiB at most)
 NODE_CACHE = 65536  # complete-subtree hashes of 16 leaves or more (about 8 MiB at most)
 MAX_ENTRY_SIZE = 0xFFFF  # entry bundles prefix each entry with a big-endian uint16 length
 _sha256 = hashlib.sha256
-logger = logging.getLogger("ledger.log")
+logger = logging.getLogger("ledger.storage.log")
 
 
 @dataclass(frozen=True)
@@ -159,9 +159,9 @@ def _bundle_py(entries: Sequence[bytes]) -> bytes:
 
 
 try:  # the same functions in C (ledger/_hashing.c), when the extension was built
-    from ledger._hashing import bundle as _bundle
-    from ledger._hashing import leaf_hashes as _leaf_hashes
-    from ledger._hashing import pair_hashes as _pair_hashes
+    from ledger.storage._hashing import bundle as _bundle
+    from ledger.storage._hashing import leaf_hashes as _leaf_hashes
+    from ledger.storage._hashing import pair_hashes as _pair_hashes
 except ImportError:  # pragma: no cover - exercised where the extension is missing
     _leaf_hashes, _pair_hashes, _bundle = _leaf_hashes_py, _pair_hashes_py, _bundle_py
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+DB_NAME = "ledger.db"  # the database file in the ledger folder
 APPEND_ONLY = ("entry_chunks", "tiles", "checkpoints", "anchors", "cosignatures")
 
 SCHEMA = """
@@ -109,7 +110,7 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         # No checkpoints inside commits: the writer's log runs them in a background thread
-        # (ledger.checkpointer); other writers of this file (CLI tools) checkpoint at close.
+        # (ledger.storage.checkpointer); other writers of this file (CLI tools) checkpoint at close.
         conn.execute("PRAGMA wal_autocheckpoint=0")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ledger.errors import LedgerError, StorageError
-from ledger.log import AppendResult, TileLog
+from ledger.storage.log import AppendResult, TileLog
 from verifier.errors import VerificationError
 
-log = logging.getLogger("ledger.sequencer")
+log = logging.getLogger("ledger.storage.sequencer")
 
 Finish = Callable[[AppendResult], Any]
 

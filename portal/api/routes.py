@@ -15,11 +15,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ledger import qr
-from ledger.apikeys import KEY_CACHE_S, ApiKey, authenticate
-from ledger.core import uploaded
+from ledger.access.apikeys import KEY_CACHE_S, ApiKey, authenticate
+from ledger.documents import qr
+from ledger.envelopes.core import uploaded
+from ledger.envelopes.events import REF, parse_events
 from ledger.errors import NotFoundError, RefusedError
-from ledger.events import REF, parse_events
 from portal.body import chunks, read_limited
 from portal.keys import KEYS_SEEN, LEDGER, PDF_CHECKER, SUBMIT, UPLOAD_LIMIT
 from verifier.entry import strict_loads

@@ -16,13 +16,13 @@ from urllib.parse import quote
 import jinja2
 from aiohttp import web
 
-from ledger import qr
-from ledger.core import Ledger
+from ledger.documents import qr
+from ledger.envelopes.core import Ledger
+from ledger.envelopes.public import copy_version, copy_view
 from ledger.errors import RefusedError
-from ledger.public import copy_version, copy_view
 from portal import body as request_body
-from portal import i18n, texts
 from portal.keys import HEAD, HEADS, LEDGER, LOOKUP_LIMIT, PAGES, TEMPLATES
+from portal.pages import i18n, texts
 from verifier.lifecycle import CLOSED
 
 routes = web.RouteTableDef()
@@ -44,7 +44,7 @@ ASSETS = _versions()
 
 
 def make_templates() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("portal", "templates"),
+    env = jinja2.Environment(loader=jinja2.PackageLoader("portal.pages", "templates"),
                              autoescape=jinja2.select_autoescape(default=True, default_for_string=True))
     env.globals["asset"] = ASSETS.__getitem__
     return env

@@ -10,8 +10,8 @@ import json
 
 from aiohttp import web
 
-from ledger.public import STATUS_LABEL
-from portal import i18n
+from ledger.envelopes.public import STATUS_LABEL
+from portal.pages import i18n
 
 routes = web.RouteTableDef()
 

@@ -3,7 +3,7 @@
 With `--workers 1` one process does everything. With `--workers N` (N >= 2), N worker processes
 share the port (SO_REUSEPORT) and a writer process owns the sequencer, the anchoring loop and the
 local TSA's key. The writer listens only on two Unix sockets in the ledger folder: `writer-events.sock`
-(`portal.writerlink`), to which workers send the events they have authenticated and parsed, and
+(`portal.serving.writerlink`), to which workers send the events they have authenticated and parsed, and
 `writer.sock`, to which they forward, as HTTP, the little that needs the writer's keys (`POST /tsa`).
 Workers open the ledger read-only and serve pages, JSON, tiles and documents themselves, picking up
 each new checkpoint. SQLite in WAL mode lets them all read while the one writer writes. The rate
@@ -30,15 +30,15 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from ledger.core import Ledger
-from ledger.homelock import lock_serving
-from ledger.log import TileLog
+from ledger.envelopes.core import Ledger
+from ledger.storage.homelock import lock_serving
+from ledger.storage.log import TileLog
 from portal.app import create_app
 from portal.keys import LEDGER
 from portal.ratelimit import SharedBuckets
-from portal.writerlink import LINK_NAME, WriterLink, serve_link
+from portal.serving.writerlink import LINK_NAME, WriterLink, serve_link
 
-log = logging.getLogger("portal.server")
+log = logging.getLogger("portal.serving.server")
 SOCKET_NAME = "writer.sock"
 GC_THRESHOLD = (20_000, 20, 50)
 WRITER_ONLY = {"/tsa", "/witness/cosign"}  # POSTs that need the writer: its TSA key, its sequencer

@@ -29,12 +29,12 @@ from typing import Any
 
 import orjson
 
-from ledger.core import Ledger
+from ledger.envelopes.core import Ledger
+from ledger.envelopes.events import InputEvent
 from ledger.errors import LedgerError, RefusedError, StorageError
-from ledger.events import InputEvent
 from verifier.errors import VerificationError
 
-log = logging.getLogger("portal.writerlink")
+log = logging.getLogger("portal.serving.writerlink")
 LINK_NAME = "writer-events.sock"
 CONNECT_TIMEOUT_S = 10.0
 RECONNECT_TIMEOUT_S = 1.0

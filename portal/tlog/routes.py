@@ -1,5 +1,5 @@
 """C2SP log endpoints: /checkpoint, /tile/<L>/<N>[.p/<W>], /tile/entries/<N>[.p/<W>], /log-key; and
-for notaries (`ledger.witness`): /checkpoint/<size> with its cosignatures, /proof/consistency/<old>/<new>,
+for notaries (`ledger.anchoring.witness`): /checkpoint/<size> with its cosignatures, /proof/consistency/<old>/<new>,
 and POST /witness/cosign."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import base64
 
 from aiohttp import web
 
-from ledger import witness
+from ledger.anchoring import witness
 from ledger.errors import NotFoundError, RefusedError
 from portal.body import read_limited
 from portal.keys import LEDGER, LOOKUP_LIMIT

@@ -9,7 +9,7 @@
   of every TSA that anchors this ledger.
 - `GET /tsa/certs`: the local TSA's certificate and root, PEM, for `openssl ts -verify -CAfile`.
 
-What it does not do: sign (`ledger.tsa`), anchor (`ledger.anchor`) or authenticate callers (the
+What it does not do: sign (`ledger.anchoring.tsa`), anchor (`ledger.anchoring.anchor`) or authenticate callers (the
 code-lookup rate limit applies to `POST /tsa`, per client address).
 """
 
@@ -19,9 +19,9 @@ import asyncio
 
 from aiohttp import web
 
-from ledger.anchor import anchoring_status
+from ledger.anchoring.anchor import anchoring_status
+from ledger.anchoring.tsa import MAX_REQUEST_BYTES, LocalTsa
 from ledger.errors import NotFoundError, RefusedError
-from ledger.tsa import MAX_REQUEST_BYTES, LocalTsa
 from portal.body import read_limited
 from portal.keys import LEDGER, LOOKUP_LIMIT
 

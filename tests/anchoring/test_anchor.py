@@ -25,11 +25,11 @@ from aiohttp.test_utils import TestServer
 from asn1crypto import tsp
 
 from ledger import cli
-from ledger.anchor import Anchorer, anchoring_status, clients_for
+from ledger.anchoring.anchor import Anchorer, anchoring_status, clients_for
+from ledger.anchoring.tsa import LocalTsa, create_local_tsa
 from ledger.config import TsaConfig, load_config
-from ledger.core import Ledger
+from ledger.envelopes.core import Ledger
 from ledger.errors import LedgerError, NotFoundError
-from ledger.tsa import LocalTsa, create_local_tsa
 from tests.pki import OpenSslTsa, make_root, make_tsa_cert, write_tsa_dir
 from verifier import cli as verifier_cli
 from verifier.anchored import AnchoredBundle, AnchorRecord, parse_anchored, verify_anchored

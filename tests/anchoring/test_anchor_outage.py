@@ -1,7 +1,7 @@
 """A TSA outage never blocks appends, and anchoring catches up when the TSA is back (DESIGN.md §5).
 
 The anchoring loop runs as it does in the server, with a short interval (0.2 s) and backoff cap
-(0.4 s), against the OpenSSL-backed HTTP TSA of tests.test_anchor switched to hang, answer 500
+(0.4 s), against the OpenSSL-backed HTTP TSA of tests.anchoring.test_anchor switched to hang, answer 500
 or send garbage, then back to healthy.
 """
 
@@ -17,10 +17,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from ledger.anchor import Anchorer, anchoring_status, clients_for
-from ledger.core import Ledger
-from ledger.tsa_client import Stamp, TsaUnavailableError
-from tests.test_anchor import HttpTsa, configure, created, start_http_tsa
+from ledger.anchoring.anchor import Anchorer, anchoring_status, clients_for
+from ledger.anchoring.tsa_client import Stamp, TsaUnavailableError
+from ledger.envelopes.core import Ledger
+from tests.anchoring.test_anchor import HttpTsa, configure, created, start_http_tsa
 from verifier.anchored import verify_anchored
 
 pytestmark = pytest.mark.slow

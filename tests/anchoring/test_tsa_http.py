@@ -21,10 +21,10 @@ from asn1crypto import pem, tsp
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from ledger.anchoring.tsa import MAX_REQUEST_BYTES, build_request
+from ledger.anchoring.tsa_client import HttpTsaClient
 from ledger.config import TsaConfig
-from ledger.core import Ledger
-from ledger.tsa import MAX_REQUEST_BYTES, build_request
-from ledger.tsa_client import HttpTsaClient
+from ledger.envelopes.core import Ledger
 from portal.app import create_app
 from tests.pki import openssl
 from verifier._cms import TimeStampResp

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from asn1crypto import tsp
 
-from ledger.tsa import LocalTsa, build_request, create_local_tsa
+from ledger.anchoring.tsa import LocalTsa, build_request, create_local_tsa
 from tests.pki import OpenSslTsa, openssl, tsa_dir
 from verifier.timestamp import verify_timestamp
 

@@ -14,12 +14,12 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.config import load_config
-from ledger.core import Ledger
-from ledger.demo import create_demo
+from ledger.envelopes.core import Ledger
+from ledger.envelopes.demo import create_demo
 from ledger.errors import LedgerError
-from ledger.keys import LogSigner
+from ledger.storage.signer import LogSigner
 from portal.app import create_app
-from portal.i18n import TEXT
+from portal.pages.i18n import TEXT
 from verifier.checkpoint import verify_checkpoint
 from verifier.merkle import verify_consistency
 from verifier.note import CosignatureSigner, parse_note, sign_note
@@ -95,7 +95,7 @@ async def test_a_notary_checks_growth_cosigns_and_the_page_names_it(aiohttp_clie
     missing = verify(NOTARY.verifier.to_string(), STRANGER.verifier.to_string())
     assert missing.returncode == 1 and "1 valid witness cosignatures, 2 needed" in missing.stdout, missing.stdout
     # and the operator sees how far each witness has got
-    from ledger.witness import witness_status
+    from ledger.anchoring.witness import witness_status
 
     led.config = led.config.replace(witnesses=(NOTARY.verifier.to_string(), STRANGER.verifier.to_string()))
     status = {w["witness"]: w for w in witness_status(led)}

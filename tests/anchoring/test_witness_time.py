@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import cli as ledger_cli
-from ledger.core import Ledger
-from ledger.demo import create_demo
-from ledger.witness import witness_status
+from ledger.anchoring.witness import witness_status
+from ledger.envelopes.core import Ledger
+from ledger.envelopes.demo import create_demo
 from portal.app import create_app
 from verifier.note import CosignatureSigner, parse_note
 
@@ -44,7 +44,7 @@ def cosign_at(note: str, unix_time: int) -> str:
 
 
 def test_the_margin_is_a_few_minutes() -> None:
-    from ledger.witness import MAX_COSIGNATURE_AHEAD
+    from ledger.anchoring.witness import MAX_COSIGNATURE_AHEAD
 
     assert 60 <= MAX_COSIGNATURE_AHEAD.total_seconds() <= 15 * 60
 
@@ -63,7 +63,7 @@ async def test_a_cosignature_from_the_future_is_refused(aiohttp_client: Client, 
 
     for t in (FAR, 2**63 - 1, now + 3600):  # (2**63 and more do not verify: bad_cosignature)
         await refused(t)
-    from ledger.witness import MAX_COSIGNATURE_AHEAD
+    from ledger.anchoring.witness import MAX_COSIGNATURE_AHEAD
 
     ahead = int(MAX_COSIGNATURE_AHEAD.total_seconds())
     await refused(now + ahead + 1)
@@ -117,7 +117,7 @@ def test_ledger_status_shows_a_far_future_row(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_times_a_calendar_can_show_render_as_rfc3339() -> None:
-    from ledger.witness import _utc_text
+    from ledger.anchoring.witness import _utc_text
 
     assert _utc_text(0) == "1970-01-01T00:00:00Z"
     assert _utc_text(int(NOW.timestamp())) == "2026-03-01T12:00:00Z"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.anchor import http_tokens
 from bench.portal import verdict
-from ledger.core import Ledger
+from ledger.envelopes.core import Ledger
 
 
 def test_the_tsa_run_gets_tokens_past_the_default_rate_limit(tmp_path: Path) -> None:

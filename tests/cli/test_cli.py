@@ -16,7 +16,7 @@ import pytest
 from ledger.cli import COMMANDS
 from ledger.config import Config
 from tests.conftest import ROOT
-from tests.test_lifecycle import completed
+from tests.envelopes.test_lifecycle import completed
 
 BIN = Path(sys.executable).parent
 README = (ROOT / "README.md").read_text()
@@ -167,7 +167,7 @@ def test_the_parser_knows_exactly_the_documented_commands() -> None:
 
 
 def test_every_event_type_is_in_the_readme() -> None:
-    from ledger.events import SCHEMA
+    from ledger.envelopes.events import SCHEMA
 
     for t in SCHEMA:
         assert f"| `{t}` |" in README, f"event type {t} is not documented in README.md"

@@ -17,13 +17,14 @@ import pytest
 from ledger import cli
 from ledger.audit import audit
 from ledger.config import load_config
-from ledger.core import DB_NAME, KEY_NAME, Ledger
+from ledger.envelopes.core import KEY_NAME, Ledger
 from ledger.errors import LedgerError
-from ledger.log import _bundle_py, iter_bundle
-from tests.test_cli import README, run
-from tests.test_lifecycle import T, completed, ev
-from tests.test_tamper import raw
-from tests.test_verifier_cli_strict import verifier
+from ledger.storage.log import _bundle_py, iter_bundle
+from ledger.storage.schema import DB_NAME
+from tests.cli.test_cli import README, run
+from tests.envelopes.test_lifecycle import T, completed, ev
+from tests.storage.test_tamper import raw
+from tests.verifier.test_verifier_cli_strict import verifier
 from verifier.checkpoint import verify_checkpoint
 
 HUGE = "9" * 5000  # more digits than int() takes from a string (4300 by default)
@@ -363,7 +364,7 @@ def test_status_of_an_envelope_names_the_tenant_it_looked_in(capsys: pytest.Capt
 
 def test_revoke_says_a_running_server_may_accept_the_key_a_few_seconds_more(capsys: pytest.CaptureFixture[str],
                                                                               home: Path) -> None:
-    from portal.api import KEY_CACHE_S
+    from portal.api.routes import KEY_CACHE_S
 
     assert cli.KEY_CACHE_S == KEY_CACHE_S
     code, out, _ = ledger(capsys, home, "keys", "create", "--tenant", "t", "--scopes", "read")

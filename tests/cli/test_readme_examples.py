@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser_util import free_port, start_serve, stop_serve
-from tests.test_cli import BIN, README
+from tests.cli.test_cli import BIN, README
 
 BLOCKS = re.findall(r"```sh\n(.*?)```", README, re.S)
 SETUP = "./scripts/run"  # the block that starts it all: this test does what it does itself

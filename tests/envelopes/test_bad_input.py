@@ -21,9 +21,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.audit import audit
-from ledger.core import Ledger
+from ledger.envelopes.core import Ledger
+from ledger.envelopes.events import SCHEMA
 from ledger.errors import RefusedError
-from ledger.events import SCHEMA
 
 H = "ab" * 32
 T = "tenant-a"

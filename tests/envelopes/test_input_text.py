@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from ledger.apikeys import create_key
-from ledger.core import Ledger
+from ledger.access.apikeys import create_key
+from ledger.envelopes.core import Ledger
+from ledger.envelopes.events import control_character, parse_event, parse_events, parse_json_lines
 from ledger.errors import RefusedError
-from ledger.events import control_character, parse_event, parse_events, parse_json_lines
 from portal.app import create_app
 from verifier.entry import strict_loads
 from verifier.errors import FormatError

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ledger.audit import audit
-from ledger.core import Ledger
+from ledger.envelopes.core import Ledger
 from ledger.errors import RefusedError
 
 T = "tenant-a"
@@ -278,7 +278,7 @@ def test_envelope_ids_are_time_ordered_and_unpredictable(led: Ledger) -> None:
 def test_a_batch_committed_here_reads_its_envelopes_once_per_tenant(led: Ledger) -> None:
     """`commit_here` (the writer link's path) stages a batch on the calling thread: the envelopes its
     requests name are read in one query per tenant, a refusal fails alone, the rest is durable at once."""
-    from ledger.events import parse_events
+    from ledger.envelopes.events import parse_events
 
     for i in range(10):
         led.append(T, draft(f"E{i}")[:1])
@@ -310,7 +310,7 @@ def test_batches_committed_here_and_by_the_thread_take_turns(led: Ledger) -> Non
     """The sequencer's thread and a caller committing on its own thread never write at once."""
     import threading
 
-    from ledger.events import parse_events
+    from ledger.envelopes.events import parse_events
 
     answers: list[Any] = []
     futures = []

@@ -13,11 +13,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.apikeys import create_key
-from ledger.core import Ledger
+from ledger.access.apikeys import create_key
+from ledger.envelopes.core import Ledger
+from portal.api.openapi import DOCUMENT
 from portal.app import create_app
-from portal.openapi import DOCUMENT
-from tests.test_lifecycle import completed
+from tests.envelopes.test_lifecycle import completed
 
 ROUTES = [(m.upper(), p) for p, ops in DOCUMENT["paths"].items() for m in ops]
 EVENT_TYPES = ["envelope.created", "document.added", "party.added", "envelope.sent", "party.signed",

@@ -23,8 +23,8 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
-from ledger.keys import LogSigner
-from portal.i18n import DETAILS, EVENTS, REASONS, TEXT
+from ledger.storage.signer import LogSigner
+from portal.pages.i18n import DETAILS, EVENTS, REASONS, TEXT
 from tests.browser_util import CHROMIUM, CHROMIUM_ARGS, DemoCopy, LedgerServer, LyingProxies, Tamper
 from tests.conftest import ROOT
 from verifier.checkpoint import verify_checkpoint

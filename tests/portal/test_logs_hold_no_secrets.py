@@ -10,10 +10,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from ledger.apikeys import create_key
-from ledger.core import Ledger
-from ledger.demo import demo_pdf
-from tests.test_serve_workers import _port, _start
+from ledger.access.apikeys import create_key
+from ledger.envelopes.core import Ledger
+from ledger.envelopes.demo import demo_pdf
+from tests.portal.test_serve_workers import _port, _start
 
 NAME, CONTACT, FILE = "Zhao Secretname", "zhao.secret@example.com", "very-private-lease.pdf"
 

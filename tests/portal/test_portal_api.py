@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from ledger.apikeys import create_key
-from ledger.core import Ledger
-from ledger.demo import demo_pdf
+from ledger.access.apikeys import create_key
+from ledger.envelopes.core import Ledger
+from ledger.envelopes.demo import demo_pdf
+from portal.api.openapi import DOCUMENT
 from portal.app import create_app
-from portal.openapi import DOCUMENT
 
 Client = Callable[..., Awaitable[TestClient[Any, Any]]]
 PDF = demo_pdf("API test", "A document uploaded through the API.")
@@ -201,8 +201,8 @@ async def test_proof_route_returns_a_verifiable_tlog_proof(client: TestClient[An
 
 async def test_a_revoked_key_is_refused(client: TestClient[Any, Any], ledger: Ledger, keys: dict[str, str],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from ledger.apikeys import revoke_key
-    from portal import api
+    from ledger.access.apikeys import revoke_key
+    from portal.api import routes as api
 
     monkeypatch.setattr(api, "KEY_CACHE_S", 0.0)  # in service a revocation takes effect within 5 s
     r = await client.get("/api/v1/envelopes/none", headers=auth(keys["a_read"]))

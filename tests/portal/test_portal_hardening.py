@@ -18,14 +18,15 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from ledger.apikeys import create_key
+from ledger.access.apikeys import create_key
 from ledger.config import Config, load_config
-from ledger.core import DB_NAME, Ledger
-from ledger.demo import demo_pdf
+from ledger.envelopes.core import Ledger
+from ledger.envelopes.demo import demo_pdf
 from ledger.errors import LedgerError, RefusedError
+from ledger.storage.schema import DB_NAME
 from portal.app import create_app
-from portal.server import public_url_elsewhere
-from tests.test_portal_api import PDF, PDF_SHA, assert_error, auth
+from portal.serving.server import public_url_elsewhere
+from tests.portal.test_portal_api import PDF, PDF_SHA, assert_error, auth
 
 Client = Callable[..., Awaitable[TestClient[Any, Any]]]
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from ledger.core import Ledger
+from ledger.envelopes.core import Ledger
 from portal.app import create_app
 from verifier.checkpoint import verify_checkpoint
 from verifier.merkle import (

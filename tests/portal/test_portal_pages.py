@@ -14,13 +14,13 @@ from urllib.parse import quote
 import pytest
 from aiohttp.test_utils import TestClient
 
-from ledger.core import Ledger
-from ledger.demo import TENANT, create_demo
+from ledger.envelopes.core import Ledger
+from ledger.envelopes.demo import TENANT, create_demo
+from ledger.envelopes.public import STATUS_LABEL, mask_name
 from ledger.errors import RefusedError
-from ledger.public import STATUS_LABEL, mask_name
 from portal.app import create_app
-from portal.i18n import DETAILS, EVENTS, LANGS, TEXT
-from portal.pages import ASSETS, attachment
+from portal.pages.i18n import DETAILS, EVENTS, LANGS, TEXT
+from portal.pages.routes import ASSETS, attachment
 from verifier.entry import EVENT_TYPES
 from verifier.lifecycle import AUTH_METHODS, CHANNELS, PARTY_KINDS, SEAL_KINDS
 
@@ -235,7 +235,7 @@ async def test_security_headers_and_no_inline_script(client: TestClient[Any, Any
 async def test_the_words_verify_js_checks_with_come_with_the_script(client: TestClient[Any, Any], demo: Any) -> None:
     """A server rewriting a fact in the page must not be able to rewrite the words it is compared with:
     they are a script (/texts/<lang>.js), never data attributes of the page."""
-    from portal import i18n
+    from portal.pages import i18n
 
     html = await (await client.get(f"/v/{demo[1]['completed']}")).text()
     scripts = re.findall(r'<script src="([^"]+)" defer></script>', html)
@@ -334,7 +334,7 @@ async def test_download_with_an_access_code(aiohttp_client: Client, tmp_path: Pa
 
 def test_every_reason_verify_js_gives_is_translated() -> None:
     """verify.js fails with reason codes; each one has its text in every language, and none is unused."""
-    from portal import i18n
+    from portal.pages import i18n
 
     js = (Path(i18n.__file__).parent / "static" / "verify.js").read_text()
     used = set(re.findall(r'\bfail\("(\w+)"', js)) | {"unexpected"}
@@ -350,7 +350,7 @@ def test_every_reason_verify_js_gives_is_translated() -> None:
 def test_a_view_is_of_one_moment_even_when_the_database_is_ahead_of_its_tree(tmp_path: Path) -> None:
     """A process whose tree is a moment behind the database shows the status of the events in its
     tree, not the database's latest row: its page is checked against those events."""
-    from ledger.public import copy_view
+    from ledger.envelopes.public import copy_view
 
     writer = Ledger.init(tmp_path / "home")
     try:
@@ -430,7 +430,7 @@ async def test_a_page_does_not_wait_long_for_another_process_s_write(aiohttp_cli
     import threading
     import time
 
-    from portal import pages
+    from portal.pages import routes as pages
 
     led = Ledger.init(tmp_path / "home")
     try:

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
 
 from ledger.config import load_config
-from ledger.core import Ledger
+from ledger.envelopes.core import Ledger
 from ledger.errors import LedgerError
 from portal.app import create_app
 from portal.ratelimit import client_bucket, client_ip, networks

@@ -15,9 +15,9 @@ from typing import cast
 import pytest
 from aiohttp import web
 
-from ledger.core import Ledger
+from ledger.envelopes.core import Ledger
 from portal.ratelimit import RateLimited, RateLimiter, SharedBuckets
-from tests.test_serve_workers import _port, _start
+from tests.portal.test_serve_workers import _port, _start
 
 
 class _Request:

@@ -11,8 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ledger.apikeys import create_key
-from ledger.core import Ledger
+from ledger.access.apikeys import create_key
+from ledger.envelopes.core import Ledger
 
 BIN = Path(sys.executable).parent
 
@@ -59,7 +59,7 @@ def test_two_workers_share_a_port(tmp_path: Path) -> None:
     home = tmp_path / "home"
     led = Ledger.init(home)
     key = create_key(led.log.conn, "t", ["append", "read"])
-    from ledger.demo import create_demo
+    from ledger.envelopes.demo import create_demo
 
     voided = next(d["code"] for d in create_demo(led) if d["status"] == "voided")
     size0 = led.log.size
@@ -123,7 +123,7 @@ def test_two_workers_share_a_port(tmp_path: Path) -> None:
         # the TSA's key lives in the writer: workers forward time-stamp requests to it
         from asn1crypto import tsp
 
-        from ledger.tsa import build_request
+        from ledger.anchoring.tsa import build_request
 
         r = urllib.request.Request(base + "/tsa", data=build_request(b"x", nonce=7),
                                    headers={"Content-Type": "application/timestamp-query"})
@@ -144,9 +144,9 @@ def test_a_worker_reads_for_a_newer_tree_only_when_the_writer_published_one(tmp_
     when that size moved (at once, so an acknowledged event is served), else at most once a second."""
     import multiprocessing
 
-    from ledger.events import parse_events
-    from ledger.log import TileLog
-    from portal.server import Published
+    from ledger.envelopes.events import parse_events
+    from ledger.storage.log import TileLog
+    from portal.serving.server import Published
 
     led = Ledger.init(tmp_path / "home")
     try:

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.core import Ledger
+from ledger.envelopes.core import Ledger
+from ledger.envelopes.events import parse_events
 from ledger.errors import RefusedError, StorageError
-from ledger.events import parse_events
-from portal import writerlink
-from portal.writerlink import LINK_NAME, WriterLink, serve_link
+from portal.serving import writerlink
+from portal.serving.writerlink import LINK_NAME, WriterLink, serve_link
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.audit import audit
-from ledger.core import Ledger
+from ledger.envelopes.core import Ledger
 from tests.conftest import ROOT
 from verifier.merkle import leaf_hash
 
@@ -57,7 +57,7 @@ def test_sigkill_of_the_writer_behind_workers_loses_no_acknowledged_event(tmp_pa
     import socket
     import threading
 
-    from ledger.apikeys import create_key
+    from ledger.access.apikeys import create_key
 
     home = tmp_path / "home"
     led = Ledger.init(home)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from ledger.audit import audit
-from ledger.core import Ledger
+from ledger.envelopes.core import Ledger
 from ledger.errors import StorageError
-from tests.test_lifecycle import T, completed
+from tests.envelopes.test_lifecycle import T, completed
 
 
 def test_full_database_refuses_then_recovers(tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def test_full_database_refuses_then_recovers(tmp_path: Path) -> None:
 def test_a_full_disk_fails_a_batch_committed_here_whole(tmp_path: Path) -> None:
     """The writer's own path (`commit_here`, the workers' requests): a full disk fails every request of
     the batch, acknowledges none, and the next batch goes through once there is space."""
-    from ledger.events import parse_events
+    from ledger.envelopes.events import parse_events
 
     led = Ledger.init(tmp_path / "home")
     size = led.log.size
@@ -67,9 +67,9 @@ def test_a_cancelled_caller_does_not_stop_the_writer(tmp_path: Path) -> None:
     """A thread caller that cancels its future before the writer resolves it leaves the writer running."""
     import threading
 
-    from ledger.keys import LogSigner
-    from ledger.log import TileLog
-    from ledger.sequencer import Sequencer
+    from ledger.storage.log import TileLog
+    from ledger.storage.sequencer import Sequencer
+    from ledger.storage.signer import LogSigner
 
     log = TileLog.create(tmp_path / "l.db", LogSigner.generate("t.example/log"))
     seq = Sequencer(log)
@@ -97,9 +97,9 @@ def test_wal_is_checkpointed_in_the_background_and_truncated_at_close(tmp_path: 
     import os
     import time
 
-    from ledger import checkpointer
-    from ledger.keys import LogSigner
-    from ledger.log import TileLog
+    from ledger.storage import checkpointer
+    from ledger.storage.log import TileLog
+    from ledger.storage.signer import LogSigner
 
     monkeypatch.setattr(checkpointer, "WAL_THRESHOLD", 256 << 10)
     db = tmp_path / "l.db"

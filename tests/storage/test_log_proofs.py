@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.errors import StorageError
-from ledger.keys import LogSigner
-from ledger.log import TileLog
+from ledger.storage.log import TileLog
+from ledger.storage.signer import LogSigner
 from tests.naive_merkle import consistency, mth, path
 from verifier.errors import VerificationError
 from verifier.merkle import leaf_hash, verify_consistency, verify_inclusion
@@ -248,7 +248,7 @@ def test_a_reader_serves_what_the_writer_publishes(tmp_path: Path) -> None:
 @given(st.lists(st.binary(max_size=300), max_size=40))
 def test_c_hashing_equals_the_python_fallback(entries: list[bytes]) -> None:
     """The C extension (when built) and the pure-Python fallback compute the same RFC 9162 hashes."""
-    from ledger import log as L
+    from ledger.storage import log as L
 
     assert L._leaf_hashes(entries) == L._leaf_hashes_py(entries) == [leaf_hash(e) for e in entries]
     leaves = L._leaf_hashes_py(entries)
@@ -258,13 +258,13 @@ def test_c_hashing_equals_the_python_fallback(entries: list[bytes]) -> None:
 
 def test_the_c_extension_is_built_here() -> None:
     """CI builds the extension (gcc and OpenSSL headers are on the machine): the fast path is tested."""
-    from ledger import log as L
+    from ledger.storage import log as L
 
-    assert L._leaf_hashes is not L._leaf_hashes_py, "ledger._hashing was not built; see setup.py"
+    assert L._leaf_hashes is not L._leaf_hashes_py, "ledger.storage._hashing was not built; see setup.py"
 
 
 def test_pure_python_integration_gives_the_same_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ledger import log as L
+    from ledger.storage import log as L
 
     monkeypatch.setattr(L, "_leaf_hashes", L._leaf_hashes_py)
     monkeypatch.setattr(L, "_pair_hashes", L._pair_hashes_py)

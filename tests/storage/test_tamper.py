@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from ledger.audit import audit
-from ledger.core import DB_NAME, Ledger
+from ledger.envelopes.core import Ledger
 from ledger.errors import IntegrityError
-from tests.test_lifecycle import T, completed, ev
+from ledger.storage.schema import DB_NAME
+from tests.envelopes.test_lifecycle import T, completed, ev
 
 H = hashlib.sha256(b"x").hexdigest()
 
@@ -185,7 +186,7 @@ def test_forked_database_is_refused_at_open(home: Path, tmp_path: Path) -> None:
 
 def test_audit_finds_a_damaged_or_missing_original(tmp_path: Path) -> None:
     """The originals the portal serves are checked against the SHA-256 their entries registered."""
-    from ledger.demo import create_demo
+    from ledger.envelopes.demo import create_demo
 
     led = Ledger.init(tmp_path / "home")
     try:

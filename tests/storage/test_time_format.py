@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import core
 from ledger.clock import utc_now
+from ledger.envelopes import core
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NS = st.integers(min_value=946_684_800 * 10**9, max_value=7_258_118_400 * 10**9 - 1)  # 2000 to 2199

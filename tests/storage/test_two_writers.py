@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from ledger.apikeys import create_key
+from ledger.access.apikeys import create_key
 from ledger.audit import audit
-from ledger.core import Ledger
-from tests.test_cli import BIN, run
-from tests.test_lifecycle import completed, ev
-from tests.test_serve_workers import _port, _req
+from ledger.envelopes.core import Ledger
+from tests.cli.test_cli import BIN, run
+from tests.envelopes.test_lifecycle import completed, ev
+from tests.portal.test_serve_workers import _port, _req
 from verifier.checkpoint import parse_checkpoint
 from verifier.note import verify_note
 
@@ -211,7 +211,7 @@ def test_a_second_serve_on_the_same_ledger_is_refused(tmp_path: Path) -> None:
 WRITER = """
 import sys, time
 from pathlib import Path
-from ledger.core import Ledger
+from ledger.envelopes.core import Ledger
 led = Ledger.open(Path(sys.argv[1]))
 n = 0
 deadline = time.monotonic() + float(sys.argv[2])

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from ledger.core import Ledger
+from ledger.envelopes.core import Ledger
 from ledger.errors import NotFoundError, RefusedError
-from ledger.keys import LogSigner
+from ledger.storage.signer import LogSigner
 from verifier.checkpoint import Checkpoint
 from verifier.errors import FormatError, SignatureError, VerificationError
 from verifier.head import EnvelopeHead, verify_head
@@ -173,7 +173,7 @@ def test_a_stale_size_is_refused_across_the_writer_link(led: Ledger) -> None:
     the code and status the portal retries on."""
     import asyncio
 
-    from portal.writerlink import LINK_NAME, WriterLink, serve_link
+    from portal.serving.writerlink import LINK_NAME, WriterLink, serve_link
 
     async def main() -> None:
         server = await serve_link(led, led.home / LINK_NAME)
@@ -193,8 +193,8 @@ def test_a_stale_size_is_refused_across_the_writer_link(led: Ledger) -> None:
 
 
 def _void(led: Ledger, ref: str) -> None:
-    from ledger.demo import TENANT
-    from ledger.events import parse_events
+    from ledger.envelopes.demo import TENANT
+    from ledger.envelopes.events import parse_events
 
     led.append(TENANT, parse_events([
         {"type": "void.requested", "envelope": ref, "party": "lessor", "reason": "Signed in error"},
@@ -234,7 +234,7 @@ async def test_a_lagging_portal_serves_the_void_not_a_fresh_head_for_the_old_tre
     is not served for the old tree either."""
     import asyncio
 
-    from ledger.demo import TENANT, create_demo
+    from ledger.envelopes.demo import TENANT, create_demo
     from portal.app import create_app
     from portal.keys import HEAD
 
@@ -270,9 +270,9 @@ def test_with_workers_the_json_stays_on_one_tree_right_after_a_void(tmp_path: Pa
     tree, holding the void: never a 5xx, never a head about an older tree than the checkpoint."""
     import threading
 
-    from ledger.apikeys import create_key
-    from ledger.demo import TENANT, create_demo
-    from tests.test_serve_workers import _port, _req, _start
+    from ledger.access.apikeys import create_key
+    from ledger.envelopes.demo import TENANT, create_demo
+    from tests.portal.test_serve_workers import _port, _req, _start
 
     home = tmp_path / "home"
     led = Ledger.init(home)
@@ -326,8 +326,8 @@ async def test_the_json_checkpoint_is_of_the_tree_its_proofs_are_for(aiohttp_cli
     checkpoint last): the JSON still carries the checkpoint its proofs and head are about."""
     import asyncio
 
-    from ledger.demo import TENANT, create_demo
-    from ledger.events import parse_events
+    from ledger.envelopes.demo import TENANT, create_demo
+    from ledger.envelopes.events import parse_events
     from portal.app import create_app
 
     led = Ledger.init(tmp_path / "home")

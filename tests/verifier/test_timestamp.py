@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.tsa import DEFAULT_POLICY, MAX_REQUEST_BYTES, LocalTsa, build_request, create_local_tsa
+from ledger.anchoring.tsa import DEFAULT_POLICY, MAX_REQUEST_BYTES, LocalTsa, build_request, create_local_tsa
+from tests.conftest import ROOT
 from tests.pki import OTHER_ROOT_CN, make_root, make_tsa_cert, tsa_dir, write_tsa_dir
 from verifier._cms import TimeStampResp, signed_attrs_der
 from verifier.errors import FormatError, TimestampError
@@ -327,7 +328,7 @@ def test_mutated_tokens_never_crash(ec_tsa: LocalTsa, valid_response: bytes, dat
         assert not report.ok
 
 
-VERIFIER_MODULES = [Path(__file__).parent.parent / "verifier" / name for name in ("timestamp.py", "_cms.py")]
+VERIFIER_MODULES = [ROOT / "verifier" / name for name in ("timestamp.py", "_cms.py")]
 
 
 @pytest.mark.parametrize("module", VERIFIER_MODULES, ids=lambda p: p.name)

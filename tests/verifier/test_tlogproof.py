@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger.core import Ledger
+from ledger.envelopes.core import Ledger
 from ledger.errors import NotFoundError
 from tests.naive_merkle import mth
 from verifier.checkpoint import Checkpoint

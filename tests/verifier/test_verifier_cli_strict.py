@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger.core import Ledger
+from ledger.envelopes.core import Ledger
 from verifier import cli
 from verifier.note import CosignatureSigner, Ed25519Signer, sign_note
 

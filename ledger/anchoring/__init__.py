@@ -1,0 +1,10 @@
+"""Anchoring: outside evidence of when a checkpoint existed and that others saw it.
+
+`anchor` (the loop that time-stamps each new checkpoint with every TSA, renewals, anchored proofs),
+`tsa` (the embedded local RFC 3161 TSA), `tsa_client` (local and HTTP TSA clients that check every
+token), `witness` (notaries' cosignatures of checkpoints), and `context` (the protocol these modules
+need of the ledger, so they never import it).
+
+May import: `ledger.errors`, `ledger.clock`, `ledger.config`, `ledger.storage`, `ledger.documents`,
+`ledger.access` and `verifier`; never `ledger.envelopes`, which uses this package.
+"""
