@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.access.apikeys import _TENANT, KEY_CACHE_S
-from ledger.config import MAX_RENEW_DAYS, home_dir
+from ledger.config import ENVIRONMENT, MAX_RENEW_DAYS, home_dir, public_url_problem
 from ledger.envelopes.events import control_character
 from ledger.errors import LedgerError, NotFoundError, RefusedError
 from ledger.storage.homelock import check_not_serving
@@ -37,9 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("init", help="create a ledger: database, log key, config; print the verifier key")
     s.add_argument("--origin", help="the log's origin (key name), e.g. ledger.example.com/log")
 
-    s = sub.add_parser("serve", help="serve the portal, the log tiles and the API")
-    s.add_argument("--host")
-    s.add_argument("--port", type=_port, help="1-65535 (default: the configured port)")
+    s = sub.add_parser("serve", help="serve the portal, the log tiles and the API",
+                       description="Each option is over its environment variable, which is over config.toml.")
+    s.add_argument("--host", help="the address to listen on (default: $LEDGER_HOST, else config.toml's host)")
+    s.add_argument("--port", type=_port, help="1-65535 (default: $LEDGER_PORT, else config.toml's port)")
+    s.add_argument("--public-url", type=_public_url, metavar="URL",
+                   help="the portal's address as QR codes and pages name it (default: $LEDGER_PUBLIC_URL, "
+                        "else config.toml's public_url)")
     s.add_argument("--workers", type=_workers, default=1, help="processes sharing the port; with N >= 2 a separate writer process sequences their writes")
 
     s = sub.add_parser("append", help="append events (one JSON object or an array) from a file or stdin")
@@ -76,7 +81,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --renew: certificates expiring within DAYS (default: renew_within_days)")
     s.add_argument("--json", action="store_true")
 
-    s = sub.add_parser("audit", help="recompute and check everything; names the first wrong index or row")
+    s = sub.add_parser("audit", help="recompute and re-verify every table; names each wrong row")
+    s.add_argument("--checkpoint", action="append", type=Path, default=[], metavar="FILE",
+                   help="a checkpoint held outside (a notary's, a backup's): the log must hold its tree "
+                        "(repeatable)")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("keys", help="manage API keys: create (shown once), list, revoke")
@@ -90,7 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     k = keys.add_parser("revoke", help="revoke an API key by its id")
     k.add_argument("id")
 
-    sub.add_parser("demo", help="create demo envelopes in every state and print their QR URLs")
+    sub.add_parser("demo", help="create demo envelopes in every state and print their QR URLs; "
+                                "once they are there, print their current QR URLs again")
     return p
 
 
@@ -99,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
 _port = ranged(int, 1, 65535, "a TCP port (1-65535)")
 _workers = ranged(int, 1, math.inf, "a number of worker processes (1 or more)")
 _days = ranged(float, 0, MAX_RENEW_DAYS, f"a number of days from 0 to {MAX_RENEW_DAYS}")
+
+
+def _public_url(text: str) -> str:
+    why = public_url_problem(text)
+    if why:
+        raise argparse.ArgumentTypeError(why)
+    return text
 
 
 def _tenant(text: str) -> str:
@@ -127,6 +143,8 @@ def main(argv: list[str] | None = None, *, serve: Serve | None = None) -> int:
             if serve is None:
                 raise LedgerError("this installation has no portal; run `ledger serve` from the full package")
             check_not_serving(home)  # this message, not the port's: the port is the other server's
+            if args.public_url:  # the server, and each worker it starts, read it as they read config.toml
+                os.environ[ENVIRONMENT["public_url"]] = args.public_url
             _check_listen(home, args)
             serve(home, args)
             return 0
@@ -170,15 +188,17 @@ def _check_home(home: Path, command: str) -> None:
 
 
 def _check_listen(home: Path, args: argparse.Namespace) -> None:
-    """Fill in the configured host and port, and fail in one line if `serve` could not listen there.
+    """Fill in the host and port (option, else environment, else config.toml), and fail in one line if
+    `serve` could not listen there.
 
     The sockets are bound and closed again at once; the server binds its own.
     """
+    import errno
     import socket
 
     from ledger.config import load_config
 
-    config = load_config(home)
+    config = load_config(home)  # config.toml with the environment's settings over it
     args.host = config.host if args.host is None else args.host
     args.port = config.port if args.port is None else args.port
     try:
@@ -190,7 +210,13 @@ def _check_listen(home: Path, args: argparse.Namespace) -> None:
                     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 s.bind(address)
     except OSError as e:
-        raise LedgerError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}",
+        taken = {errno.EADDRINUSE: "another program listens there", errno.EACCES: "a port below 1024 needs root"}
+        if e.errno in taken:
+            todo = (f"{taken[e.errno]}: choose another port with --port P or {ENVIRONMENT['port']}=P (and point "
+                    f"--public-url or {ENVIRONMENT['public_url']} at it, for the QR codes)")
+        else:
+            todo = f"choose an address of this machine with --host or {ENVIRONMENT['host']}"
+        raise LedgerError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}; {todo}",
                           code="cannot_listen") from None
 
 
@@ -220,11 +246,34 @@ def _run(args: argparse.Namespace, home: Path) -> int | None:
         print(led.verifier_key)
         led.close()
         return 0
+    if args.command == "audit":
+        from ledger.audit.run import audit_home
+
+        # read-only: a database a writer refuses to open (damaged tiles, say) is still audited
+        return _audit_report(audit_home(home, args.checkpoint), args.json)
     led = Ledger.open(home)
     try:
         return _with_ledger(args, led)
     finally:
         led.close()
+
+
+def _audit_report(rep: Any, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(rep.to_json(), indent=2))
+    else:
+        print(f"entries {rep.size}, checkpoints {rep.checkpoints} ({rep.records} with signed records), "
+              f"full tiles {rep.tiles}, envelopes {rep.envelopes}"
+              + (f" ({rep.unbound} made before tenants were bound)" if rep.unbound else "")
+              + f", openings {rep.openings}, references {rep.refs}, anchors {rep.anchors}, "
+              f"cosignatures {rep.cosignatures}, API keys {rep.api_keys}, outside checkpoints {rep.outside}, stored originals {rep.documents}"
+              + (f" ({rep.unreferenced} stored file(s) no document names)" if rep.unreferenced else ""))
+        for p in rep.problems:
+            print(f"PROBLEM: {p}")
+        if rep.dropped:
+            print(f"PROBLEM: ... and {rep.dropped} more")
+        print("audit passed" if rep.ok else f"audit FAILED: {len(rep.problems) + rep.dropped} problem(s), first above")
+    return 0 if rep.ok else 1
 
 
 def _with_ledger(args: argparse.Namespace, led: Any) -> int:
@@ -263,29 +312,16 @@ def _with_ledger(args: argparse.Namespace, led: Any) -> int:
         return 0
     if args.command == "anchor":
         return _anchor(args, led)
-    if args.command == "audit":
-        from ledger.audit import audit
-
-        rep = audit(led.log, blobs=led.blobs)
-        if args.json:
-            print(json.dumps(rep.to_json(), indent=2))
-        else:
-            print(f"entries {rep.size}, checkpoints {rep.checkpoints}, full tiles {rep.tiles}, "
-                  f"envelopes {rep.envelopes}, stored originals {rep.documents}"
-                  + (f" ({rep.unreferenced} stored file(s) no document names)" if rep.unreferenced else ""))
-            for p in rep.problems:
-                print(f"PROBLEM: {p}")
-            print("audit passed" if rep.ok else f"audit FAILED: {len(rep.problems)} problem(s), first above")
-        return 0 if rep.ok else 1
     if args.command == "keys":
         return _keys(args, led)
     if args.command == "demo":
         from ledger.documents.qr import grouped
         from ledger.envelopes.demo import create_demo, demo_notary
 
-        for d in create_demo(led):
+        for d in create_demo(led):  # made once; each run prints their latest copies, at the current public_url
             access = f"   access code {d['access_code']}" if d["access_code"] else ""
-            print(f"{d['status']:<10} {d['envelope']:<18} {led.qr_url(d['code'])}   ({grouped(d['code'])}){access}")
+            copy = f"{led.qr_url(d['code'])}   ({grouped(d['code'])})" if d["code"] else "(no printed copy)"
+            print(f"{d['status']:<10} {d['envelope']:<18} {copy}{access}")
         name, size = demo_notary(led)
         print(f"demo notary {name} cosigned the checkpoint of size {size}")
         return 0
@@ -295,9 +331,9 @@ def _with_ledger(args: argparse.Namespace, led: Any) -> int:
 def _keys(args: argparse.Namespace, led: Any) -> int:
     from ledger.access.apikeys import create_key, list_keys, revoke_key
 
-    conn = led.log.conn  # a private table: written directly, not through the log
+    conn = led.log.conn  # a private table: written directly (each row sealed by the log key), not through the log
     if args.keys_command == "create":
-        key = create_key(conn, args.tenant, [s.strip() for s in args.scopes.split(",") if s.strip()], args.label)
+        key = create_key(led.log, args.tenant, [s.strip() for s in args.scopes.split(",") if s.strip()], args.label)
         print(key)
         print("this key is shown once; it is stored only as a hash", file=sys.stderr)
     elif args.keys_command == "list":
@@ -305,7 +341,7 @@ def _keys(args: argparse.Namespace, led: Any) -> int:
             print(f"{k['id']}  tenant={k['tenant']}  scopes={k['scopes']}  created={k['created']}"
                   f"{'  REVOKED ' + str(k['revoked']) if k['revoked'] else ''}  {k['label'] or ''}")
     else:
-        revoke_key(conn, args.id)
+        revoke_key(led.log, args.id)
         print(f"revoked {args.id}; a running `ledger serve` may still accept it for up to {KEY_CACHE_S:g} s "
               "(it caches keys it has checked)", file=sys.stderr)
     return 0

@@ -3,6 +3,12 @@
 Flat keys, plus one `[[tsa]]` table per external time-stamping authority (DESIGN.md §5). Every key
 is documented in the README (a test checks). Unknown keys are refused, at the top level and inside
 a `[[tsa]]` table, so a typo is an error rather than a silently ignored setting.
+
+Where `ledger serve` listens and the address QR codes name may also come from the environment
+(`ENVIRONMENT`: LEDGER_HOST, LEDGER_PORT, LEDGER_PUBLIC_URL), so they can be set before the first run,
+when there is no config.toml yet. Precedence: an option of `ledger serve` (which it passes on as the
+variable) > the environment > config.toml > the default. The environment's values are checked as
+config.toml's are, and never written into config.toml.
 """
 
 from __future__ import annotations
@@ -132,10 +138,15 @@ class Config:
     public_url: str = "http://127.0.0.1:8080"
     lookup_rate: float = 10.0
     lookup_burst: int = 30
-    upload_rate: float = 2.0
-    upload_burst: int = 10
+    upload_rate: float = 20.0  # per API key
+    upload_burst: int = 100
+    idempotency_hours: float = 24.0
     witnesses: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
+    header_timeout_s: float = 20.0
+    idle_timeout_s: float = 75.0
+    body_timeout_s: float = 300.0
+    max_connections: int = 10_000
     tsa: tuple[TsaConfig, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -167,8 +178,9 @@ class Config:
 
     def to_toml(self) -> str:
         out = []
+        given = environment()  # this run's settings, not the ledger's: config.toml gets the defaults
         for k in self.keys():
-            v = getattr(self, k)
+            v = getattr(Config, k) if k in given else getattr(self, k)
             if k == "tsa":
                 continue
             if isinstance(v, bool):
@@ -197,7 +209,40 @@ def home_dir(arg: str | None = None) -> Path:
 
 
 def load_config(home: Path) -> Config:
-    path = home / "config.toml"
+    """config.toml in `home` (defaults if there is none), with the settings the environment gives over it."""
+    config = _load_file(home / "config.toml")
+    given = environment()
+    return config.replace(**given) if given else config
+
+
+# setting -> the environment variable that gives it (over config.toml; `ledger serve`'s option is over both)
+ENVIRONMENT = {"host": "LEDGER_HOST", "port": "LEDGER_PORT", "public_url": "LEDGER_PUBLIC_URL"}
+
+
+def environment() -> dict[str, Any]:
+    """The settings the environment gives (a variable set empty gives none), checked as config.toml's are."""
+    out: dict[str, Any] = {}
+    for key, name in ENVIRONMENT.items():
+        text = os.environ.get(name, "")
+        if not text:
+            continue
+        if key == "port":
+            lo, hi, _, allowed = _RANGES[key]
+            if not (text.isascii() and text.isdigit() and lo <= int(text) <= hi):
+                raise _bad(f"environment variable {name}={text!r} is not a port; it must be {allowed} "
+                           "(or leave it unset for config.toml's)")
+            out[key] = int(text)
+            continue
+        if key == "public_url" and (why := public_url_problem(text)):
+            raise _bad(f"environment variable {name}: {why}")
+        if key == "host" and any(c.isspace() or not c.isprintable() for c in text):
+            raise _bad(f"environment variable {name}={text!r} must be an address or a host name without spaces, "
+                       "like 127.0.0.1 or 0.0.0.0")
+        out[key] = text
+    return out
+
+
+def _load_file(path: Path) -> Config:
     if not path.exists():
         return Config()
     try:
@@ -291,5 +336,19 @@ _RANGES: dict[str, tuple[float, float, bool, str]] = {
     "lookup_burst": (1, 1_000_000, False, "from 1 to 1000000"),
     "upload_rate": (0, 1e6, False, "from 0 (no limit) to 1000000 per second"),
     "upload_burst": (1, 1_000_000, False, "from 1 to 1000000"),
+    "idempotency_hours": (0.01, 8760, False, "from 0.01 to 8760 (a year)"),
+    "header_timeout_s": (0, 3600, True, "a positive number of seconds, at most 3600"),
+    "idle_timeout_s": (0, _DAY_S, True, f"a positive number of seconds, at most {_DAY_S}"),
+    "body_timeout_s": (0, _DAY_S, True, f"a positive number of seconds, at most {_DAY_S}"),
+    "max_connections": (1, 1_000_000, False, "from 1 to 1000000 connections"),
 }
 assert {k for k in Config.keys() if type(getattr(Config, k)) in (int, float)} == set(_RANGES)
+
+
+def read_cert(home: Path, name: str, tsa: str) -> bytes:
+    """A certificate file a `[[tsa]]` table names (`roots`, `certs`), relative to the ledger folder."""
+    path = Path(name) if Path(name).is_absolute() else home / name
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise LedgerError(f"TSA {tsa!r}: cannot read certificate {path}: {e}", code="bad_config") from None

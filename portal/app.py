@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 import aiohttp
@@ -35,8 +35,10 @@ from portal.keys import (
     SUBMIT,
     TEMPLATES,
     UPLOAD_LIMIT,
+    WORKERS,
     Head,
     Submit,
+    Workers,
 )
 from portal.pages import routes as pages
 from portal.pages import texts
@@ -117,13 +119,22 @@ _MALFORMED = _MalformedRequests()
 
 
 CSP = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Content-Security-Policy": CSP}
+SERVER = "evidence-ledger"  # the product only: its versions would tell a client which known bugs to try
+
+
+def stamp(headers: MutableMapping[str, str]) -> None:
+    """The headers every answer carries: the security headers (unless a route chose its own) and the
+    Server name. `security_headers` stamps the application's answers; `ledger serve` also stamps those
+    aiohttp's protocol handler makes itself (a request it cannot parse), which no signal sees."""
+    for name, value in SECURITY_HEADERS.items():
+        headers.setdefault(name, value)
+    headers["Server"] = SERVER
 
 
 async def security_headers(request: web.Request, resp: web.StreamResponse) -> None:
     """On every answer as it is sent: pages, API, files, errors and redirects alike."""
-    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-    resp.headers.setdefault("Referrer-Policy", "no-referrer")
-    resp.headers.setdefault("Content-Security-Policy", CSP)
+    stamp(resp.headers)
     path = request.path
     if path.startswith(("/static/", "/texts/")) and resp.status == 200:
         # a page names its scripts with their content's hash (pages.ASSETS): that address never changes
@@ -181,13 +192,14 @@ def create_app(ledger: Ledger, *, anchor: bool = True, lookup_rate: float | None
                lookup_burst: int | None = None, extra_middlewares: list[Any] | None = None,
                submit: Submit | None = None, head: Head | None = None,
                lookup_buckets: SharedBuckets | None = None,
-               upload_buckets: SharedBuckets | None = None) -> web.Application:
+               upload_buckets: SharedBuckets | None = None, workers: Workers | None = None) -> web.Application:
     """The portal; `anchor=False` leaves out the anchoring loop (e.g. for a read-only replica).
 
     `submit` sends events to the sequencer and `head` gets signed envelope heads: by default from
     this process's own ledger; a worker of `ledger serve --workers N` passes its link to the writer.
     `lookup_buckets` and `upload_buckets` hold the rate limits' buckets: by default this application's
-    own; the processes of `ledger serve --workers N` share theirs.
+    own; the processes of `ledger serve --workers N` share theirs. `workers` says how many processes of
+    `ledger serve` are live and how many it runs, for /healthz.
     """
     cfg = ledger.config
     app = web.Application(middlewares=[errors, *(extra_middlewares or [])], client_max_size=cfg.max_request_bytes)
@@ -206,6 +218,8 @@ def create_app(ledger: Ledger, *, anchor: bool = True, lookup_rate: float | None
     app[UPLOAD_LIMIT] = RateLimiter(cfg.upload_rate, cfg.upload_burst, upload_buckets, proxies)
     app[PAGES] = PageCache()
     app[KEYS_SEEN], app[HEADS] = TtlCache(), TtlCache()
+    if workers is not None:
+        app[WORKERS] = workers
     app[PDF_CHECKER] = PdfChecker()
     app.on_cleanup.append(_close_pdf_checker)
     app.add_routes(logroutes.routes)

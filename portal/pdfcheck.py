@@ -6,12 +6,22 @@ portal process keeps one checker process (`python -m portal.pdfcheck`), started 
 which reads a path a line and answers a line of JSON. A check that takes longer than
 `CHECK_TIMEOUT_S` is a refusal of the file, and the checker is killed and started again for the next
 upload; so is one that runs out of its memory limit.
+
+Whose fault, and so which answer: whatever the reader raises on the bytes is about the file, 422
+`not_pdf` (a seek before the start of the file, to `startxref -5` say, is one: the reader's file
+refuses it as bytes in memory would, not with an OSError, which is left to the disk); so is a file
+that gets the reader killed by a signal twice. A checker that cannot be started, cannot read the
+stored upload (an OSError: the disk's), exits by itself or answers what is not its protocol is a
+failure of this server: `StorageError`, 503, and nothing is stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import io
 import json
+import os
 import resource
 import sys
 from pathlib import Path
@@ -22,26 +32,47 @@ CHECK_TIMEOUT_S = 10.0
 MEMORY_LIMIT = 2 << 30  # address space of the checker process
 
 
+class _Upload(io.BufferedReader):
+    """The stored upload as the reader sees it. A seek to a position the system refuses (before the
+    start of the file, or beyond the largest file it can hold: EINVAL) is an error of the file, which
+    gave the reader that offset: a ValueError, as with bytes in memory. So an OSError while reading is
+    only ever the disk's."""
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        try:
+            return super().seek(offset, whence)
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            raise ValueError(f"the file sends the reader to offset {offset} (whence {whence}), which is not "
+                             "in any file") from None
+
+
 def check_pdf(path: Path | str) -> None:
     """Refuse what a PDF reader cannot open or that has no pages. A hostile file can make the reader fail
-    in any way (recursion, assertions, ...): every failure of the reader is a refusal of the file."""
+    in any way (recursion, assertions, ...): every failure of the reader is a refusal of the file; an
+    OSError (reading our own temporary file) is raised as it is."""
     from pyhanko.pdf_utils.reader import PdfFileReader
 
-    try:
-        with open(path, "rb") as f:
+    with _Upload(io.FileIO(path, "rb")) as f:
+        try:
             r = PdfFileReader(f, strict=False)
             pages = int(r.root["/Pages"]["/Count"])
-    except (MemoryError, OSError):
-        raise
-    except Exception as e:  # noqa: BLE001  # the reader's failure on this file, whatever its kind
-        raise RefusedError(f"the upload is not a readable PDF: {type(e).__name__}: {str(e)[:200]}", code="not_pdf",
-                           status=422) from None
+        except (MemoryError, OSError):
+            raise
+        except Exception as e:  # noqa: BLE001  # the reader's failure on this file, whatever its kind
+            raise RefusedError(f"the upload is not a readable PDF: {type(e).__name__}: {str(e)[:200]}",
+                               code="not_pdf", status=422) from None
     if pages < 1:
         raise RefusedError("the PDF has no pages", code="not_pdf", status=422)
 
 
 def _not_pdf(why: str) -> RefusedError:
     return RefusedError(why, code="not_pdf", status=422)
+
+
+def _checker_failed(why: str) -> StorageError:
+    return StorageError(f"the PDF checker failed: {why}; nothing was stored; send the document again later")
 
 
 class PdfChecker:
@@ -55,8 +86,8 @@ class PdfChecker:
     async def check(self, path: Path) -> None:
         timeout = CHECK_TIMEOUT_S if self.timeout_s is None else self.timeout_s
         async with self._lock:
-            # A checker that died (killed while idle, or out of memory on this very file) is started
-            # again once: a file that kills it twice is refused.
+            # A checker that died (killed while idle, or by this very file) is started again once: a file
+            # that gets it killed twice is refused; a checker that exits by itself twice is broken.
             for attempt in (1, 2):
                 proc = await self._started()
                 assert proc.stdin is not None and proc.stdout is not None
@@ -71,21 +102,45 @@ class PdfChecker:
                     line = b""
                 if line:
                     break
-                await self._stop()
+                status = await self._ended()
                 if attempt == 2:
-                    raise _not_pdf("the PDF could not be checked: the reader ran out of its memory limit")
-        answer = json.loads(line)
+                    if status is not None and status < 0:  # killed by a signal while reading this file, twice
+                        raise _not_pdf(f"the PDF could not be checked: the reader was killed (signal {-status}) "
+                                       "while reading it, twice")
+                    raise _checker_failed(f"its process exited by itself (status {status})")
+            try:
+                answer = json.loads(line)
+                if not isinstance(answer, dict):
+                    raise ValueError(answer)
+            except ValueError:
+                await self._stop()
+                raise _checker_failed(f"it answered {line[:100]!r}") from None
         if answer.get("failed"):
-            raise StorageError(f"could not check the stored upload: {answer['failed']}")
+            raise _checker_failed(f"it could not read the stored upload ({answer['failed']})")
         if answer.get("error"):
             raise _not_pdf(str(answer["error"]))
 
     async def _started(self) -> asyncio.subprocess.Process:
         if self._proc is None or self._proc.returncode is not None:
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "portal.pdfcheck", stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE)
+            try:
+                self._proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "portal.pdfcheck", stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE)
+            except OSError as e:
+                raise _checker_failed(f"its process could not be started ({e.strerror or e})") from e
         return self._proc
+
+    async def _ended(self) -> int | None:
+        """The exit status of a checker that closed its output (negative: the signal that killed it)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        try:
+            return await asyncio.wait_for(proc.wait(), 5)
+        except TimeoutError:  # it closed its output but lives on: not a checker any more
+            proc.kill()
+            await proc.wait()
+            return None
 
     async def _stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -101,6 +156,7 @@ class PdfChecker:
 def main() -> None:
     """The checker process: a path a line in, `{"ok": true}` or `{"error": ...}` a line out."""
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    answers, sys.stdout = sys.stdout, sys.stderr  # whatever else writes to stdout must not break the protocol
     for line in sys.stdin:
         try:
             check_pdf(line.rstrip("\n"))
@@ -111,8 +167,8 @@ def main() -> None:
             answer = {"error": "the PDF could not be checked: the reader ran out of its memory limit"}
         except OSError as e:  # our own temporary file: a fault of this server, not of the upload
             answer = {"failed": str(e.strerror or e)}
-        sys.stdout.write(json.dumps(answer) + "\n")
-        sys.stdout.flush()
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
 
 
 if __name__ == "__main__":

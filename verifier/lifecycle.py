@@ -28,6 +28,7 @@ DOWNLOAD = ("public", "code", "none")
 SEAL_KINDS = ("electronic", "physical")
 PARTY_KINDS = ("person", "organization")
 CLOSED = ("withdrawn", "declined", "voided")
+STATUSES = ("draft", "sent", "completed", *CLOSED)
 MAX_ORDER = 1000
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -73,7 +74,13 @@ _REQ: dict[str, dict[str, Callable[[Any], bool]]] = {
     "seal.used": {"party": _POS, "seal": _hex, "kind": _one_of(SEAL_KINDS)},
     "evidence.exported": {},
 }
+# Optional fields bind what grants access to the log: `owner` commits to the envelope's tenant and
+# reference, `ref` to the platform's reference of a document or party, `access` to the hash of a
+# document's access code (salted commitments, as titles are). Entries written before these existed lack them and stay valid.
 _OPT: dict[str, dict[str, Callable[[Any], bool]]] = {
+    "envelope.created": {"owner": _hex},
+    "document.added": {"ref": _hex, "access": _hex},
+    "party.added": {"ref": _hex},
     "party.signed": {"seal": _hex, "certificate": _hex},
     "party.declined": {"reason": _hex},
     "envelope.withdrawn": {"reason": _hex},

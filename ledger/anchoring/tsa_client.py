@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,15 +29,24 @@ from typing import Protocol, cast
 
 import aiohttp
 from asn1crypto import tsp
-from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
+from cryptography.utils import CryptographyDeprecationWarning
 
 from ledger.anchoring.tsa import LocalTsa, build_request
 from ledger.clock import Clock
-from ledger.config import LOCAL_TSA_NAME, TsaConfig
-from ledger.errors import LedgerError, StorageError
+from ledger.config import LOCAL_TSA_NAME, TsaConfig, read_cert
+from ledger.errors import StorageError
 from verifier.anchored import certificate_expiry
 from verifier.errors import TimestampError
 from verifier.timestamp import token_from_response, verify_timestamp
+
+with warnings.catch_warnings():
+    # pyHanko's signers import cryptography's DSA classes, which cryptography deprecates: a warning of two
+    # lines on standard error from every command and server process that loads this module. The ledger
+    # neither makes nor checks DSA signatures, and its commands print only their own words: just that
+    # warning, from that module, is dropped (tests/cli/test_quiet_stderr.py).
+    warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning,
+                            module=r"pyhanko\.sign\.signers\.pdf_cms")
+    from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
 
 # How far a TSA's genTime may sit outside [request sent, answer received] by our clock.
 CLOCK_TOLERANCE = timedelta(minutes=5)
@@ -134,8 +144,8 @@ class HttpTsaClient(_Verifying):
     def __init__(self, config: TsaConfig, home: Path, session: aiohttp.ClientSession, clock: Clock) -> None:
         self.name, self.policy, self.clock = config.name, config.policy, clock
         self.timeout = config.timeout_s
-        self.roots = [_read_cert(home, p, config.name) for p in config.roots]
-        self.extra_certs = [_read_cert(home, p, config.name) for p in config.certs]
+        self.roots = [read_cert(home, p, config.name) for p in config.roots]
+        self.extra_certs = [read_cert(home, p, config.name) for p in config.certs]
         self.description = f"TSA at {config.url}"
         auth = aiohttp.BasicAuth(config.username, config.password_value()) if config.username else None
         self._stamper = HTTPTimeStamper(config.url, timeout=config.timeout_s, auth=auth,
@@ -160,11 +170,3 @@ class HttpTsaClient(_Verifying):
         if len(response) > MAX_RESPONSE_BYTES:
             raise TimestampError(f"TSA {self.name!r} answered {len(response)} bytes", code="malformed")
         return await self._accept(response, data, nonce, sent)
-
-
-def _read_cert(home: Path, name: str, tsa: str) -> bytes:
-    path = Path(name) if Path(name).is_absolute() else home / name
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise LedgerError(f"TSA {tsa!r}: cannot read certificate {path}: {e}", code="bad_config") from None

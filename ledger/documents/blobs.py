@@ -1,8 +1,14 @@
-"""Content-addressed document store: files named by their SHA-256, streamed in, never overwritten."""
+"""Content-addressed document store: files named by their SHA-256, streamed in, never overwritten.
+
+An upload is written to a temporary file in the store and linked under its hash once whole and
+fsynced. Whatever fails on the way (a full disk, an I/O error) is a `StorageError` and leaves
+nothing behind: neither the temporary file nor a part of the document.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -12,6 +18,7 @@ from pathlib import Path
 from ledger.errors import NotFoundError, RefusedError, StorageError
 
 _HEX = re.compile(r"[0-9a-f]{64}")
+_log = logging.getLogger("ledger.documents.blobs")
 
 
 class Upload:
@@ -19,8 +26,11 @@ class Upload:
 
     def __init__(self, store: BlobStore) -> None:
         self.store = store
-        store.root.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=store.root, prefix=".upload-")
+        try:
+            store.root.mkdir(parents=True, exist_ok=True)
+            fd, self.tmp = tempfile.mkstemp(dir=store.root, prefix=".upload-")
+        except OSError as e:
+            raise _failed(e) from e
         self.f = os.fdopen(fd, "wb")
         self.h = hashlib.sha256()
         self.size = 0
@@ -36,7 +46,7 @@ class Upload:
             self.f.write(chunk)
         except OSError as e:
             self.abort()
-            raise StorageError(f"could not store the document: {e}") from e
+            raise _failed(e) from e
 
     def flush(self) -> None:
         """Put what was written so far into the temporary file (`tmp`), to be read before `finish()`."""
@@ -44,7 +54,7 @@ class Upload:
             self.f.flush()
         except OSError as e:
             self.abort()
-            raise StorageError(f"could not store the document: {e}") from e
+            raise _failed(e) from e
 
     def finish(self) -> tuple[str, int]:
         """Make the document durable under its hash; returns (sha256 hex, size)."""
@@ -68,13 +78,26 @@ class Upload:
             return digest, self.size
         except OSError as e:
             self.abort()
-            raise StorageError(f"could not store the document: {e}") from e
+            raise _failed(e) from e
 
     def abort(self) -> None:
-        if not self.f.closed:
+        """Drop the temporary file. Never raises, and may be called again: closing flushes what is still
+        buffered, which fails again on a full disk, and the file goes all the same."""
+        try:
             self.f.close()
-        if os.path.exists(self.tmp):
+        except OSError:
+            pass  # the buffered bytes are dropped with the file
+        try:
             os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
+        except OSError as e:  # the store's folder itself fails: nothing more can be done here
+            _log.error("could not remove the temporary upload %s: %s", self.tmp, e)
+
+
+def _failed(e: OSError) -> StorageError:
+    return StorageError(f"could not store the document ({e.strerror or e}); nothing was stored; send it "
+                        "again later")
 
 
 class BlobStore:

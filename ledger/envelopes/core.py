@@ -17,15 +17,16 @@ import re
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ledger.access.apikeys import seal_unsealed
 from ledger.anchoring.tsa import LocalTsa, LocalTsaError, create_local_tsa
 from ledger.anchoring.witness import cosigned_checkpoint
 from ledger.clock import Clock, utc_now
@@ -138,6 +139,8 @@ class _Batch:
     documents: list[tuple[str, int, str, int]] = field(default_factory=list)  # env, document, sha256, index
     access: list[tuple[str, int, str]] = field(default_factory=list)  # env, document, SHA-256 of its access code
     absent: set[tuple[str, str]] = field(default_factory=set)  # (tenant, ref) known not to exist before this batch
+    answers: dict[tuple[str, str], tuple[str, str, str]] = field(default_factory=dict)  # idempotent answers
+    expired_before: str = ""  # idempotent answers made before this are dropped
 
     def known(self, key: tuple[str, str]) -> bool:
         """Is this envelope's state, or its absence, known without the database?"""
@@ -170,6 +173,10 @@ class _Batch:
             c.executemany("INSERT INTO documents(env, document, sha256, idx) VALUES (?, ?, ?, ?)", self.documents)
         if self.access:  # private: the codes that open documents whose policy is "code"
             c.executemany("INSERT INTO access_codes(env, document, code_sha256) VALUES (?, ?, ?)", self.access)
+        if self.answers:
+            c.execute("DELETE FROM idempotency WHERE created < ?", (self.expired_before,))
+            c.executemany("INSERT INTO idempotency(key_id, idem_key, fingerprint, acks, created) VALUES (?, ?, ?, ?, ?)",
+                          [(k, i, *v) for (k, i), v in self.answers.items()])
 
 
 def _status(rec: _Env) -> str:
@@ -182,11 +189,24 @@ def _state_json(rec: _Env) -> str:
     return orjson.dumps(rec.state.to_json()).decode()
 
 
+@dataclass(frozen=True)
+class Idempotency:
+    """A request's Idempotency-Key: the API key it came with, the key the client chose, and a fingerprint
+    of the request (a retry must be the same request)."""
+
+    key_id: str
+    key: str
+    fingerprint: str
+
+    def to_json(self) -> list[str]:
+        return [self.key_id, self.key, self.fingerprint]
+
+
 class _Request:
     """One request of events from one tenant: validated and staged atomically by the sequencer."""
 
-    def __init__(self, ledger: Ledger, tenant: str, events: list[InputEvent]) -> None:
-        self.ledger, self.tenant, self.events = ledger, tenant, events
+    def __init__(self, ledger: Ledger, tenant: str, events: list[InputEvent], idem: Idempotency | None = None) -> None:
+        self.ledger, self.tenant, self.events, self.idem = ledger, tenant, events, idem
         self.size = len(events)
 
     @classmethod
@@ -205,6 +225,8 @@ class _Request:
     def stage(self, log: TileLog) -> Finish:
         led = self.ledger
         batch = led._batch(log)
+        if self.idem is not None:
+            led._check_idempotency(log, batch, self.idem)
         touched: dict[str, _Env] = {}
         entries: list[Entry] = []
         openings: list[tuple[str, str, str, str]] = []
@@ -247,6 +269,12 @@ class _Request:
              **({("code" if e.type == "copy.printed" else "access_code"): c} if c else {})}
             for k, (e, ev, c) in enumerate(zip(entries, self.events, codes, strict=True))
         ]
+
+        if self.idem is not None:
+            now_text = format_time(led.clock)
+            batch.answers[(self.idem.key_id, self.idem.key)] = (self.idem.fingerprint, orjson.dumps(acks).decode(),
+                                                                now_text)
+            batch.expired_before = led.idempotency_cutoff()
 
         def finish(r: AppendResult) -> list[dict[str, Any]]:
             for a in acks:
@@ -337,10 +365,13 @@ def _entry_data(i: int, ev: InputEvent, rec: _Env,
     d: dict[str, Any] = {}
     code = None
     if t == "envelope.created":
+        # the tenant and reference that grant access, bound into the log (checked by `ledger audit`)
         d["title"] = commit({"title": f["title"]})
+        d["owner"] = commit({"tenant": rec.tenant, "ref": rec.ref})
     elif t == "document.added":
         d = {"document": new_ordinal("document", f["document"]), "sha256": f["sha256"], "size": f["size"],
-             "name": commit({"name": f["name"]}), "download": f.get("download", "none")}
+             "name": commit({"name": f["name"]}), "download": f.get("download", "none"),
+             "ref": commit({"ref": f["document"]})}
         if d["download"] != "none" and f.get(UPLOADED) is not True:
             # The blob store is shared and every document's SHA-256 is public: a hash alone must not
             # open another tenant's file. Only the bytes this tenant uploaded may be served.
@@ -350,11 +381,12 @@ def _entry_data(i: int, ev: InputEvent, rec: _Env,
                 "with download 'none' only", code="upload_required", status=422)
         if d["download"] == "code":
             code = "A" + qr.new_code()[:ACCESS_CODE_LENGTH - 1]  # an access code, told apart by its length
+            d["access"] = commit({"code_sha256": qr.code_hash(code)})  # what opens it, bound to the log
     elif t == "party.added":
         ident = {"name": f["name"], **({"contact": f["contact"]} if "contact" in f else {})}
         d = {"party": new_ordinal("party", f["party"]), "role": f["role"],
              "order": f.get("order", 1 if f["role"] == "signer" else 0), "identity": commit(ident),
-             "kind": f.get("kind", "person")}
+             "kind": f.get("kind", "person"), "ref": commit({"ref": f["party"]})}
     elif t == "copy.printed":
         n = _ordinal(i, rec, "document", f["document"])
         state = rec.state
@@ -430,6 +462,8 @@ class Ledger:
         config = load_config(home)
         signer = LogSigner.load(home / KEY_NAME, config.origin)
         log = TileLog.open(home / DB_NAME, signer, clock)
+        if "api_keys.seal" in log.added_columns:  # keys made before seals: sealed once, as the column is added
+            seal_unsealed(log)
         logged = log.latest_checkpoint.split("\n", 1)[0] if log.latest_checkpoint else config.origin
         if logged != config.origin:
             log.close()
@@ -483,10 +517,40 @@ class Ledger:
                                   max_events=self.config.max_events_per_request)
         return self._seq.submit(_Request(self, tenant, events))
 
-    async def asubmit(self, tenant: str, events: list[InputEvent]) -> list[dict[str, Any]]:
-        """Submit from asyncio; returns the acknowledgements once the events are durable."""
-        result: list[dict[str, Any]] = await self._seq.asubmit(_Request(self, tenant, events))
+    async def asubmit(self, tenant: str, events: list[InputEvent],
+                      idem: Idempotency | None = None) -> list[dict[str, Any]]:
+        """Submit from asyncio; returns the acknowledgements once the events are durable. With `idem`, the
+        acknowledgements are kept, in the same transaction, as the answer to that request's retries."""
+        result: list[dict[str, Any]] = await self._seq.asubmit(_Request(self, tenant, events, idem))
         return result
+
+    def idempotency_cutoff(self) -> str:
+        """Idempotent answers made before this time are no longer kept."""
+        return format_time(lambda: self.clock() - timedelta(hours=self.config.idempotency_hours))
+
+    def _check_idempotency(self, log: TileLog, batch: _Batch, idem: Idempotency) -> None:
+        """In the writer's transaction: a request whose Idempotency-Key already has an answer (committed,
+        or in this batch) appends nothing; the API answers the retry with the first answer."""
+        row = log.conn.execute("SELECT created FROM idempotency WHERE key_id = ? AND idem_key = ?",
+                               (idem.key_id, idem.key)).fetchone()
+        if (idem.key_id, idem.key) in batch.answers or (row is not None and row[0] >= self.idempotency_cutoff()):
+            raise RefusedError("a request with this Idempotency-Key was acknowledged already; send it again to get "
+                               "the first answer", code="idempotency_replay", status=409)
+
+    def stored_answer(self, key_id: str, key: str) -> tuple[str, list[dict[str, Any]]] | None:
+        """The first answer to a request with this Idempotency-Key (its fingerprint, its acknowledgements
+        with their checkpoint sizes), if it is kept."""
+        r = self.log._reader()
+        row = r.execute("SELECT fingerprint, acks, created FROM idempotency WHERE key_id = ? AND idem_key = ?",
+                        (key_id, key)).fetchone()
+        if row is None or row[2] < self.idempotency_cutoff():
+            return None
+        acks: list[dict[str, Any]] = orjson.loads(row[1])
+        (size,) = r.execute("SELECT min(size) FROM checkpoints WHERE size > ?",
+                            (max(a["index"] for a in acks),)).fetchone()
+        for a in acks:  # the checkpoint their commit made: the first that holds them all
+            a["checkpoint_size"] = size
+        return str(row[0]), acks
 
     async def acatch_up(self) -> int:
         """If another process appended to this ledger since this one last wrote, take its tree in now
@@ -497,10 +561,14 @@ class Ledger:
         size: int = await self._seq.asubmit(CatchUp())
         return size
 
-    def commit_here(self, requests: list[tuple[str, list[InputEvent], Callable[[bool, Any], None]]]) -> None:
-        """Sequence these requests, each (tenant, events, fn), as one batch on the calling thread; then
-        `fn(True, acks)` once its events are durable, or `fn(False, refusal)` (`Sequencer.commit_here`)."""
-        self._seq.commit_here([(_Request(self, tenant, events), fn) for tenant, events, fn in requests])
+    def commit_here(self, requests: Sequence[tuple[str, list[InputEvent], Callable[[bool, Any], None]]
+                                             | tuple[str, list[InputEvent], Callable[[bool, Any], None],
+                                                     Idempotency | None]]) -> None:
+        """Sequence these requests, each (tenant, events, fn[, idempotency key]), as one batch on the calling
+        thread; then `fn(True, acks)` once its events are durable, or `fn(False, refusal)`
+        (`Sequencer.commit_here`)."""
+        self._seq.commit_here([(_Request(self, r[0], r[1], r[3] if len(r) > 3 else None), r[2])
+                               for r in requests])
 
     def append(self, tenant: str, events: list[InputEvent] | bytes | list[Any]) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.submit(tenant, events).result()

@@ -9,6 +9,7 @@ the event and the field. Nothing here touches storage.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,27 +21,69 @@ from verifier.lifecycle import AUTH_METHODS, CHANNELS, DOWNLOAD, PARTY_KINDS, RO
 REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 # Characters free text may not hold: C0 controls other than tab and newline, DEL, C1 controls, the
-# line and paragraph separators, and the bidirectional embeddings, overrides and isolates, which
-# can make a title or a file name display as something else (CVE-2021-42574, "Trojan Source").
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# line and paragraph separators; the bidirectional marks, embeddings, overrides and isolates, which
+# can make a title or a file name display as something else (CVE-2021-42574, "Trojan Source"); and
+# the characters that show nothing at all (zero width space, word joiner, invisible operators, the
+# byte order mark, the Mongolian vowel separator, deprecated format controls, interlinear annotation),
+# which make two texts that read the same differ, or hide a word from whoever searches for it.
+_BIDI_MARKS = r"\u061c\u200e\u200f"  # Arabic letter mark, left-to-right and right-to-left marks
+_BIDI_CONTROLS = r"\u202a-\u202e\u2066-\u2069"  # embeddings, overrides, isolates
+_INVISIBLE = r"\u180e\u200b-\u200d\u2060-\u2064\u206a-\u206f\ufeff\ufff9-\ufffb"
+_CONTROL = re.compile(rf"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029{_BIDI_MARKS}{_BIDI_CONTROLS}{_INVISIBLE}]")
 _CONTROL_ONE_LINE = re.compile(r"[\t\n]|" + _CONTROL.pattern)
+_IS_MARK, _IS_BIDI = re.compile(f"[{_BIDI_MARKS}]"), re.compile(f"[{_BIDI_CONTROLS}]")
+_ZWNJ, _ZWJ = "\u200c", "\u200d"
+# Scripts whose letters join, where a zero width (non-)joiner changes how a word is drawn: Arabic
+# (Persian, Urdu, ...), Syriac, Thaana, N'Ko, Mongolian, and the Arabic presentation forms.
+_JOINING = ((0x0600, 0x08FF), (0x1800, 0x18AF), (0xFB50, 0xFDFF), (0xFE70, 0xFEFC))
 MAX_REQUEST_BYTES = 4 << 20
 MAX_EVENTS = 10_000
+
+
+def _joins(c: str) -> bool:
+    return unicodedata.category(c)[0] in "LM" and any(lo <= ord(c) <= hi for lo, hi in _JOINING)
+
+
+def _emoji(c: str) -> bool:
+    return unicodedata.category(c) in ("So", "Sk") or c == "\ufe0f"  # a pictograph, a skin tone, emoji style
+
+
+def _joiner_at_work(text: str, i: int) -> bool:
+    """Whether the ZWNJ or ZWJ at `i` does a visible job: after a virama (Indic scripts, as RFC 5892
+    CONTEXTJ allows), between two letters of a joining script, or (ZWJ) between two emoji of a
+    sequence. Anywhere else it is as invisible as a zero width space."""
+    if not 0 < i < len(text) - 1:
+        return False
+    before, after = text[i - 1], text[i + 1]
+    if unicodedata.combining(before) == 9 or (_joins(before) and _joins(after)):
+        return True
+    return text[i] == _ZWJ and _emoji(before) and _emoji(after)
 
 
 def control_character(text: str, *, one_line: bool = False) -> str | None:
     """Name the first character of `text` that text may not hold, or None if there is none.
 
     Returns a description like `U+202E, a bidirectional control, at position 3`. Tab and newline
-    are allowed, unless `one_line` (labels, printed one to a line).
+    are allowed, unless `one_line` (labels, printed one to a line). A zero width joiner or non-joiner
+    is allowed where it shapes the text around it (`_joiner_at_work`).
     """
-    m = (_CONTROL_ONE_LINE if one_line else _CONTROL).search(text)
-    if m is None:
-        return None
-    c = ord(m.group())
-    what = ("a line or paragraph separator" if c in (0x2028, 0x2029) else
-            "a bidirectional control" if c >= 0x202A else "a control character")
-    return f"U+{c:04X}, {what}, at position {m.start()}"
+    for m in (_CONTROL_ONE_LINE if one_line else _CONTROL).finditer(text):
+        ch = m.group()
+        if ch in (_ZWNJ, _ZWJ) and _joiner_at_work(text, m.start()):
+            continue
+        c = ord(ch)
+        if c in (0x2028, 0x2029):
+            what = "a line or paragraph separator"
+        elif _IS_BIDI.match(ch):
+            what = "a bidirectional control"
+        elif _IS_MARK.match(ch):
+            what = f"a bidirectional mark ({unicodedata.name(ch).lower()})"
+        elif c > 0x9F:
+            what = f"an invisible character ({unicodedata.name(ch, 'format control').lower()})"
+        else:
+            what = "a control character"
+        return f"U+{c:04X}, {what}, at position {m.start()}"
+    return None
 
 
 # field -> (kind, required). Kinds: ref, hex, text:N, int:LO:HI, enum tuple.

@@ -37,6 +37,7 @@ from ledger.clock import Clock, utc_now
 from ledger.errors import IntegrityError, NotFoundError, RefusedError, StorageError
 from ledger.storage import schema
 from ledger.storage.checkpointer import Checkpointer
+from ledger.storage.records import CheckpointRecord
 from ledger.storage.signer import LogSigner
 from verifier.checkpoint import Checkpoint, parse_checkpoint
 from verifier.merkle import (
@@ -242,6 +243,7 @@ class TileLog:
         self._hooks: list[Callable[[sqlite3.Connection], None]] = []
         self._full_tiles: list[tuple[int, int, bytes, bytes]] = []
         self.on_publish: Callable[[int], None] | None = None  # told each new size, after its COMMIT
+        self.added_columns: set[str] = set()  # columns this open added to an older database
         self.origin = signer.name if signer else self._published[2].split("\n", 1)[0]
 
     @property
@@ -268,12 +270,18 @@ class TileLog:
         if not path.exists():
             raise NotFoundError(f"no ledger database at {path}; run `ledger init` first", code="no_ledger")
         conn = schema.connect(path)
-        schema.ensure(conn)
+        added = schema.ensure(conn)
         # the file before the database: it is written after each COMMIT, so read in this order an
         # honest database is never behind it, even while another process writes
         outside = _read_text(path.with_suffix(".checkpoint"))
         log = cls(path, signer, conn, clock)
-        log._check_against_outside_checkpoint(outside)
+        log.added_columns = added  # filled in by the layer that owns them (ledger.access.apikeys: seals)
+        try:
+            log._check_against_outside_checkpoint(outside)
+            log._check_newest_tile()
+        except BaseException:
+            log.close()
+            raise
         return log
 
     @classmethod
@@ -327,6 +335,37 @@ class TileLog:
                 "the database is damaged (run `ledger audit`)"
             )
         return (int(size), bytes(root), str(note))
+
+    def _check_newest_tile(self) -> None:
+        """Before a writer signs anything over this tree: the entries of the newest tile still hash to the
+        leaf hashes stored for them (the root was compared with the last checkpoint when the tree was
+        loaded). Cheap, not an audit: it reads one bundle of at most 256 entries."""
+        size = self._tree.size
+        if size == 0:
+            return
+        n = (size - 1) // TILE_WIDTH
+        raws: list[bytes] = []
+        for _start, data in self.conn.execute("SELECT start, data FROM entry_chunks WHERE start >= ? AND start < ?"
+                                              " ORDER BY start", (n * TILE_WIDTH, size)):
+            try:
+                raws += iter_bundle(bytes(data))
+            except IntegrityError:
+                break
+        row = (self.conn.execute("SELECT hashes FROM tiles WHERE level = 0 AND idx = ?", (n,)).fetchone()
+               or self.conn.execute("SELECT hashes FROM tile_edge WHERE level = 0 AND idx = ?", (n,)).fetchone())
+        # another process may have appended since the tree was loaded: the edge only grows, so its first
+        # hashes are still those of this tree
+        stored = _split(bytes(row[0]))[: size - n * TILE_WIDTH] if row else []
+        if len(raws) != size - n * TILE_WIDTH or len(stored) != len(raws):
+            raise IntegrityError(
+                f"the newest tile 0/{n} holds {len(stored)} leaf hashes and its bundle {len(raws)} entries, but the "
+                f"tree has {size - n * TILE_WIDTH} entries there; the database is damaged: refusing to sign over it "
+                "(run `ledger audit`)", code="damaged")
+        for k, (leaf, want) in enumerate(zip(_leaf_hashes(raws), stored, strict=True)):
+            if leaf != want:
+                raise IntegrityError(
+                    f"entry {n * TILE_WIDTH + k} no longer hashes to its leaf hash in tile 0/{n}: the entry or the "
+                    "tile was changed; refusing to sign over it (run `ledger audit`)", code="damaged")
 
     def _check_against_outside_checkpoint(self, text: str | None) -> None:
         if text is None:
@@ -392,6 +431,8 @@ class TileLog:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
+            if self._checkpointer is not None:
+                self._checkpointer.failed()
             raise StorageError(f"cannot start a write transaction: {e}") from e
         try:
             self._catch_up()
@@ -490,14 +531,20 @@ class TileLog:
             c.executemany("INSERT INTO tile_edge(level, idx, hashes) VALUES (?, ?, ?) ON CONFLICT(level) "
                           "DO UPDATE SET idx = excluded.idx, hashes = excluded.hashes", edges)
             if new_checkpoint:
+                created = self.clock().isoformat(timespec="milliseconds")
+                (prev,) = c.execute("SELECT max(size) FROM checkpoints").fetchone()
+                record = CheckpointRecord(self.origin, t.size, prev, created, root).sign(self.signer)
                 c.execute("INSERT INTO checkpoints(size, root, note, created) VALUES (?, ?, ?, ?)",
-                          (t.size, root, note, self.clock().isoformat(timespec="milliseconds")))
+                          (t.size, root, note, created))
+                c.execute("INSERT INTO checkpoint_records(size, note) VALUES (?, ?)", (t.size, record))
             c.execute("COMMIT")
         except BaseException as e:
             self.rollback()
             if isinstance(e, sqlite3.Error):
                 raise StorageError(f"could not write to the ledger database: {e}; nothing was acknowledged") from e
             raise
+        if self._checkpointer is not None:
+            self._checkpointer.committed()  # wakes the WAL checkpoint thread once the WAL is past its threshold
         self._tree = t
         self._published = (t.size, root, note)
         if self.on_publish is not None:
@@ -526,6 +573,9 @@ class TileLog:
         return result
 
     def rollback(self) -> None:
+        """Forget the open write transaction: a write failed. The WAL is checkpointed now (a full disk
+        may be full of WAL: so freeing space brings the ledger back for good, see `Checkpointer`)."""
+        failed = self._work is not None or self.conn.in_transaction
         self._work = None
         self._staged, self._full_tiles, self._deferred, self._hooks = [], [], [], []
         if self.conn.in_transaction:
@@ -533,6 +583,8 @@ class TileLog:
                 self.conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+        if failed and self._checkpointer is not None:
+            self._checkpointer.failed()
 
     def append_batch(self, entries: Sequence[bytes]) -> AppendResult:
         self.begin()

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import sqlite_utils
 
+from ledger.storage.checkpointer import WAL_HARD_LIMIT, WAL_THRESHOLD
+
 DB_NAME = "ledger.db"  # the database file in the ledger folder
-APPEND_ONLY = ("entry_chunks", "tiles", "checkpoints", "anchors", "cosignatures")
+APPEND_ONLY = ("entry_chunks", "tiles", "checkpoints", "checkpoint_records", "anchors", "cosignatures")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -25,6 +27,8 @@ CREATE TABLE IF NOT EXISTS tiles (
 CREATE TABLE IF NOT EXISTS tile_edge (level INTEGER PRIMARY KEY, idx INTEGER NOT NULL, hashes BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (
     size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL, created TEXT NOT NULL);
+-- The log key's signed record of each checkpoint's time and predecessor (ledger.storage.records).
+CREATE TABLE IF NOT EXISTS checkpoint_records (size INTEGER PRIMARY KEY, note TEXT NOT NULL);
 -- RFC 3161 anchors of checkpoints (DESIGN.md §5): `token` is the DER TimeStampToken, over SHA-256 of
 -- the checkpoint body, or, for a renewal (`renews` = the id it renews), over SHA-256 of that anchor's token.
 CREATE TABLE IF NOT EXISTS anchors (
@@ -73,9 +77,15 @@ CREATE INDEX IF NOT EXISTS documents_sha256 ON documents (sha256);
 CREATE TABLE IF NOT EXISTS access_codes (
     env TEXT NOT NULL, document INTEGER NOT NULL, code_sha256 TEXT NOT NULL,
     PRIMARY KEY (env, document)) WITHOUT ROWID;
+-- The first answer to each request sent with an Idempotency-Key, per API key, for its retries (written in
+-- the transaction of the events it acknowledges; kept `idempotency_hours`). A cache of answers, not evidence.
+CREATE TABLE IF NOT EXISTS idempotency (
+    key_id TEXT NOT NULL, idem_key TEXT NOT NULL, fingerprint TEXT NOT NULL, acks TEXT NOT NULL, created TEXT NOT NULL,
+    PRIMARY KEY (key_id, idem_key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created);
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, tenant TEXT NOT NULL, scopes TEXT NOT NULL, secret_sha256 TEXT NOT NULL,
-    label TEXT NOT NULL DEFAULT '', created TEXT NOT NULL, revoked TEXT);
+    label TEXT NOT NULL DEFAULT '', created TEXT NOT NULL, revoked TEXT, seal TEXT);
 """
 
 
@@ -109,9 +119,12 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     else:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
-        # No checkpoints inside commits: the writer's log runs them in a background thread
-        # (ledger.storage.checkpointer); other writers of this file (CLI tools) checkpoint at close.
-        conn.execute("PRAGMA wal_autocheckpoint=0")
+        # Checkpoints run in the writer's thread of its own (ledger.storage.checkpointer); inside a commit
+        # only past WAL_HARD_LIMIT, should that thread fall behind; and a WAL that SQLite starts again
+        # from its beginning is cut back to WAL_THRESHOLD bytes. So the WAL stays bounded.
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_HARD_LIMIT // int(page_size)}")
+        conn.execute(f"PRAGMA journal_size_limit={WAL_THRESHOLD}")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
@@ -123,9 +136,15 @@ def create(conn: sqlite3.Connection) -> None:
     db.executescript(SCHEMA + _triggers())
 
 
-def ensure(conn: sqlite3.Connection) -> None:
-    """Bring an existing database up to the current schema (every statement is IF NOT EXISTS).
+def ensure(conn: sqlite3.Connection) -> set[str]:
+    """Bring an existing database up to the current schema (every statement is IF NOT EXISTS, and columns
+    added since are added); returns the columns added now (`"api_keys.seal"`), for the caller to fill.
 
     Plain sqlite3 on purpose: opening a ledger stays fast (sqlite-utils loads its plugins on first use).
     """
     conn.executescript(SCHEMA + _triggers())
+    added = set()
+    if "seal" not in {row[1] for row in conn.execute("PRAGMA table_info(api_keys)")}:
+        conn.execute("ALTER TABLE api_keys ADD COLUMN seal TEXT")
+        added.add("api_keys.seal")
+    return added

@@ -10,7 +10,12 @@ each new checkpoint. SQLite in WAL mode lets them all read while the one writer 
 limits' token buckets are in shared memory, one table per limit for all processes, so a limit holds
 for the whole portal however a client's connections are spread over the workers; so is the size of
 the writer's latest tree, so that a worker reads its database for a newer checkpoint only when
-there is one (`Published`).
+there is one (`Published`), and which workers are up (`LiveWorkers`, for /healthz).
+
+The writer starts a worker that dies again (`Supervisor`); a worker stops when the writer is gone
+(`_watch_parent`), so that `serve.lock` goes with the last of them. Every process that listens on the
+port does it through `portal.serving.connections`: deadlines for slow clients, and a cap on
+connections below its open-file limit.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +42,7 @@ from ledger.storage.log import TileLog
 from portal.app import create_app
 from portal.keys import LEDGER
 from portal.ratelimit import SharedBuckets
+from portal.serving.connections import Limits, listen
 from portal.serving.writerlink import LINK_NAME, WriterLink, serve_link
 
 log = logging.getLogger("portal.serving.server")
@@ -70,6 +77,97 @@ class Published:
             self._checked = now
 
 
+class LiveWorkers:
+    """Which workers serve the port, in memory shared with them: a worker marks its slot once it listens
+    and clears it when it stops; the writer clears it when it reaps the worker (a killed one clears nothing)."""
+
+    def __init__(self, ctx: Any, count: int) -> None:
+        self._up = ctx.RawArray("b", count)
+
+    def mark(self, number: int, up: bool) -> None:
+        self._up[number - 1] = 1 if up else 0
+
+    def counts(self) -> dict[str, int]:
+        return {"live": sum(self._up), "configured": len(self._up)}
+
+
+class Supervisor:
+    """The writer's worker processes. One that dies (killed, crashed, out of memory) is reaped, so that no
+    zombie stays, and started again after a pause that doubles with each quick death in a row, from
+    `BACKOFF_MIN_S` to `BACKOFF_MAX_S`: a worker that cannot start does not spin, and one killed now and
+    then is back within a second."""
+
+    BACKOFF_MIN_S = 0.25
+    BACKOFF_MAX_S = 4.0
+    STABLE_S = 30.0  # a worker that lived this long died of something new: its backoff starts over
+    POLL_S = 0.25
+
+    def __init__(self, count: int, start: Callable[[int], BaseProcess], live: LiveWorkers) -> None:
+        self._start, self.live = start, live
+        self.procs: dict[int, BaseProcess] = {}
+        self._born: dict[int, float] = {}
+        self._quick_deaths = dict.fromkeys(range(1, count + 1), 0)
+        self._due: dict[int, float] = {}  # worker number -> when to start it again
+
+    def start_all(self) -> None:
+        for n in self._quick_deaths:
+            self._spawn(n, time.monotonic())
+
+    def _spawn(self, n: int, now: float) -> None:
+        self.procs[n] = self._start(n)
+        self._born[n] = now
+
+    def check(self, now: float) -> None:
+        """Reap the workers that ended; start those whose pause is over."""
+        for n, proc in list(self.procs.items()):
+            code = proc.exitcode  # waits for it (WNOHANG) once it has ended: reaped
+            if code is None:
+                continue
+            pid = proc.pid
+            del self.procs[n]
+            proc.close()
+            self.live.mark(n, False)
+            quick = self._quick_deaths[n] = 1 if now - self._born[n] >= self.STABLE_S else self._quick_deaths[n] + 1
+            delay = min(self.BACKOFF_MAX_S, self.BACKOFF_MIN_S * 2 ** (quick - 1))
+            self._due[n] = now + delay
+            log.error("worker %d (pid %s) %s; starting it again in %g s", n, pid, _ended(code), delay)
+        for n, due in list(self._due.items()):
+            if now >= due:
+                del self._due[n]
+                try:
+                    self._spawn(n, now)
+                except OSError as e:  # out of processes or memory: try again at the longest pause
+                    log.error("cannot start worker %d (%s); trying again in %g s", n, e, self.BACKOFF_MAX_S)
+                    self._due[n] = now + self.BACKOFF_MAX_S
+
+    async def run(self) -> None:
+        while True:
+            try:
+                self.check(time.monotonic())
+            except Exception:  # a bug here must not leave the workers unwatched
+                log.exception("cannot check the worker processes")
+            await asyncio.sleep(self.POLL_S)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM to every worker, then wait for them (each stops its server, then exits)."""
+        for proc in self.procs.values():
+            if proc.pid is not None and proc.exitcode is None:
+                os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs.values():
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def _ended(code: int) -> str:
+    """How a process ended, from its exit code (negative: the signal that killed it)."""
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        return f"was killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"was killed by signal {-code}"
+
+
 def forwarder(socket_path: Path, published: Published) -> Callable[[web.Request, Handler],
                                                                   Awaitable[web.StreamResponse]]:
     """Middleware of a worker: serve from the fresh log, and forward what needs the writer's keys."""
@@ -86,11 +184,19 @@ def forwarder(socket_path: Path, published: Published) -> Callable[[web.Request,
             session["s"] = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(socket_path)))
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         headers["X-Ledger-Client"] = request.remote or ""
-        async with session["s"].request(request.method, "http://writer" + request.path_qs, headers=headers,
-                                        data=request.content.iter_chunked(1 << 16)) as r:
-            body = await r.read()
-            out = {k: v for k, v in r.headers.items() if k.lower() not in HOP_HEADERS}
-            return web.Response(status=r.status, body=body, headers=out)
+        try:
+            async with session["s"].request(request.method, "http://writer" + request.path_qs, headers=headers,
+                                            data=request.content.iter_chunked(1 << 16)) as r:
+                body = await r.read()
+                out = {k: v for k, v in r.headers.items() if k.lower() not in HOP_HEADERS}
+                return web.Response(status=r.status, body=body, headers=out)
+        except aiohttp.ClientError:
+            # the client's body failed on the way (it came too late, `connections`; the client went away):
+            # that is the answer, not a failure of the writer
+            late = request.content.exception()
+            if late is not None:
+                raise late from None
+            raise
 
     return middleware
 
@@ -113,11 +219,16 @@ async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
 
 
 async def _run(app: web.Application, host: str, port: int, *, public: bool, reuse: bool,
-               socket_path: Path | None = None, link: Path | None = None, parent: int | None = None) -> None:
+               socket_path: Path | None = None, link: Path | None = None, parent: int | None = None,
+               ready: Callable[[], None] | None = None,
+               background: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
+    """Serve `app` until SIGINT or SIGTERM (or, in a worker, until the writer `parent` is gone): on the
+    port if `public`, on the writer's sockets if given; `ready` once listening, `background` meanwhile."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
+    port_server = None
     if public:
-        await web.TCPSite(runner, host, port, reuse_port=reuse).start()
+        port_server = await listen(runner, host, port, reuse_port=reuse, limits=Limits.from_config(app[LEDGER].config))
     link_server = await serve_link(app[LEDGER], link) if link is not None else None
     if socket_path is not None:
         if socket_path.exists():
@@ -129,11 +240,17 @@ async def _run(app: web.Application, host: str, port: int, *, public: bool, reus
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     watch = asyncio.create_task(_watch_parent(parent, stop)) if parent is not None else None
+    task = asyncio.create_task(background()) if background is not None else None
+    if ready is not None:
+        ready()
     try:
         await stop.wait()
     finally:
-        if watch is not None:
-            watch.cancel()
+        for t in (watch, task):
+            if t is not None:
+                t.cancel()
+        if port_server is not None:
+            port_server.close()
         if link_server is not None:
             link_server.close()
         await runner.cleanup()
@@ -156,16 +273,18 @@ def _asyncio_run(coro: Awaitable[None]) -> None:
 
 
 def _worker(home: Path, host: str, port: int, number: int, parent: int, lookup_buckets: SharedBuckets,
-            upload_buckets: SharedBuckets, published: Published) -> None:
+            upload_buckets: SharedBuckets, published: Published, live: LiveWorkers) -> None:
     ledger = Ledger.open_reader(home)
     link = WriterLink(home / LINK_NAME)
     app = create_app(ledger, anchor=False, submit=link.submit, head=link.head,
                      extra_middlewares=[forwarder(home / SOCKET_NAME, published)],
-                     lookup_buckets=lookup_buckets, upload_buckets=upload_buckets)
+                     lookup_buckets=lookup_buckets, upload_buckets=upload_buckets, workers=live.counts)
     app.on_response_prepare.append(process_name(f"worker {number}"))
     try:
-        _asyncio_run(_run(app, host, port, public=True, reuse=True, parent=parent))
+        _asyncio_run(_run(app, host, port, public=True, reuse=True, parent=parent,
+                          ready=lambda: live.mark(number, True)))
     finally:
+        live.mark(number, False)
         ledger.close()
 
 
@@ -192,44 +311,49 @@ def public_url_elsewhere(public_url: str, host: str, port: int) -> str | None:
         return None
     if host not in LOOPBACK:
         return (f"QR codes and pages name public_url {public_url}, a local address, but this server listens "
-                f"on {host} for others: set public_url in config.toml to the address people will open")
+                f"on {host} for others: set it to the address people will open (--public-url, LEDGER_PUBLIC_URL or "
+                "public_url in config.toml)")
     if (u.port or (443 if u.scheme == "https" else 80)) == port:
         return None
     return (f"QR codes and pages name public_url {public_url}, but this server listens on port {port}: "
-            "set public_url in config.toml to the address people will open")
+            "set it to the address people will open (--public-url, LEDGER_PUBLIC_URL or public_url in config.toml)")
 
 
 def _serve_locked(home: Path, host: str | None, port: int | None, workers: int) -> None:
     ledger = Ledger.open(home)
     h = host or ledger.config.host
     p = port or ledger.config.port
-    procs = []
     ctx = multiprocessing.get_context("spawn")
-    lookup = upload = published = None
-    if workers > 1:  # shared with the workers: one set of rate-limit buckets, and the latest tree's size
+    supervisor = None
+    if workers > 1:  # shared with the workers: one set of rate-limit buckets, the latest tree's size, who is up
         lookup, upload, published = SharedBuckets(ctx=ctx), SharedBuckets(ctx=ctx), Published(ctx)
+        live = LiveWorkers(ctx, workers)
         published.set(ledger.log.size)
         ledger.log.on_publish = published.set
-    app = create_app(ledger, lookup_buckets=lookup, upload_buckets=upload)
+
+        def start(n: int) -> BaseProcess:
+            proc = ctx.Process(target=_worker, daemon=True,
+                               args=(home, h, p, n, os.getpid(), lookup, upload, published, live))
+            proc.start()
+            return proc
+
+        supervisor = Supervisor(workers, start, live)
+        app = create_app(ledger, lookup_buckets=lookup, upload_buckets=upload, workers=live.counts)
+    else:
+        app = create_app(ledger, workers=lambda: {"live": 1, "configured": 1})
     print(f"serving {ledger.config.origin} at http://{h}:{p}/ (entries: {ledger.log.size}, "
           + (f"{workers} worker processes and a writer)" if workers > 1 else "one process)"), flush=True)
     elsewhere = public_url_elsewhere(ledger.config.public_url, h, p)
     if elsewhere:
         log.warning(elsewhere)
     try:
-        if workers > 1:
-            for n in range(1, workers + 1):
-                proc = ctx.Process(target=_worker, daemon=True,
-                                   args=(home, h, p, n, os.getpid(), lookup, upload, published))
-                proc.start()
-                procs.append(proc)
+        if supervisor is not None:
+            supervisor.start_all()
             _asyncio_run(_run(app, h, p, public=False, reuse=False, socket_path=home / SOCKET_NAME,
-                              link=home / LINK_NAME))
+                              link=home / LINK_NAME, background=supervisor.run))
         else:
             _asyncio_run(_run(app, h, p, public=True, reuse=False))
     finally:
-        for proc in procs:
-            if proc.pid is not None:
-                os.kill(proc.pid, signal.SIGTERM)
-            proc.join(timeout=5)
+        if supervisor is not None:
+            supervisor.stop()
         ledger.close()

@@ -12,7 +12,7 @@ from aiohttp import web
 from ledger.anchoring import witness
 from ledger.errors import NotFoundError, RefusedError
 from portal.body import read_limited
-from portal.keys import LEDGER, LOOKUP_LIMIT
+from portal.keys import LEDGER, LOOKUP_LIMIT, WORKERS
 from verifier.errors import FormatError
 from verifier.note import MAX_NOTE_SIZE
 from verifier.tiles import parse_tile_path
@@ -35,7 +35,10 @@ async def log_key(request: web.Request) -> web.Response:
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True, "size": request.app[LEDGER].log.size})
+    body: dict[str, object] = {"ok": True, "size": request.app[LEDGER].log.size}
+    if WORKERS in request.app:  # under `ledger serve`: how many of its processes serve the port
+        body["workers"] = request.app[WORKERS]()
+    return web.json_response(body)
 
 
 @routes.get("/tile/{path:.+}")
@@ -63,8 +66,12 @@ async def tile(request: web.Request) -> web.Response:
             raise NotFoundError("partial tile is not available")
     # immutable, partial ones too: a path names one width of one tile, whose hashes never change
     resp = web.Response(body=body, content_type="application/octet-stream", headers={"Cache-Control": IMMUTABLE})
-    if tp.level is None and "gzip" in request.headers.get("Accept-Encoding", "").lower():
-        resp.enable_compression(web.ContentCoding.gzip)  # entry bundles compress well (tlog-tiles: SHOULD)
+    if tp.level is None:
+        # an entry bundle is sent gzip-compressed to a client that accepts it (tlog-tiles: SHOULD), so a
+        # cache that keeps it must tell the two answers apart, for ever: both carry Vary
+        resp.headers["Vary"] = "Accept-Encoding"
+        if "gzip" in request.headers.get("Accept-Encoding", "").lower():
+            resp.enable_compression(web.ContentCoding.gzip)
     return resp
 
 
@@ -88,11 +95,21 @@ async def checkpoint_at(request: web.Request) -> web.Response:
 @routes.get(r"/proof/consistency/{old:\d{1,19}}/{new:\d{1,19}}")
 async def consistency(request: web.Request) -> web.Response:
     """RFC 9162 consistency proof between two published tree sizes: one base64 hash a line, the form
-    `verifier consistency --proof` reads."""
+    `verifier consistency --proof` reads.
+
+    Both sizes must be those of checkpoints this log published: a notary holds checkpoints, and a
+    proof from a tree nobody was shown proves nothing to anyone (404 `unpublished_size`)."""
     old, new = _sizes(request, "old", "new")
     if not 0 < old <= new:
         raise RefusedError("a consistency proof needs 0 < old <= new", code="bad_size")
-    hashes = await asyncio.to_thread(request.app[LEDGER].log.consistency_proof, old, new)
+    log = request.app[LEDGER].log
+    for n in sorted({old, new} - {log.size}):  # the latest size is published by definition
+        try:
+            await asyncio.to_thread(log.checkpoint_at, n)
+        except NotFoundError:
+            raise NotFoundError(f"this log published no checkpoint of size {n}: ask for a proof between the "
+                                "sizes of two checkpoints it published", code="unpublished_size") from None
+    hashes = await asyncio.to_thread(log.consistency_proof, old, new)
     body = "".join(base64.b64encode(h).decode() + "\n" for h in hashes)
     return web.Response(text=body, content_type="text/plain", charset="utf-8", headers={"Cache-Control": IMMUTABLE})
 

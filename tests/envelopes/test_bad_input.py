@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.audit import audit
+from ledger.audit.run import audit
 from ledger.envelopes.core import Ledger
 from ledger.envelopes.events import SCHEMA
 from ledger.errors import RefusedError

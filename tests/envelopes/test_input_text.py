@@ -101,7 +101,7 @@ def test_an_integer_too_long_to_parse_is_malformed_json() -> None:
 
 async def test_the_api_answers_400_not_500_to_a_huge_integer_and_422_to_an_override(
         aiohttp_client: Client, ledger: Ledger) -> None:
-    key = create_key(ledger.log.conn, "tenant-a", ["append", "read"])
+    key = create_key(ledger.log, "tenant-a", ["append", "read"])
     client = await aiohttp_client(create_app(ledger, anchor=False))
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     created = '{"type": "envelope.created", "envelope": "E1", "title": "Lease"}'
@@ -117,3 +117,49 @@ async def test_the_api_answers_400_not_500_to_a_huge_integer_and_422_to_an_overr
     r = await client.post("/api/v1/envelopes", json={"envelope": "E4", "title": "房屋租赁合同 Zoë 😀"}, headers=headers)
     assert r.status == 201, await r.text()
     assert ledger.log.size == 1
+
+
+# zero width and directional marks: invisible, so two titles that read the same can differ, or a title
+# can hide a word; each is refused and named
+INVISIBLE = {
+    "\u200b": ("U+200B", "zero width space"), "\u200c": ("U+200C", "zero width non-joiner"),
+    "\u200d": ("U+200D", "zero width joiner"), "\u200e": ("U+200E", "left-to-right mark"),
+    "\u200f": ("U+200F", "right-to-left mark"), "\u061c": ("U+061C", "arabic letter mark"),
+    "\ufeff": ("U+FEFF", "zero width no-break space"), "\u180e": ("U+180E", "mongolian vowel separator"),
+    "\u2060": ("U+2060", "word joiner"), "\u2061": ("U+2061", "function application"),
+    "\u2062": ("U+2062", "invisible times"), "\u2063": ("U+2063", "invisible separator"),
+    "\u2064": ("U+2064", "invisible plus"), "\u206a": ("U+206A", "inhibit symmetric swapping"),
+    "\u206f": ("U+206F", "nominal digit shapes"), "\ufff9": ("U+FFF9", "interlinear annotation anchor"),
+}
+# where a joiner does a visible job, it is ordinary text
+JOINED = ["\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian: ZWNJ between letters of a joining script
+          "\u0915\u094d\u200d\u0937",  # Devanagari: ZWJ after a virama
+          "family \U0001f468\u200d\U0001f469\u200d\U0001f467",  # an emoji ZWJ sequence
+          "\u2764\ufe0f\u200d\U0001f525"]
+
+
+@pytest.mark.parametrize(("char", "named"), INVISIBLE.items())
+@pytest.mark.parametrize(("type", "name", "fields"), TEXT_FIELDS)
+def test_zero_width_and_directional_marks_are_refused_in_every_text_field(
+        type: str, name: str, fields: dict[str, Any], char: str, named: tuple[str, str]) -> None:
+    with pytest.raises(RefusedError) as info:
+        parse_event(event(type, name, f"invoice{char}fdp.exe", fields))
+    msg = str(info.value)
+    assert info.value.code == "invalid_event" and info.value.status == 422
+    assert f"{type}.{name} contains" in msg and named[0] in msg and named[1] in msg and "position 7" in msg, msg
+
+
+@pytest.mark.parametrize("text", JOINED)
+@pytest.mark.parametrize(("type", "name", "fields"), TEXT_FIELDS)
+def test_a_joiner_that_shapes_the_text_is_accepted(type: str, name: str, fields: dict[str, Any], text: str) -> None:
+    assert parse_event(event(type, name, text, fields)).fields[name] == text
+
+
+def test_a_joiner_anywhere_else_is_named() -> None:
+    assert control_character("\u200dlease") == "U+200D, an invisible character (zero width joiner), at position 0"
+    assert control_character("合\u200d同") == "U+200D, an invisible character (zero width joiner), at position 1"
+    assert control_character("a\u200fb") == "U+200F, a bidirectional mark (right-to-left mark), at position 1"
+    assert control_character("\ufefftitle") == ("U+FEFF, an invisible character (zero width no-break space), "
+                                                "at position 0")
+    assert control_character("\u0645\u06cc\u200c\u062e\u200b") == ("U+200B, an invisible character (zero width "
+                                                                   "space), at position 4")

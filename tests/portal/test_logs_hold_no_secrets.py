@@ -31,7 +31,7 @@ def _call(url: str, *, body: bytes | None = None, headers: dict[str, str] | None
 def test_the_server_log_holds_no_secrets(tmp_path: Path) -> None:
     home = tmp_path / "home"
     led = Ledger.init(home)
-    key = create_key(led.log.conn, "t", ["append", "read"])
+    key = create_key(led.log, "t", ["append", "read"])
     led.close()
     port = _port()
     proc = _start(home, port)
@@ -46,14 +46,14 @@ def test_the_server_log_holds_no_secrets(tmp_path: Path) -> None:
         status, out = _call(f"{base}/api/v1/envelopes/E1/documents?{q}", body=pdf,
                             headers={**auth, "Content-Type": "application/pdf"})
         assert status == 201, out
-        access = json.loads(out)["access_code"]
+        access = json.loads(out)["acks"][0]["access_code"]
         party = {"party": "p1", "role": "signer", "name": NAME, "contact": CONTACT}
         assert _call(f"{base}/api/v1/envelopes/E1/parties", body=json.dumps(party).encode(), headers=auth)[0] == 201
         assert _call(f"{base}/api/v1/envelopes/E1/events", body=b'{"type": "envelope.sent"}', headers=auth)[0] == 201
         status, out = _call(f"{base}/api/v1/envelopes/E1/copies", body=json.dumps({"document": "main"}).encode(),
                             headers=auth)
         assert status == 201, out
-        code = json.loads(out)["code"]
+        code = json.loads(out)["acks"][0]["code"]
         # refusals of every kind, each carrying something secret
         assert _call(f"{base}/api/v1/envelopes/E1", headers={"Authorization": f"Bearer {wrong}"})[0] == 401
         assert _call(f"{base}/api/v1/envelopes/E1/parties", body=json.dumps(party).encode(), headers=auth)[0] == 409

@@ -26,14 +26,14 @@ from ledger.errors import LedgerError, RefusedError
 from ledger.storage.schema import DB_NAME
 from portal.app import create_app
 from portal.serving.server import public_url_elsewhere
-from tests.portal.test_portal_api import PDF, PDF_SHA, assert_error, auth
+from tests.api.test_portal_api import PDF, PDF_SHA, assert_error, auth
 
 Client = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 @pytest.fixture
 def keys(ledger: Ledger) -> dict[str, str]:
-    c = ledger.log.conn
+    c = ledger.log
     return {"a": create_key(c, "tenant-a", ["append", "read"]), "b": create_key(c, "tenant-b", ["append", "read"])}
 
 
@@ -57,7 +57,7 @@ async def upload(client: TestClient[Any, Any], key: str, ref: str, data: bytes, 
 async def print_copy(client: TestClient[Any, Any], key: str, ref: str) -> str:
     r = await client.post(f"/api/v1/envelopes/{ref}/copies", json={"document": "main"}, headers=auth(key))
     assert r.status == 201, await r.text()
-    return str((await r.json())["code"])
+    return str((await r.json())["acks"][0]["code"])
 
 
 # ---- a document's hash is public: it must open nothing ----------------------------------------------
@@ -352,14 +352,14 @@ async def test_every_field_of_an_acknowledgement_is_in_the_openapi_document(
                      ["components"]["schemas"]["Ack"]["properties"])
     answers = []
     r = await client.post("/api/v1/envelopes", json={"envelope": "O1", "title": "x"}, headers=auth(keys["a"]))
-    answers.append(await r.json())
+    answers += (await r.json())["acks"]
     r = await upload(client, keys["a"], "O1", PDF, "document=main&name=c.pdf&download=code")
-    answers.append(await r.json())
+    answers += (await r.json())["acks"]
     r = await client.post("/api/v1/envelopes/O1/events", headers=auth(keys["a"]), json=[
         {"type": "party.added", "party": "p1", "role": "signer", "name": "Zhang San"}, {"type": "envelope.sent"}])
     answers += (await r.json())["acks"]
     r = await client.post("/api/v1/envelopes/O1/copies", json={"document": "main"}, headers=auth(keys["a"]))
-    answers.append(await r.json())
+    answers += (await r.json())["acks"]
     seen = set().union(*answers)
     assert {"access_code", "sha256", "size", "code", "qr_url", "code_grouped"} <= seen, seen
     assert seen <= documented, f"undocumented: {seen - documented}"
@@ -489,3 +489,119 @@ def test_serve_warns_when_qr_codes_name_a_local_port_it_does_not_listen_on() -> 
                                         ("http://[::1]:80/portal", "[::1]")])
 def test_the_page_names_the_public_url_as_an_address_bar_shows_it(url: str, shown: str) -> None:
     assert Config(public_url=url).public_host == shown
+
+
+# ---- whose fault: a full disk and a failing checker are 503, a file the reader cannot open is 422 ---------
+
+async def test_an_upload_the_disk_cannot_hold_is_503_and_leaves_nothing(
+        client: TestClient[Any, Any], ledger: Ledger, keys: dict[str, str]) -> None:
+    """On a real full disk (a small tmpfs holds the store): too large for the volume, or a volume already
+    full, the upload is a 503 storage error, with no temporary file or part of it left; with space back,
+    the same upload is stored."""
+    from tests.storage.tmpfs import fill, tmpfs
+
+    await client.post("/api/v1/envelopes", json={"envelope": "F1", "title": "x"}, headers=auth(keys["a"]))
+    with tmpfs(ledger.blobs.root, "256k"):
+        r = await upload(client, keys["a"], "F1", b"%PDF-1.7\n" + b"0" * (1 << 20))  # four times the volume
+        assert r.status == 503, await r.text()
+        body = await r.json()
+        assert_error(body, "storage_error")
+        assert "nothing was stored" in body["error"]["message"]
+        assert blobs(ledger) == set(), "the upload left a file behind"
+        filler = fill(ledger.blobs.root)
+        r = await upload(client, keys["a"], "F1", PDF)  # fits in a write buffer: fails when flushed
+        assert r.status == 503, await r.text()
+        assert_error(await r.json(), "storage_error")
+        assert blobs(ledger) == {filler.name}, "the upload left a file behind"
+        filler.unlink()
+        r = await upload(client, keys["a"], "F1", PDF)
+        assert r.status == 201, await r.text()
+        assert blobs(ledger) == {PDF_SHA}
+
+
+# 27 bytes the reader seeks before the start of (an OSError of the reader, on these bytes), and others
+UNREADABLE = {
+    "startxref -5": b"%PDF-1.4\nstartxref -5\n%%EOF",
+    "startxref 0 after a trailer": b"%PDF-1.4\ntrailer<<>>\nstartxref 0\n%%EOF",
+    "startxref -1 after a trailer with a root": b"%PDF-1.4\ntrailer<</Root 1 0 R>>\nstartxref -1\n%%EOF",
+    "startxref past the end": b"%PDF-1.4\nstartxref 999999\n%%EOF",
+    "startxref of 20 digits": b"%PDF-1.4\nstartxref 99999999999999999999\n%%EOF",
+    "startxref beyond any file": b"%%PDF-1.4\nstartxref %d\n%%%%EOF" % ((1 << 62) + 1),
+    "startxref at an object": PDF[: PDF.rindex(b"startxref")] + b"startxref\n9\n%%EOF\n",
+    "half a PDF": PDF[: len(PDF) // 2],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNREADABLE))
+async def test_a_pdf_the_reader_cannot_open_is_422_not_a_storage_error(
+        client: TestClient[Any, Any], ledger: Ledger, keys: dict[str, str], kind: str) -> None:
+    await client.post("/api/v1/envelopes", json={"envelope": "R1", "title": "x"}, headers=auth(keys["a"]))
+    r = await upload(client, keys["a"], "R1", UNREADABLE[kind])
+    assert r.status == 422, (kind, r.status, await r.text())
+    body = await r.json()
+    assert_error(body, "not_pdf")
+    assert "not a readable PDF" in body["error"]["message"], body
+    assert blobs(ledger) == set(), f"{kind}: a refused upload left a file behind"
+
+
+def test_whatever_the_reader_makes_of_a_damaged_pdf_it_is_a_refusal(tmp_path: Path) -> None:
+    """Any PDF cut short, with a byte changed, or with another `startxref`: the reader accepts it or the
+    check refuses it (RefusedError, 422); never an OSError or another error that would be a 500 or 503."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from portal.pdfcheck import check_pdf
+
+    path = tmp_path / "upload.pdf"
+    tail = PDF.rindex(b"startxref")
+
+    @given(st.one_of(
+        st.integers(0, len(PDF)).map(lambda n: PDF[:n]),
+        st.tuples(st.integers(0, len(PDF) - 1), st.integers(0, 255)).map(
+            lambda p: PDF[: p[0]] + bytes([p[1]]) + PDF[p[0] + 1:]),
+        st.integers(-(1 << 70), 1 << 70).map(lambda x: PDF[:tail] + b"startxref\n%d\n%%%%EOF\n" % x),
+        st.binary(max_size=64).map(lambda b: b"%PDF-1.4\n" + b)))
+    def check(data: bytes) -> None:
+        path.write_bytes(data)
+        try:
+            check_pdf(path)
+        except RefusedError as e:
+            assert e.code == "not_pdf" and e.status == 422
+
+    check()
+
+
+async def test_a_checker_that_cannot_start_or_exits_by_itself_is_503(
+        client: TestClient[Any, Any], ledger: Ledger, keys: dict[str, str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checker's own failures are this server's: 503, nothing stored. A file that gets the reader
+    killed twice stays the file's fault (422); the next upload gets a working checker."""
+    import sys
+
+    from portal.keys import PDF_CHECKER
+
+    checker = client.app[PDF_CHECKER]
+    await client.post("/api/v1/envelopes", json={"envelope": "X1", "title": "x"}, headers=auth(keys["a"]))
+    exits, killed = tmp_path / "exits", tmp_path / "killed-reader"
+    exits.write_text("#!/bin/sh\nexit 3\n")  # a checker broken from the start
+    killed.write_text("#!/bin/sh\nread line\nkill -KILL $$\n")  # a reader killed by the file it reads
+    exits.chmod(0o755)
+    killed.chmod(0o755)
+    python = sys.executable
+    for program, status, code, says in (
+            (str(tmp_path / "no-such-python"), 503, "storage_error", "could not be started"),
+            (str(exits), 503, "storage_error", "exited by itself (status 3)"),
+            (str(killed), 422, "not_pdf", "killed (signal 9)")):
+        monkeypatch.setattr(sys, "executable", program)
+        r = await upload(client, keys["a"], "X1", PDF)
+        assert r.status == status, (program, await r.text())
+        body = await r.json()
+        assert_error(body, code)
+        assert says in body["error"]["message"], body
+        assert blobs(ledger) == set(), f"{program}: the upload left a file behind"
+    monkeypatch.setattr(sys, "executable", python)
+    with pytest.raises(LedgerError) as info:  # the checker cannot read the stored upload
+        await checker.check(tmp_path / "gone.pdf")
+    assert info.value.status == 503 and "could not read the stored upload" in str(info.value)
+    r = await upload(client, keys["a"], "X1", PDF)
+    assert r.status == 201, await r.text()

@@ -295,3 +295,42 @@ async def test_published_tiles_never_change_as_the_log_grows(aiohttp_client: Cli
         assert (await resp.read())[: 32 * W] == before[f"/tile/0/001.p/{W}"]
     finally:
         led.close()
+
+
+async def test_entry_bundles_say_that_their_bytes_depend_on_accept_encoding(client: TestClient[Any, Any]) -> None:
+    """A bundle is gzip for one client and plain for another, under the same immutable URL: every answer
+    carries `Vary: Accept-Encoding`, so no cache hands the gzip bytes to a client that never asked."""
+    for path in ("/tile/entries/000", f"/tile/entries/001.p/{W}"):
+        for accept in ("gzip, deflate", "identity", ""):
+            resp = await client.get(path, headers={"Accept-Encoding": accept})
+            assert resp.status == 200
+            assert "immutable" in resp.headers["Cache-Control"]
+            vary = {v.strip().lower() for v in resp.headers.get("Vary", "").split(",")}
+            assert "accept-encoding" in vary, (path, accept, resp.headers.get("Vary"))
+
+
+async def test_a_consistency_proof_is_only_between_published_sizes(aiohttp_client: Client, tmp_path: Path) -> None:
+    """Checkpoints of sizes 10, 20 and 25: a proof between two of them verifies; a size in between that
+    no checkpoint was published at is refused, 404 `unpublished_size`, as the README says."""
+    import base64
+
+    from verifier.merkle import verify_consistency
+
+    led = Ledger.init(tmp_path / "home", clock=_clock)
+    try:
+        for start, n in ((0, 10), (10, 10), (20, 5)):
+            led.append("t", _created(n, start))  # one request, one checkpoint
+        client = await aiohttp_client(create_app(led))
+        for old, new in ((10, 20), (10, 25), (20, 25), (25, 25)):
+            resp = await client.get(f"/proof/consistency/{old}/{new}")
+            assert resp.status == 200, (old, new, await resp.text())
+            proof = [base64.b64decode(line) for line in (await resp.text()).splitlines()]
+            verify_consistency(old, new, led.log.root_at(old), led.log.root_at(new), proof)
+        for old, new in ((5, 20), (10, 15), (15, 25), (3, 20), (11, 11)):
+            err = await _assert_json_error(await client.get(f"/proof/consistency/{old}/{new}"))
+            assert err["code"] == "unpublished_size", (old, new, err)
+            assert "published no checkpoint of size" in err["message"]
+        err = await _assert_json_error(await client.get("/proof/consistency/10/300"))  # beyond the log
+        assert err["code"] == "bad_size"
+    finally:
+        led.close()

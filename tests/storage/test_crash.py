@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ledger.audit import audit
+from ledger.audit.run import audit
 from ledger.envelopes.core import Ledger
 from tests.conftest import ROOT
 from verifier.merkle import leaf_hash
@@ -61,7 +61,7 @@ def test_sigkill_of_the_writer_behind_workers_loses_no_acknowledged_event(tmp_pa
 
     home = tmp_path / "home"
     led = Ledger.init(home)
-    key = create_key(led.log.conn, "t", ["append"])
+    key = create_key(led.log, "t", ["append"])
     led.close()
     rng = random.Random(99)
     acked: dict[int, str] = {}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.audit import audit
+from ledger.audit.run import audit
 from ledger.envelopes.core import Ledger
 from ledger.errors import StorageError
 from tests.envelopes.test_lifecycle import T, completed

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.audit import audit
+from ledger.audit.run import audit
 from ledger.envelopes.core import Ledger
 from ledger.errors import IntegrityError
 from ledger.storage.schema import DB_NAME

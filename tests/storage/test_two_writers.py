@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ledger.access.apikeys import create_key
-from ledger.audit import audit
+from ledger.audit.run import audit
 from ledger.envelopes.core import Ledger
 from tests.cli.test_cli import BIN, run
 from tests.envelopes.test_lifecycle import completed, ev
@@ -128,7 +128,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 def _new_ledger(tmp_path: Path) -> tuple[Path, str]:
     home = tmp_path / "home"
     led = Ledger.init(home)
-    key = create_key(led.log.conn, T, ["append", "read"])
+    key = create_key(led.log, T, ["append", "read"])
     led.close()
     return home, key
 
@@ -144,7 +144,7 @@ def test_a_cli_append_while_serving_does_not_break_the_server(tmp_path: Path, wo
         _wait_up(proc, home, port, workers)
         status, body = _req(base + "/api/v1/envelopes", {"envelope": "S0", "title": "t"}, key)
         assert status == 201, body
-        acked.append(body["index"])
+        acked.append(body["acks"][0]["index"])
         for round_ in range(3):
             events = tmp_path / f"cli-{round_}.json"
             events.write_text(json.dumps(completed(f"C{round_}")))
@@ -159,12 +159,13 @@ def test_a_cli_append_while_serving_does_not_break_the_server(tmp_path: Path, wo
             for k in range(3):
                 status, body = _req(base + "/api/v1/envelopes", {"envelope": f"S{round_}-{k}", "title": "t"}, key)
                 assert status == 201, body
-                acked.append(body["index"])
-                assert body["checkpoint_size"] == len(acked) == body["index"] + 1
+                (ack,) = body["acks"]
+                acked.append(ack["index"])
+                assert ack["checkpoint_size"] == len(acked) == ack["index"] + 1
             # the server writes on the envelope the CLI made: it reads the rows the CLI wrote
             status, body = _req(base + f"/api/v1/envelopes/C{round_}/copies", {"document": "d"}, key)
             assert status == 201, body
-            acked.append(body["index"])
+            acked.append(body["acks"][0]["index"])
             status, health = _req(base + "/healthz")
             assert status == 200 and health["size"] == len(acked), health
     finally:
@@ -194,7 +195,7 @@ def test_a_second_serve_on_the_same_ledger_is_refused(tmp_path: Path) -> None:
         for k in range(10):  # the first one serves on, its writer's sockets intact
             status, body = _req(base + "/api/v1/envelopes", {"envelope": f"F{k}", "title": "t"}, key)
             assert status == 201, body
-            assert body["checkpoint_size"] == k + 1
+            assert body["acks"][0]["checkpoint_size"] == k + 1
         status, health = _req(base + "/healthz")
         assert health["size"] == 10
     finally:

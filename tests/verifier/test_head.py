@@ -276,7 +276,7 @@ def test_with_workers_the_json_stays_on_one_tree_right_after_a_void(tmp_path: Pa
 
     home = tmp_path / "home"
     led = Ledger.init(home)
-    key = create_key(led.log.conn, TENANT, ["append", "read"])
+    key = create_key(led.log, TENANT, ["append", "read"])
     code = next(d["code"] for d in create_demo(led) if d["status"] == "completed")
     led.close()
     cfg = home / "config.toml"  # this test reads more copies than one client may
