@@ -156,6 +156,15 @@ class RateLimiter:
         self._clock = time.monotonic
         self._buckets = buckets if buckets is not None else SharedBuckets(SLOTS if rate > 0 else 1)
 
+    def check_key(self, key_id: str) -> None:
+        """The same limit per API key: for calls a key authenticated (one platform's backend is one client,
+        whatever its addresses; many platforms behind one address are many)."""
+        if self.rate <= 0:
+            return
+        tokens = self._buckets.take(f"key {key_id}", self.rate, self.burst, self._clock())
+        if tokens < 1.0:
+            raise RateLimited(max(1, math.ceil((1.0 - tokens) / self.rate)))
+
     def check(self, request: web.Request) -> None:
         if self.rate <= 0:
             return

@@ -52,12 +52,14 @@ def _text(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-def start_serve(home: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    """`ledger serve` on 127.0.0.1:`port`, its output appended to `log_path`; returned once its
-    /healthz answers (a failure to come up fails the test with the server's output)."""
+def start_serve(home: Path, port: int, log_path: Path, workers: int = 1) -> subprocess.Popen[bytes]:
+    """`ledger serve` on 127.0.0.1:`port` (with `workers` processes), its output appended to `log_path`;
+    returned once its /healthz answers (a failure to come up fails the test with the server's output)."""
+    more = ["--workers", str(workers)] if workers > 1 else []
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([str(BIN / "ledger"), "--home", str(home), "serve",
-                                 "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+                                 "--host", "127.0.0.1", "--port", str(port), *more], stdout=log,
+                                stderr=subprocess.STDOUT)
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         if proc.poll() is not None:

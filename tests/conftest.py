@@ -10,8 +10,8 @@ from hypothesis import settings
 from ledger.envelopes.core import Ledger
 
 ROOT = Path(__file__).resolve().parent.parent
-# The shared public vectors sit beside the repository; CI lays a copy there too.
-VECTORS = Path(os.environ.get("LEDGER_VECTORS", ROOT.parent / "shared" / "vectors"))
+# The public vectors the verifier is tested against, each with its source and licence (tests/vectors/README.md).
+VECTORS = ROOT / "tests" / "vectors"
 
 settings.register_profile("ci", max_examples=60, deadline=None)
 settings.register_profile("dev", max_examples=60, deadline=None)
@@ -21,7 +21,7 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 @pytest.fixture
 def vectors() -> Path:
     if not VECTORS.is_dir():
-        pytest.fail(f"test vectors not found at {VECTORS}; set LEDGER_VECTORS")
+        pytest.fail(f"test vectors not found at {VECTORS}; they are part of the repository: restore tests/vectors/")
     return VECTORS
 
 

@@ -1,10 +1,17 @@
-"""Demo data: envelopes in every state, with real PDF documents and printed copies (QR codes)."""
+"""Demo data: envelopes in every state, with real PDF documents and printed copies (QR codes).
+
+Made once per ledger: run again, `create_demo` writes nothing for the envelopes that are there and reads
+their latest printed copies back, so their QR URLs are printed with the current `public_url`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import os
+import re
+from pathlib import Path
 from typing import Any
 
 from reportlab.lib.pagesizes import A4
@@ -56,52 +63,97 @@ def _sign(ref: str, pid: str, sha: str, method: str = "face", channel: str = "ap
     ]
 
 
+_TWO = [("lessor", "Zhang San", 1), ("lessee", "Li Si", 2)]
+
+
+def _completed(ledger: Ledger, ref: str) -> list[dict[str, Any]]:
+    ev, sha = _envelope(ledger, ref, "Office lease agreement", _TWO)
+    ev += _sign(ref, "lessor", sha, "ukey", "ukey") + _sign(ref, "lessee", sha, "sms", "h5")
+    return ev + [{"type": "envelope.completed", "envelope": ref},
+                 {"type": "copy.printed", "envelope": ref, "document": "main"}]
+
+
+def _in_progress(ledger: Ledger, ref: str) -> list[dict[str, Any]]:
+    ev, sha = _envelope(ledger, ref, "Equipment purchase contract", _TWO, download="code")
+    return ev + _sign(ref, "lessor", sha) + [{"type": "copy.printed", "envelope": ref, "document": "main"}]
+
+
+def _withdrawn(ledger: Ledger, ref: str) -> list[dict[str, Any]]:
+    ev, _ = _envelope(ledger, ref, "Consulting agreement", _TWO)
+    return ev + [{"type": "copy.printed", "envelope": ref, "document": "main"},
+                 {"type": "envelope.withdrawn", "envelope": ref, "reason": "Wrong counterparty"}]
+
+
+def _declined(ledger: Ledger, ref: str) -> list[dict[str, Any]]:
+    ev, sha = _envelope(ledger, ref, "Freight carriage agreement", _TWO, download="none")
+    return ev + _sign(ref, "lessor", sha) + [
+        {"type": "copy.printed", "envelope": ref, "document": "main"},
+        {"type": "party.authenticated", "envelope": ref, "party": "lessee", "method": "password"},
+        {"type": "party.declined", "envelope": ref, "party": "lessee", "reason": "Price changed"}]
+
+
+def _void(ledger: Ledger, ref: str) -> list[dict[str, Any]]:
+    ev, sha = _envelope(ledger, ref, "Vehicle lease", _TWO)
+    ev += _sign(ref, "lessor", sha) + _sign(ref, "lessee", sha, "fingerprint", "mini-program")
+    return ev + [{"type": "envelope.completed", "envelope": ref},
+                 {"type": "copy.printed", "envelope": ref, "document": "main"},
+                 {"type": "void.requested", "envelope": ref, "party": "lessor", "reason": "Signed in error"},
+                 {"type": "void.consented", "envelope": ref, "party": "lessee"},
+                 {"type": "envelope.voided", "envelope": ref}]
+
+
+DEMOS = (("DEMO-COMPLETED", _completed), ("DEMO-IN-PROGRESS", _in_progress), ("DEMO-WITHDRAWN", _withdrawn),
+         ("DEMO-DECLINED", _declined), ("DEMO-VOID", _void))
+# The access codes the ledger gave the demo's documents: it shows each once and keeps only its hash, so the
+# demo keeps them here (mode 0600, in the ledger folder) to show them with its copies every time.
+ACCESS_CODES = "demo-access-codes.json"
+
+
 def create_demo(ledger: Ledger) -> list[dict[str, str]]:
-    """Create the demo envelopes; return one printed copy per envelope: ref, status, code, access code."""
-    two = [("lessor", "Zhang San", 1), ("lessee", "Li Si", 2)]
+    """Create the demo envelopes the ledger does not have yet (none written for those it has); return the
+    latest printed copy of each, as the database holds it: ref, status, code, access code ("" if none)."""
+    codes = _kept_access_codes(ledger)
     out: list[dict[str, str]] = []
-
-    def run(ref: str, events: list[dict[str, Any]]) -> None:
-        # the demo stored each document's bytes itself (ledger.blobs.put), as an upload does
-        parsed = [uploaded(e) if e.type == "document.added" else e for e in parse_events(events)]
-        acks = ledger.append(TENANT, parsed)
-        code = next((a["code"] for a in acks if "code" in a), "")
-        access = next((a["access_code"] for a in acks if "access_code" in a), "")
-        out.append({"envelope": ref, "status": ledger.envelope(TENANT, ref)["status"], "code": code,
-                    "access_code": access})
-
-    ev, sha = _envelope(ledger, "DEMO-COMPLETED", "Office lease agreement", two)
-    ev += _sign("DEMO-COMPLETED", "lessor", sha, "ukey", "ukey") + _sign("DEMO-COMPLETED", "lessee", sha, "sms", "h5")
-    ev += [{"type": "envelope.completed", "envelope": "DEMO-COMPLETED"},
-           {"type": "copy.printed", "envelope": "DEMO-COMPLETED", "document": "main"}]
-    run("DEMO-COMPLETED", ev)
-
-    ev, sha = _envelope(ledger, "DEMO-IN-PROGRESS", "Equipment purchase contract", two, download="code")
-    ev += _sign("DEMO-IN-PROGRESS", "lessor", sha)
-    ev += [{"type": "copy.printed", "envelope": "DEMO-IN-PROGRESS", "document": "main"}]
-    run("DEMO-IN-PROGRESS", ev)
-
-    ev, sha = _envelope(ledger, "DEMO-WITHDRAWN", "Consulting agreement", two)
-    ev += [{"type": "copy.printed", "envelope": "DEMO-WITHDRAWN", "document": "main"},
-           {"type": "envelope.withdrawn", "envelope": "DEMO-WITHDRAWN", "reason": "Wrong counterparty"}]
-    run("DEMO-WITHDRAWN", ev)
-
-    ev, sha = _envelope(ledger, "DEMO-DECLINED", "Freight carriage agreement", two, download="none")
-    ev += _sign("DEMO-DECLINED", "lessor", sha)
-    ev += [{"type": "copy.printed", "envelope": "DEMO-DECLINED", "document": "main"},
-           {"type": "party.authenticated", "envelope": "DEMO-DECLINED", "party": "lessee", "method": "password"},
-           {"type": "party.declined", "envelope": "DEMO-DECLINED", "party": "lessee", "reason": "Price changed"}]
-    run("DEMO-DECLINED", ev)
-
-    ev, sha = _envelope(ledger, "DEMO-VOID", "Vehicle lease", two)
-    ev += _sign("DEMO-VOID", "lessor", sha) + _sign("DEMO-VOID", "lessee", sha, "fingerprint", "mini-program")
-    ev += [{"type": "envelope.completed", "envelope": "DEMO-VOID"},
-           {"type": "copy.printed", "envelope": "DEMO-VOID", "document": "main"},
-           {"type": "void.requested", "envelope": "DEMO-VOID", "party": "lessor", "reason": "Signed in error"},
-           {"type": "void.consented", "envelope": "DEMO-VOID", "party": "lessee"},
-           {"type": "envelope.voided", "envelope": "DEMO-VOID"}]
-    run("DEMO-VOID", ev)
+    for ref, events in DEMOS:
+        if _row(ledger, ref) is None:
+            # the demo stored each document's bytes itself (ledger.blobs.put), as an upload does
+            parsed = [uploaded(e) if e.type == "document.added" else e for e in parse_events(events(ledger, ref))]
+            access = next((a["access_code"] for a in ledger.append(TENANT, parsed) if "access_code" in a), "")
+            if access:
+                codes[ref] = access
+                _keep_access_codes(ledger, codes)
+        status, code = _row(ledger, ref) or ("", "")
+        out.append({"envelope": ref, "status": status, "code": code, "access_code": codes.get(ref, "")})
     return out
+
+
+def _row(ledger: Ledger, ref: str) -> tuple[str, str] | None:
+    """A demo envelope's status and the code of its latest printed copy ("" if none), or None if it is not there."""
+    row = ledger.log._reader().execute(
+        "SELECT e.status, coalesce((SELECT c.code FROM copies c WHERE c.env = e.env ORDER BY c.idx DESC LIMIT 1), '')"
+        " FROM envelopes e WHERE e.tenant = ? AND e.ref = ?", (TENANT, ref)).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+def _kept_access_codes(ledger: Ledger) -> dict[str, str]:
+    path = ledger.home / ACCESS_CODES
+    try:
+        kept = json.loads(path.read_text()) if path.exists() else _from_demo_txt(ledger.home / "demo.txt")
+    except (OSError, ValueError):  # unreadable: the demo goes on without showing them
+        return {}
+    return {k: v for k, v in kept.items() if isinstance(v, str)} if isinstance(kept, dict) else {}
+
+
+def _from_demo_txt(path: Path) -> dict[str, str]:
+    """The access codes in the `ledger demo` output `./scripts/run` kept as demo.txt in ledgers it made before."""
+    text = path.read_text() if path.exists() else ""
+    return dict(re.findall(r"(?m)^\S+\s+(DEMO-[A-Z-]+)\s.*access code ([0-9A-Z]+)\s*$", text))
+
+
+def _keep_access_codes(ledger: Ledger, codes: dict[str, str]) -> None:
+    fd = os.open(ledger.home / ACCESS_CODES, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(codes, f, indent=2)
 
 
 DEMO_NOTARY = "demo-notary.localhost/w"
@@ -110,9 +162,6 @@ DEMO_NOTARY = "demo-notary.localhost/w"
 def demo_notary(ledger: Ledger) -> tuple[str, int]:
     """A demo notary: a witness key in the ledger folder (made once, listed in `witnesses`), which
     cosigns the latest checkpoint, so the copy pages show a witness. Returns (name, size cosigned)."""
-    import os
-    import re
-
     from ledger.anchoring import witness
     from verifier.note import CosignatureSigner, parse_note
 

@@ -1,9 +1,10 @@
 """What the holder of a QR code may see: one printed copy, its envelope's status and its evidence.
 
 `copy_view(ledger, code)` gathers the facts behind a code from the log itself (entries, openings
-of the commitments the holder may see, proofs against the latest checkpoint). Names are masked;
-contact details, reasons and other tenants' data never appear. Unknown codes return None: the caller
-says UNKNOWN CODE without telling whether anything similar exists.
+of the commitments the holder may see, proofs against the latest checkpoint). People's names are
+masked; an organisation's name, a public fact on a contract, is not. Contact details, reasons and
+other tenants' data never appear. Unknown codes return None: the caller says UNKNOWN CODE without
+telling whether anything similar exists.
 """
 
 from __future__ import annotations
@@ -96,10 +97,12 @@ def copy_view(ledger: Ledger, code_text: str, *, proofs: bool = True) -> dict[st
             title = _opening(ledger, env, d["title"]).get("title", "")
         elif e.type == "party.added":
             name = _opening(ledger, env, d["identity"]).get("name", "")
-            names[d["party"]] = mask_name(name) if name else f"Party {d['party']}"
+            kind = d.get("kind", "person")
+            shown = name.strip() if kind == "organization" else mask_name(name)
+            names[d["party"]] = shown if name.strip() else f"Party {d['party']}"
             p = state["parties"][d["party"] - 1]
-            parties.append({"party": d["party"], "name": names[d["party"]], "role": d["role"], "order": d["order"],
-                            "signed": p[3], "declined": p[4], "consented": p[5]})
+            parties.append({"party": d["party"], "name": names[d["party"]], "kind": kind, "role": d["role"],
+                            "order": d["order"], "signed": p[3], "declined": p[4], "consented": p[5]})
         elif e.type == "document.added" and d["document"] == doc_no:
             document = {"sha256": d["sha256"], "size": d["size"], "download": d["download"],
                         "name": _opening(ledger, env, d["name"]).get("name", "")}
@@ -107,6 +110,8 @@ def copy_view(ledger: Ledger, code_text: str, *, proofs: bool = True) -> dict[st
         for k in ("method", "channel", "kind"):
             if k in d:
                 item[k] = d[k]
+        if e.type == "copy.printed":  # which copy of which document (the page marks this code's own)
+            item["document"], item["copy"] = d["document"], d["copy"]
         if "party" in d:
             item["party"] = names.get(d["party"], f"Party {d['party']}")
         timeline.append(item)

@@ -1,4 +1,9 @@
-"""The OpenAPI 3.1 document of `/api/v1`, served at `/api/v1/openapi.json`. A test compares it to the routes."""
+"""The OpenAPI 3.1 document of `/api/v1`, served at `/api/v1/openapi.json`.
+
+Every request and answer body has a schema: the event schemas are made from the ledger's own event
+table (`ledger.envelopes.events.SCHEMA`), so the document cannot drift from what the server accepts.
+Tests compare the paths with the routes and validate real answers against the schemas.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,31 @@ from typing import Any
 
 from aiohttp import web
 
+from ledger.envelopes.events import SCHEMA
+from ledger.envelopes.queries import PAGE_MAX
+from verifier.lifecycle import STATUSES
+
 routes = web.RouteTableDef()
 
+REF_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+TIME = {"type": "string", "description": "RFC 3339 UTC, milliseconds (2026-12-01T08:00:00.000Z)"}
 _ERROR = {"$ref": "#/components/schemas/Error"}
-_ACK = {"$ref": "#/components/schemas/Ack"}
-_REF = {"name": "ref", "in": "path", "required": True,
-        "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"}}
+_REF = {"name": "ref", "in": "path", "required": True, "schema": {"type": "string", "pattern": REF_PATTERN},
+        "description": "your reference of the envelope"}
+_INDEX = {"name": "index", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+_CURSOR = {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"},
+           "description": "`next_cursor` of the previous page"}
+_LIMIT = {"name": "limit", "in": "query", "required": False,
+          "schema": {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": 100}}
+IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False,
+               "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+               "description": "a retry with the same key (and the same request) gets the first answer, and "
+                              "appends nothing; kept for `idempotency_hours` per API key"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -32,70 +56,223 @@ def _op(summary: str, scope: str, ok: dict[str, Any], *, body: dict[str, Any] | 
     }
     if body is not None:
         op["requestBody"] = body
+    params = list(params or [])
+    if status == "201":
+        params.append(IDEMPOTENCY)
     if params:
         op["parameters"] = params
     return op
 
 
-EVENT = {"type": "object", "required": ["type", "envelope"],
-         "properties": {"type": {"type": "string"}, "envelope": {"type": "string"}},
-         "additionalProperties": True}
-EVENTS = {"oneOf": [EVENT, {"type": "array", "items": EVENT, "minItems": 1}]}
-ACKS = {"application/json": {"schema": {"type": "object", "properties": {"acks": {"type": "array", "items": _ACK}}}}}
-ONE_ACK = {"application/json": {"schema": _ACK}}
+def _field(kind: Any) -> dict[str, Any]:
+    """The JSON schema of one field kind of the ledger's event table."""
+    if isinstance(kind, tuple):
+        return {"type": "string", "enum": list(kind)}
+    if kind == "ref":
+        return {"type": "string", "pattern": REF_PATTERN}
+    if kind == "hex":
+        return {"type": "string", "pattern": "^[0-9A-Fa-f]{64}$"}
+    name, *args = kind.split(":")
+    if name == "text":
+        return {"type": "string", "minLength": 1, "maxLength": int(args[0])}
+    assert name == "int", kind
+    return {"type": "integer", "minimum": int(args[0]), "maximum": int(args[1])}
+
+
+def _event(type: str, *, envelope: bool, with_type: bool = True) -> dict[str, Any]:
+    spec = SCHEMA[type]
+    props: dict[str, Any] = {"envelope": {"type": "string", "pattern": REF_PATTERN}}
+    if with_type:
+        props["type"] = {"const": type}
+    props.update({name: _field(kind) for name, (kind, _) in spec.items()})
+    required = (["type"] if with_type else []) + (["envelope"] if envelope else [])
+    required += [name for name, (_, req) in spec.items() if req]
+    return {"type": "object", "required": required, "properties": props, "additionalProperties": False}
+
+
+def _events(envelope: bool) -> dict[str, Any]:
+    one = {"oneOf": [_event(t, envelope=envelope) for t in SCHEMA]}
+    return {"oneOf": [one, {"type": "array", "items": one, "minItems": 1}]}
+
+
+def _page(name: str, item: str) -> dict[str, Any]:
+    return {"type": "object", "required": [name, "next_cursor"], "additionalProperties": False,
+            "properties": {name: {"type": "array", "items": _ref(item)}, "envelope": {"type": "string"},
+                           "next_cursor": {"type": ["string", "null"],
+                                           "description": "pass as ?cursor= for the next page; null: no more"}}}
+
+
+ACK = {"type": "object", "required": ["index", "leaf_hash", "checkpoint_size", "envelope", "env", "seq", "type",
+                                      "time"],
+       "additionalProperties": False, "properties": {
+           "index": {"type": "integer"}, "leaf_hash": HEX64, "envelope": {"type": "string"},
+           "env": {"type": "string"}, "seq": {"type": "integer"}, "type": {"type": "string", "enum": list(SCHEMA)},
+           "time": TIME, "checkpoint_size": {"type": "integer"},
+           "code": {"type": "string", "description": "copy.printed: the copy's QR code"},
+           "qr_url": {"type": "string", "description": "POST .../copies: the URL the QR code holds"},
+           "code_grouped": {"type": "string", "description": "POST .../copies: the code as printed"},
+           "access_code": {"type": "string", "description": "document.added with download code: shown once"},
+           "sha256": {"type": "string", "description": "POST .../documents: the upload's SHA-256"},
+           "size": {"type": "integer", "description": "POST .../documents: the upload's size in bytes"}}}
+ENVELOPE_SUMMARY: dict[str, Any] = {"type": "object", "additionalProperties": False,
+                    "required": ["envelope", "env", "status", "events", "first_index", "last_index", "created",
+                                 "updated"],
+                    "properties": {"envelope": {"type": "string"}, "env": {"type": "string"},
+                                   "status": {"type": "string", "enum": list(STATUSES)},
+                                   "events": {"type": "integer"}, "first_index": {"type": "integer"},
+                                   "last_index": {"type": "integer"}, "created": TIME, "updated": TIME}}
+STATE = {"type": "object", "required": ["status", "parties", "documents", "copies", "void_requested", "events",
+                                        "times"],
+         "properties": {
+             "status": {"type": "string", "enum": list(STATUSES)},
+             "parties": {"type": "array", "description": "[role, order, authenticated, signed, declined, consented]",
+                         "items": {"type": "array", "prefixItems": [
+                             {"type": "string"}, {"type": "integer"}, {"type": "boolean"}, {"type": "boolean"},
+                             {"type": "boolean"}, {"type": "boolean"}], "minItems": 6, "maxItems": 6}},
+             "documents": {"type": "array", "items": HEX64},
+             "copies": {"type": "array", "items": {"type": "integer"}},
+             "void_requested": {"type": "boolean"}, "events": {"type": "integer"},
+             "times": {"type": "object", "additionalProperties": TIME}}}
+ENVELOPE: dict[str, Any] = {**ENVELOPE_SUMMARY, "required": [*ENVELOPE_SUMMARY["required"], "state"],
+                            "properties": {**ENVELOPE_SUMMARY["properties"], "state": STATE}}
+EVENT_OUT = {"type": "object", "additionalProperties": False,
+             "required": ["index", "leaf_hash", "seq", "type", "time", "data", "refs"],
+             "properties": {"index": {"type": "integer"}, "leaf_hash": HEX64, "seq": {"type": "integer"},
+                            "type": {"type": "string", "enum": list(SCHEMA)}, "time": TIME,
+                            "data": {"type": "object", "description": "the entry's data as the log holds it: "
+                                     "ordinals, hashes and salted commitments"},
+                            "refs": {"type": "object", "additionalProperties": False,
+                                     "properties": {"party": {"type": "string"}, "document": {"type": "string"}},
+                                     "description": "your references of the party and document it names"}}}
+SIGNED_VERSION = {"type": "object", "additionalProperties": False, "required": ["party", "sha256", "index", "time"],
+                  "properties": {"party": {"type": ["string", "null"]}, "sha256": HEX64,
+                                 "index": {"type": "integer"}, "time": TIME}}
+DOCUMENT_OUT = {"type": "object", "additionalProperties": False,
+                "required": ["document", "ordinal", "sha256", "size", "name", "download", "index", "copies",
+                             "signed_versions"],
+                "properties": {"document": {"type": ["string", "null"]}, "ordinal": {"type": "integer"},
+                               "sha256": HEX64, "size": {"type": "integer"}, "name": {"type": ["string", "null"]},
+                               "download": {"type": "string", "enum": ["public", "code", "none"]},
+                               "index": {"type": "integer"}, "copies": {"type": "integer"},
+                               "signed_versions": {"type": "array", "items": SIGNED_VERSION}}}
+PARTY_OUT = {"type": "object", "additionalProperties": False,
+             "required": ["party", "ordinal", "role", "order", "kind", "name", "contact", "authenticated", "signed",
+                          "declined", "consented_to_void", "index"],
+             "properties": {"party": {"type": ["string", "null"]}, "ordinal": {"type": "integer"},
+                            "role": {"type": "string"}, "order": {"type": "integer"}, "kind": {"type": "string"},
+                            "name": {"type": ["string", "null"]}, "contact": {"type": ["string", "null"]},
+                            "authenticated": {"type": "boolean"}, "signed": {"type": "boolean"},
+                            "declined": {"type": "boolean"}, "consented_to_void": {"type": "boolean"},
+                            "index": {"type": "integer"}}}
+ANCHORED = {"type": "object", "additionalProperties": False,
+            "required": ["format", "index", "entry", "tlog_proof", "anchors"],
+            "properties": {"format": {"const": "evidence-ledger/anchored-proof@v1"}, "index": {"type": "integer"},
+                           "entry": {"type": "string", "contentEncoding": "base64"},
+                           "tlog_proof": {"type": "string"},
+                           "anchors": {"type": "array", "items": {
+                               "type": "object", "additionalProperties": False,
+                               "required": ["id", "tsa", "renews", "gen_time", "serial", "token"],
+                               "properties": {"id": {"type": "integer"}, "tsa": {"type": "string"},
+                                              "renews": {"type": ["integer", "null"]}, "gen_time": TIME,
+                                              "serial": {"type": "string"},
+                                              "token": {"type": "string", "contentEncoding": "base64"}}}}}}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error"], "additionalProperties": False, "properties": {"error": {
+        "type": "object", "required": ["code", "message"], "additionalProperties": False,
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+    "Ack": ACK,
+    "Acks": {"type": "object", "required": ["acks"], "additionalProperties": False,
+             "properties": {"acks": {"type": "array", "items": _ref("Ack"), "minItems": 1}}},
+    "Envelope": ENVELOPE,
+    "EnvelopeSummary": ENVELOPE_SUMMARY,
+    "EnvelopePage": _page("envelopes", "EnvelopeSummary"),
+    "Event": EVENT_OUT,
+    "EventPage": {**_page("events", "Event"), "required": ["envelope", "events", "next_cursor"]},
+    "Document": DOCUMENT_OUT,
+    "Documents": {"type": "object", "additionalProperties": False, "required": ["envelope", "documents"],
+                  "properties": {"envelope": {"type": "string"},
+                                 "documents": {"type": "array", "items": _ref("Document")}}},
+    "Party": PARTY_OUT,
+    "Parties": {"type": "object", "additionalProperties": False, "required": ["envelope", "parties"],
+                "properties": {"envelope": {"type": "string"}, "parties": {"type": "array", "items": _ref("Party")}}},
+    "EntryWithProof": {"type": "object", "additionalProperties": False, "required": ["index", "entry", "proof"],
+                       "properties": {"index": {"type": "integer"},
+                                      "entry": {"type": "string", "contentEncoding": "base64"},
+                                      "proof": {"type": "string", "description": "C2SP tlog-proof@v1"}}},
+    "AnchoredProof": ANCHORED,
+}
+
+ACKS = {"application/json": {"schema": _ref("Acks")}}
+
+
+def _ok(name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(name)}}
+
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "Evidence ledger API", "version": "1",
-             "description": "Post signing events; every write is acknowledged once durable."},
+             "description": "Post signing events; every write is acknowledged once durable, as {\"acks\": [...]}."},
     "components": {
         "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
                                        "description": "`ledger keys create --tenant T --scopes append,read`"}},
-        "schemas": {
-            "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-                "type": "object", "required": ["code", "message"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
-            "Ack": {"type": "object", "required": ["index", "leaf_hash", "checkpoint_size"], "properties": {
-                "index": {"type": "integer"}, "leaf_hash": {"type": "string"}, "envelope": {"type": "string"},
-                "env": {"type": "string"}, "seq": {"type": "integer"}, "type": {"type": "string"},
-                "time": {"type": "string"}, "checkpoint_size": {"type": "integer"},
-                "code": {"type": "string", "description": "copy.printed: the copy's QR code"},
-                "qr_url": {"type": "string", "description": "POST .../copies: the URL the QR code holds"},
-                "code_grouped": {"type": "string", "description": "POST .../copies: the code as printed"},
-                "access_code": {"type": "string", "description": "document.added with download code: shown once"},
-                "sha256": {"type": "string", "description": "POST .../documents: the upload's SHA-256"},
-                "size": {"type": "integer", "description": "POST .../documents: the upload's size in bytes"}}},
-        },
+        "schemas": SCHEMAS,
     },
     "paths": {
         "/api/v1/events": {"post": _op("Append events (one or many, atomic)", "append", ACKS,
-                                       body=_json_body(EVENTS))},
-        "/api/v1/envelopes": {"post": _op("Create an envelope", "append", ONE_ACK, body=_json_body({
-            "type": "object", "required": ["envelope", "title"],
-            "properties": {"envelope": {"type": "string"}, "title": {"type": "string"}}}))},
-        "/api/v1/envelopes/{ref}": {"get": _op("Read an envelope's status", "read", {"application/json": {
-            "schema": {"type": "object"}}}, params=[_REF], status="200")},
-        "/api/v1/envelopes/{ref}/events": {"post": _op("Append events to one envelope", "append", ACKS,
-                                                       body=_json_body(EVENTS), params=[_REF])},
-        "/api/v1/envelopes/{ref}/parties": {"post": _op("Add a party", "append", ONE_ACK, params=[_REF],
-                                                        body=_json_body({"type": "object"}))},
-        "/api/v1/envelopes/{ref}/copies": {"post": _op("Issue the QR code of a printed copy", "append", ONE_ACK,
-                                                       params=[_REF], body=_json_body({
-                                                           "type": "object", "required": ["document"],
-                                                           "properties": {"document": {"type": "string"}}}))},
-        "/api/v1/envelopes/{ref}/documents": {"post": _op(
-            "Upload a PDF document (streamed, size-limited)", "append", ONE_ACK,
-            params=[_REF,
-                    {"name": "document", "in": "query", "required": True, "schema": {"type": "string"}},
-                    {"name": "name", "in": "query", "required": True, "schema": {"type": "string"}},
-                    {"name": "download", "in": "query", "required": False,
-                     "schema": {"type": "string", "enum": ["public", "code", "none"]}}],
-            body={"required": True, "content": {"application/pdf": {"schema": {"type": "string",
-                                                                               "format": "binary"}}}})},
+                                       body=_json_body(_events(envelope=True)))},
+        "/api/v1/envelopes": {
+            "post": _op("Create an envelope", "append", ACKS, body=_json_body(
+                _event("envelope.created", envelope=True, with_type=False))),
+            "get": _op("List your envelopes, oldest first", "read", _ok("EnvelopePage"), status="200", params=[
+                {"name": "status", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": f"comma-separated, some of {', '.join(STATUSES)}"},
+                {"name": "created_after", "in": "query", "required": False,
+                 "schema": {"type": "string", "format": "date-time"}, "description": "created at or after (RFC 3339)"},
+                {"name": "created_before", "in": "query", "required": False,
+                 "schema": {"type": "string", "format": "date-time"}, "description": "created before (RFC 3339)"},
+                _CURSOR, _LIMIT])},
+        "/api/v1/envelopes/{ref}": {"get": _op("Read an envelope's status", "read", _ok("Envelope"), params=[_REF],
+                                               status="200")},
+        "/api/v1/envelopes/{ref}/events": {
+            "post": _op("Append events to one envelope (`envelope` may be left out)", "append", ACKS,
+                        body=_json_body(_events(envelope=False)), params=[_REF]),
+            "get": _op("The envelope's timeline, with each event's log index and leaf hash", "read", _ok("EventPage"),
+                       params=[_REF, _CURSOR, _LIMIT], status="200")},
+        "/api/v1/envelopes/{ref}/parties": {
+            "post": _op("Add a party", "append", ACKS, params=[_REF],
+                        body=_json_body(_event("party.added", envelope=False, with_type=False))),
+            "get": _op("The envelope's parties, by your references", "read", _ok("Parties"), params=[_REF],
+                       status="200")},
+        "/api/v1/envelopes/{ref}/copies": {"post": _op(
+            "Issue the QR code of a printed copy", "append", ACKS, params=[_REF],
+            body=_json_body(_event("copy.printed", envelope=False, with_type=False)))},
+        "/api/v1/envelopes/{ref}/documents": {
+            "post": _op(
+                "Upload a PDF document (streamed, size-limited)", "append", ACKS,
+                params=[_REF,
+                        {"name": "document", "in": "query", "required": True,
+                         "schema": {"type": "string", "pattern": REF_PATTERN}},
+                        {"name": "name", "in": "query", "required": True,
+                         "schema": {"type": "string", "minLength": 1, "maxLength": 255}},
+                        {"name": "download", "in": "query", "required": False,
+                         "schema": {"type": "string", "enum": ["public", "code", "none"]}}],
+                body={"required": True, "content": {"application/pdf": {"schema": {"type": "string",
+                                                                                   "format": "binary"}}}}),
+            "get": _op("The envelope's documents, by your references, with their signed versions", "read",
+                       _ok("Documents"), params=[_REF], status="200")},
         "/api/v1/entries/{index}/proof": {"get": _op(
-            "A C2SP tlog-proof of one of your entries", "read",
-            {"text/plain": {"schema": {"type": "string"}}}, status="200",
-            params=[{"name": "index", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}])},
+            "A C2SP tlog-proof of one of your entries (text); with ?entry=1, JSON with the entry's bytes", "read",
+            {"text/plain": {"schema": {"type": "string"}}, "application/json": {"schema": _ref("EntryWithProof")}},
+            status="200",
+            params=[_INDEX, {"name": "entry", "in": "query", "required": False,
+                             "schema": {"type": "string", "enum": ["0", "1", "true", "false"]}}])},
+        "/api/v1/entries/{index}/anchored": {"get": _op(
+            "One of your entries' trusted time: an anchored proof (RFC 3161 tokens of a checkpoint holding it)",
+            "read", _ok("AnchoredProof"), status="200",
+            params=[_INDEX, {"name": "tsa", "in": "query", "required": False, "schema": {"type": "string"},
+                             "description": "anchored by this TSA"}])},
         "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [],
                                          "responses": {"200": {"description": "ok"}}}},
     },

@@ -8,6 +8,9 @@ another tenant's reference is simply unknown.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,16 +20,20 @@ from aiohttp import web
 
 from ledger.access.apikeys import KEY_CACHE_S, ApiKey, authenticate
 from ledger.documents import qr
-from ledger.envelopes.core import uploaded
-from ledger.envelopes.events import REF, parse_events
+from ledger.envelopes import queries
+from ledger.envelopes.core import Idempotency, uploaded
+from ledger.envelopes.events import REF, InputEvent, parse_events
 from ledger.errors import NotFoundError, RefusedError
 from portal.body import chunks, read_limited
 from portal.keys import KEYS_SEEN, LEDGER, PDF_CHECKER, SUBMIT, UPLOAD_LIMIT
-from verifier.entry import strict_loads
+from verifier.entry import Entry, strict_loads
 from verifier.errors import FormatError
 
 routes = web.RouteTableDef()
 PDF_MAGIC = b"%PDF-"
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+RAW_BODY = web.RequestKey("raw_body", bytes)
+REPLAYED = web.RequestKey("replayed", bool)
 
 
 
@@ -38,7 +45,7 @@ async def _key(request: web.Request, scope: str) -> ApiKey:
     seen = request.app[KEYS_SEEN]
     key = seen.get(header, KEY_CACHE_S)
     if key is None:
-        key = await asyncio.to_thread(lambda: authenticate(led.log._reader(), header or None))
+        key = await asyncio.to_thread(lambda: authenticate(led.log._reader(), header or None, led.verifier))
         seen.put(header, key)
     key.require(scope)
     return key
@@ -49,7 +56,9 @@ async def _json(request: web.Request) -> Any:
     limit = led.config.max_request_bytes
     if request.content_type != "application/json":
         raise RefusedError("send the body as application/json", code="unsupported_media_type", status=415)
-    return await read_limited(request, limit)
+    body = await read_limited(request, limit)
+    request[RAW_BODY] = body  # what an Idempotency-Key's fingerprint covers
+    return body
 
 
 JSON_TYPE = {"Content-Type": "application/json; charset=utf-8"}  # as a header: aiohttp parses content_type=
@@ -57,6 +66,14 @@ JSON_TYPE = {"Content-Type": "application/json; charset=utf-8"}  # as a header: 
 
 def _json_response(obj: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(obj), status=status, headers=JSON_TYPE)
+
+
+def _acks_response(request: web.Request, acks: list[dict[str, Any]]) -> web.Response:
+    """Every write's answer: {"acks": [...]}, 201; a retry answered from an Idempotency-Key says so."""
+    resp = _json_response({"acks": acks}, status=201)
+    if request.get(REPLAYED):
+        resp.headers["Idempotent-Replayed"] = "true"
+    return resp
 
 
 def _ref(request: web.Request) -> str:
@@ -70,8 +87,52 @@ async def _append(request: web.Request, key: ApiKey, events: Any) -> list[dict[s
     led = request.app[LEDGER]
     parsed = parse_events(events, max_bytes=led.config.max_request_bytes,
                           max_events=led.config.max_events_per_request)
-    acks: list[dict[str, Any]] = await request.app[SUBMIT](key.tenant, parsed)
+    return await _submit(request, key, parsed, _idempotency(request, key, request.get(RAW_BODY, b"")))
+
+
+def _idempotency(request: web.Request, key: ApiKey, body: bytes) -> Idempotency | None:
+    """The request's Idempotency-Key, with a fingerprint of the request: method, path, query and body."""
+    chosen = request.headers.get("Idempotency-Key")
+    if chosen is None:
+        return None
+    if not IDEMPOTENCY_KEY.fullmatch(chosen):
+        raise RefusedError("Idempotency-Key must be 1-255 printable ASCII characters, without spaces",
+                           code="bad_idempotency_key")
+    h = hashlib.sha256(f"{request.method} {request.rel_url.raw_path_qs}\n".encode())
+    h.update(body)
+    return Idempotency(key.id, chosen, h.hexdigest())
+
+
+async def _stored(request: web.Request, idem: Idempotency) -> list[dict[str, Any]] | None:
+    stored = await asyncio.to_thread(request.app[LEDGER].stored_answer, idem.key_id, idem.key)
+    if stored is None:
+        return None
+    fingerprint, acks = stored
+    if fingerprint != idem.fingerprint:
+        raise RefusedError("this Idempotency-Key was sent with another request; a new request needs a new key",
+                           code="idempotency_mismatch", status=422)
+    request[REPLAYED] = True
     return acks
+
+
+async def _submit(request: web.Request, key: ApiKey, events: list[InputEvent],
+                  idem: Idempotency | None) -> list[dict[str, Any]]:
+    """Append, or, for a retry of a request with the same Idempotency-Key, answer what was answered then."""
+    if idem is not None and (acks := await _stored(request, idem)) is not None:
+        return acks
+    try:
+        done: list[dict[str, Any]] = await request.app[SUBMIT](key.tenant, events, idem)
+        return done
+    except RefusedError as e:
+        if idem is None or e.code != "idempotency_replay":
+            raise
+    # a twin of this request, sent at the same time, was acknowledged first: its answer is this one's
+    for _ in range(100):
+        if (acks := await _stored(request, idem)) is not None:
+            return acks
+        await asyncio.sleep(0.05)
+    raise RefusedError("a request with this Idempotency-Key is still being answered; send it again",
+                       code="idempotency_in_progress", status=409)
 
 
 def _with_envelope(ref: str, obj: Any) -> Any:
@@ -86,7 +147,7 @@ def _with_envelope(ref: str, obj: Any) -> Any:
 async def post_events(request: web.Request) -> web.Response:
     key = await _key(request, "append")
     acks = await _append(request, key, await _json(request))
-    return _json_response({"acks": acks}, status=201)
+    return _acks_response(request, acks)
 
 
 @routes.post("/api/v1/envelopes")
@@ -94,7 +155,33 @@ async def create_envelope(request: web.Request) -> web.Response:
     key = await _key(request, "append")
     data = await _strict_object(request)
     acks = await _append(request, key, {**data, "type": "envelope.created"})
-    return _json_response(acks[0], status=201)
+    return _acks_response(request, acks)
+
+
+def _query(request: web.Request, allowed: tuple[str, ...]) -> dict[str, str]:
+    """The query parameters, each once and each one this route knows (a typo is refused, not ignored)."""
+    q = request.query
+    unknown = sorted(set(q) - set(allowed))
+    if unknown:
+        raise RefusedError(f"unknown query parameter {unknown[0]!r} (this route takes {', '.join(allowed) or 'none'})",
+                           code="bad_query")
+    twice = sorted(k for k in q if len(q.getall(k)) > 1)
+    if twice:
+        raise RefusedError(f"query parameter {twice[0]!r} is given more than once", code="bad_query")
+    return dict(q)
+
+
+@routes.get("/api/v1/envelopes")
+async def list_envelopes(request: web.Request) -> web.Response:
+    """The key's tenant's envelopes, oldest first, filtered by status and creation time, paged."""
+    key = await _key(request, "read")
+    q = _query(request, ("status", "created_after", "created_before", "cursor", "limit"))
+    status = tuple(s for s in q.get("status", "").split(",") if s)
+    after, before = (queries.instant(q[k], k) if k in q else None for k in ("created_after", "created_before"))
+    page = await asyncio.to_thread(queries.list_envelopes, request.app[LEDGER], key.tenant, status=status,
+                                   created_after=after, created_before=before, cursor=q.get("cursor"),
+                                   limit=queries.page_size(q.get("limit")))
+    return _json_response(page)
 
 
 async def _strict_object(request: web.Request) -> dict[str, Any]:
@@ -119,6 +206,34 @@ async def get_envelope(request: web.Request) -> web.Response:
     return _json_response(info)
 
 
+@routes.get("/api/v1/envelopes/{ref}/events")
+async def get_envelope_events(request: web.Request) -> web.Response:
+    """One envelope's timeline: each event with its log index and leaf hash, paged."""
+    key = await _key(request, "read")
+    q = _query(request, ("cursor", "limit"))
+    page = await asyncio.to_thread(queries.envelope_events, request.app[LEDGER], key.tenant, _ref(request),
+                                   cursor=q.get("cursor"), limit=queries.page_size(q.get("limit")))
+    return _json_response(page)
+
+
+@routes.get("/api/v1/envelopes/{ref}/documents")
+async def get_documents(request: web.Request) -> web.Response:
+    """The envelope's documents, named by your references, with their signed versions."""
+    key = await _key(request, "read")
+    _query(request, ())
+    both = await asyncio.to_thread(queries.documents_and_parties, request.app[LEDGER], key.tenant, _ref(request))
+    return _json_response({"envelope": both["envelope"], "documents": both["documents"]})
+
+
+@routes.get("/api/v1/envelopes/{ref}/parties")
+async def get_parties(request: web.Request) -> web.Response:
+    """The envelope's parties, named by your references, and where each stands."""
+    key = await _key(request, "read")
+    _query(request, ())
+    both = await asyncio.to_thread(queries.documents_and_parties, request.app[LEDGER], key.tenant, _ref(request))
+    return _json_response({"envelope": both["envelope"], "parties": both["parties"]})
+
+
 @routes.post("/api/v1/envelopes/{ref}/events")
 async def post_envelope_events(request: web.Request) -> web.Response:
     key = await _key(request, "append")
@@ -130,7 +245,7 @@ async def post_envelope_events(request: web.Request) -> web.Response:
         raise RefusedError(str(e), code="invalid_json") from None
     events = [_with_envelope(ref, o) for o in obj] if isinstance(obj, list) else _with_envelope(ref, obj)
     acks = await _append(request, key, events)
-    return _json_response({"acks": acks}, status=201)
+    return _acks_response(request, acks)
 
 
 @routes.post("/api/v1/envelopes/{ref}/parties")
@@ -138,7 +253,7 @@ async def add_party(request: web.Request) -> web.Response:
     key = await _key(request, "append")
     data = await _strict_object(request)
     acks = await _append(request, key, {**_with_envelope(_ref(request), data), "type": "party.added"})
-    return _json_response(acks[0], status=201)
+    return _acks_response(request, acks)
 
 
 @routes.post("/api/v1/envelopes/{ref}/copies")
@@ -150,7 +265,7 @@ async def issue_copy(request: web.Request) -> web.Response:
     ack = acks[0]
     ack["qr_url"] = await asyncio.to_thread(request.app[LEDGER].qr_url, ack["code"])
     ack["code_grouped"] = qr.grouped(ack["code"])
-    return _json_response(ack, status=201)
+    return _acks_response(request, acks)
 
 
 @routes.post("/api/v1/envelopes/{ref}/documents")
@@ -161,16 +276,19 @@ async def upload_document(request: web.Request) -> web.Response:
     envelope, the PDF on its temporary file), so a refused upload leaves nothing behind.
     """
     key = await _key(request, "append")
-    request.app[UPLOAD_LIMIT].check(request)
+    request.app[UPLOAD_LIMIT].check_key(key.id)  # a platform's backend is one client of many uploads
     ref = _ref(request)
     q = request.query
+    led = request.app[LEDGER]
+    idem = _idempotency(request, key, b"")  # a retry names the same document: the query is the request
+    if idem is not None and (stored := await _stored(request, idem)) is not None:
+        return _acks_response(request, [await asyncio.to_thread(_with_upload, led, stored[0])])
     if request.content_type != "application/pdf":
         raise RefusedError("upload the document as application/pdf", code="unsupported_media_type", status=415)
     if "document" not in q or "name" not in q:
         raise RefusedError("give ?document=<your reference>&name=<file name>[&download=public|code|none]",
                            code="invalid_event", status=422)
     fields = {"document": q["document"], "name": q["name"], **({"download": q["download"]} if "download" in q else {})}
-    led = request.app[LEDGER]
     # the event as it will be, checked now (its hash and size are filled in once the bytes are stored)
     (checked,) = parse_events({"type": "document.added", "envelope": ref, "sha256": "0" * 64, "size": 0, **fields})
     info = await asyncio.to_thread(led.envelope, key.tenant, ref)
@@ -198,13 +316,17 @@ async def upload_document(request: web.Request) -> web.Response:
         raise
     sha, size = await asyncio.to_thread(up.finish)
     event = replace(checked, fields={**checked.fields, "sha256": sha, "size": size})
-    acks = await request.app[SUBMIT](key.tenant, [uploaded(event)])
-    return _json_response({**acks[0], "sha256": sha, "size": size}, status=201)
+    acks = await _submit(request, key, [uploaded(event)], idem)
+    return _acks_response(request, [await asyncio.to_thread(_with_upload, led, acks[0])])
 
 
-@routes.get(r"/api/v1/entries/{index:\d{1,19}}/proof")
-async def entry_proof(request: web.Request) -> web.Response:
-    key = await _key(request, "read")
+def _with_upload(led: Any, ack: dict[str, Any]) -> dict[str, Any]:
+    """An upload's acknowledgement with the SHA-256 and size its entry registered."""
+    data = Entry.from_bytes(led.log.entry(ack["index"], within=ack["checkpoint_size"])).data
+    return {**ack, "sha256": data["sha256"], "size": data["size"]}
+
+
+async def _own_entry(request: web.Request, key: ApiKey) -> int:
     led = request.app[LEDGER]
     index = int(request.match_info["index"])
     if index >= 1 << 63:  # beyond any log (and beyond SQLite's integers)
@@ -212,5 +334,35 @@ async def entry_proof(request: web.Request) -> web.Response:
     tenant = await asyncio.to_thread(led.tenant_of_entry, index)
     if tenant != key.tenant:
         raise NotFoundError(f"entry {index} is not one of your envelopes' entries", code="bad_index")
+    return index
+
+
+@routes.get(r"/api/v1/entries/{index:\d{1,19}}/proof")
+async def entry_proof(request: web.Request) -> web.Response:
+    """A C2SP tlog-proof of one of your entries (text); with `?entry=1`, JSON of the proof and the entry."""
+    key = await _key(request, "read")
+    with_entry = _query(request, ("entry",)).get("entry", "0")
+    if with_entry not in ("0", "1", "true", "false"):
+        raise RefusedError("entry must be 1 (or true) to add the entry's bytes, 0 (or false) not to",
+                           code="bad_query")
+    index = await _own_entry(request, key)
+    led = request.app[LEDGER]
     proof = await asyncio.to_thread(led.prove, index)
-    return web.Response(text=proof.to_text(), content_type="text/plain", charset="utf-8")
+    if with_entry in ("0", "false"):
+        return web.Response(text=proof.to_text(), content_type="text/plain", charset="utf-8")
+    entry = await asyncio.to_thread(led.log.entry, index, within=proof.checkpoint.checkpoint.size)
+    return _json_response({"index": index, "entry": base64.b64encode(entry).decode(), "proof": proof.to_text()})
+
+
+@routes.get(r"/api/v1/entries/{index:\d{1,19}}/anchored")
+async def entry_anchored(request: web.Request) -> web.Response:
+    """One of your entries' trusted time: the anchored proof `ledger prove --anchored` prints (JSON)."""
+    key = await _key(request, "read")
+    tsa = _query(request, ("tsa",)).get("tsa")
+    led = request.app[LEDGER]
+    if tsa is not None and tsa not in led.config.tsa_names:
+        raise NotFoundError(f"no TSA {tsa!r} is configured (configured: {', '.join(led.config.tsa_names) or 'none'})",
+                            code="unknown_tsa")
+    index = await _own_entry(request, key)
+    bundle = await asyncio.to_thread(request.app[LEDGER].prove_anchored, index, tsa)
+    return _json_response(bundle.to_json())

@@ -1,8 +1,13 @@
-"""Page text in English and Simplified Chinese, chosen by `?lang=`, a cookie, or Accept-Language."""
+"""Page text in English and Simplified Chinese, chosen by `?lang=`, a cookie, or Accept-Language, and
+the log's times as each language's pages show them."""
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
+
 from aiohttp import web
+from markupsafe import Markup, escape
 
 LANGS = ("en", "zh-CN")
 
@@ -27,7 +32,7 @@ TEXT: dict[str, dict[str, str]] = {
         "status_UNKNOWN CODE": "UNKNOWN CODE - no contract has this code",
         "looked_up": "Code looked up:",
         "unknown_help": "Check the code for typos. A code that is not found here may come from a forged sticker.",
-        "void_detail": "Voided on {date} (UTC); every signing party consented.",
+        "void_detail": "Voided on {date}; every signing party consented.",
         "title": "Title",
         "document": "Document",
         "sha256": "SHA-256",
@@ -42,9 +47,13 @@ TEXT: dict[str, dict[str, str]] = {
         "pending": "not signed yet",
         "not_signed": "did not sign",
         "timeline": "Timeline",
-        "parties_columns": "Name (partly hidden) · role · signing order · outcome",
-        "timeline_columns": "Time (UTC) · event · party · method or channel",
-        "times_utc": "All times on this page are in UTC (a trailing Z means UTC).",
+        "parties_columns": "Name (people's names partly hidden) · role · signing order · outcome",
+        "timeline_columns": "Time · event · party · details",
+        "times_note": ("Times are given to the second in your device's time zone (in UTC when JavaScript is off);"
+                       " point at a time for the exact UTC time the log holds."),
+        "time_shown": "{time} {zone}",
+        "copy_row": "copy {n} of document {document}",
+        "copy_this": "copy {n} of document {document} (this copy)",
         "compare": "Compare your copy",
         "compare_help": "Pick your file: it is hashed in your browser and compared with the registered fingerprint.",
         "match": "MATCH - your file is identical to the registered document.",
@@ -61,13 +70,16 @@ TEXT: dict[str, dict[str, str]] = {
         "back_to_copy": "Back to the contract's page",
         "verify_title": "Check in your browser",
         "verify_pending": "Checking the proofs in your browser...",
-        "verify_ok": "Verified in your browser: this printed copy, its status, the document's fingerprint and size,"
-                     " the parties' roles and signatures and every row of the timeline are in the log checkpoint"
-                     " {size}, signed by the log key pinned in your QR code. The title and the names are as this"
-                     " portal states them (the log holds only their fingerprints).",
-        "verify_unpinned": "Checked in your browser against checkpoint {size}, but with a log key this server supplied:"
-                           " this address carries no key pin. Scan the QR code on your paper to check against the"
-                           " key it pins.",
+        "verify_ok": "Verified: this page matches the signed log.",
+        "verify_ok_more": "This printed copy, its status, the document's fingerprint and size, the parties' roles and"
+                          " signatures and every row of the timeline are in the log checkpoint {size}, signed by the"
+                          " log key pinned in your QR code. The title and the names are as this portal states them"
+                          " (the log holds only their fingerprints).",
+        "verify_unpinned": "Checked, but not against the key in your QR code: scan the QR code on your paper.",
+        "verify_unpinned_more": "Checked in your browser against checkpoint {size}, but with a log key this server"
+                                " supplied: this address carries no key pin. Scan the QR code on your paper to check"
+                                " against the key it pins.",
+        "verify_more": "What was checked",
         "status_failed": "NOT VERIFIED - do not rely on this page",
         "stated": "As this portal states it: this page does not check it.",
         "compare_wait": "Available once the check above has passed.",
@@ -104,7 +116,7 @@ TEXT: dict[str, dict[str, str]] = {
         "status_UNKNOWN CODE": "未知查验码 - 未找到与此查验码对应的合同",
         "looked_up": "所查验码：",
         "unknown_help": "请检查查验码是否输入有误。在此查不到的查验码可能来自伪造的二维码贴纸。",
-        "void_detail": "已于 {date}（UTC）作废；所有签署方均已同意。",
+        "void_detail": "已于{date} 作废；所有签署方均已同意。",
         "title": "合同名称",
         "document": "文件",
         "sha256": "SHA-256",
@@ -119,9 +131,12 @@ TEXT: dict[str, dict[str, str]] = {
         "pending": "尚未签署",
         "not_signed": "未签署",
         "timeline": "时间线",
-        "parties_columns": "姓名（部分隐藏）· 角色 · 签署顺序 · 签署情况",
-        "timeline_columns": "时间（UTC）· 事件 · 参与方 · 方式或渠道",
-        "times_utc": "本页所有时间均为协调世界时（UTC），时间末尾的“Z”表示 UTC；北京时间为 UTC+8。",
+        "parties_columns": "名称（个人姓名部分隐藏）· 角色 · 签署顺序 · 签署情况",
+        "timeline_columns": "时间 · 事件 · 参与方 · 详情",
+        "times_note": "本页时间均为北京时间（UTC+8），精确到秒；将鼠标指针停在时间上，可查看日志记录的精确 UTC 时间。",
+        "time_shown": "北京时间 {time}",
+        "copy_row": "文件 {document} 的第 {n} 份打印件",
+        "copy_this": "文件 {document} 的第 {n} 份打印件（即本份）",
         "compare": "比对您的文件",
         "compare_help": "选择您持有的文件：将在您的浏览器中计算其哈希值，并与登记的文件指纹比对。",
         "match": "一致 - 您的文件与登记文件完全相同。",
@@ -138,11 +153,14 @@ TEXT: dict[str, dict[str, str]] = {
         "back_to_copy": "返回合同页面",
         "verify_title": "在您的浏览器中验证",
         "verify_pending": "正在您的浏览器中验证证明……",
-        "verify_ok": "已在您的浏览器中验证：此打印件、其状态、文件指纹与大小、各参与方的角色与签署情况以及时间线的每一行，"
-                     "都包含在日志检查点 {size} 中，且该检查点的签名已用您二维码中固定的日志公钥验证。"
-                     "合同名称和姓名以本平台所述为准（日志中只保存其指纹）。",
-        "verify_unpinned": "已在您的浏览器中对照检查点 {size} 验证，但所用的日志公钥由本服务器提供：此网址不含公钥固定信息。"
-                           "请扫描纸质文件上的二维码，以对照二维码中固定的公钥验证。",
+        "verify_ok": "已在您的浏览器中验证：本页内容与已签名的日志一致。",
+        "verify_ok_more": "此打印件、其状态、文件指纹与大小、各参与方的角色与签署情况以及时间线的每一行，"
+                          "都包含在日志检查点 {size} 中，且该检查点的签名已用您二维码中固定的日志公钥验证。"
+                          "合同名称和参与方名称以本平台所述为准（日志中只保存其指纹）。",
+        "verify_unpinned": "已核对，但未对照您二维码中的公钥：请扫描纸质文件上的二维码。",
+        "verify_unpinned_more": "已在您的浏览器中对照检查点 {size} 验证，但所用的日志公钥由本服务器提供：此网址不含公钥固定信息。"
+                                "请扫描纸质文件上的二维码，以对照二维码中固定的公钥验证。",
+        "verify_more": "验证了哪些内容",
         "status_failed": "未通过验证 - 请勿信任此页面",
         "stated": "以本平台所述为准：本页面未验证此项。",
         "compare_wait": "上方验证通过后可用。",
@@ -155,7 +173,7 @@ TEXT: dict[str, dict[str, str]] = {
         "witnesses": "见证方",
         "local_tsa": "本地时间戳服务，非经认证的时间戳机构",
         "no_witness": "尚无见证方联署包含这些事件的检查点。",
-        "cosigned": "于 {time} 联署了包含这些事件的检查点（共 {size} 条记录）",
+        "cosigned": "于{time} 联署了包含这些事件的检查点（共 {size} 条记录）",
         "printed_domain": "请确认地址栏显示 {domain}，且此查验码与纸质文件上的一致：{code}。",
         "language": "English",
         "log_link": "日志：{origin}",
@@ -321,3 +339,43 @@ def choose(request: web.Request) -> str:
         if tag.startswith("en"):
             return "en"
     return "en"
+
+
+# The zone a page shows the log's times in: Beijing time (China Standard Time, UTC+8 all year) on a
+# Chinese page; on an English page the reader's own, which only the page's script knows (verify.js
+# shows it): the page as the server makes it says UTC. Either way to the second, and labelled.
+TIME_ZONE: dict[str, timedelta | None] = {"en": None, "zh-CN": timedelta(hours=8)}
+_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?Z")  # verify.js parseTime: the same
+
+
+def _instant(iso: str) -> datetime | None:
+    m = _TIME.fullmatch(iso)
+    if m is None:
+        return None
+    year, month, day, hour, minute, second = map(int, m.groups())
+    try:
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError:  # no calendar has this day or second
+        return None
+    return moment if moment.year < 9999 else None  # in every zone, a date of the calendar
+
+
+def shown_time(iso: str, lang: str) -> str:
+    """A time of the log (RFC 3339 UTC) as a page in `lang` shows it without its script: to the second
+    (cut, as a clock reads), in TIME_ZONE's zone or else UTC. Text that is no such time stays as it is."""
+    moment = _instant(iso)
+    if moment is None:
+        return iso
+    offset = TIME_ZONE[lang]
+    at = moment + offset if offset is not None else moment
+    text = f"{at.year:04d}-{at.month:02d}-{at.day:02d} {at.hour:02d}:{at.minute:02d}:{at.second:02d}"
+    return TEXT[lang]["time_shown"].format(time=text, zone="UTC")
+
+
+def time_html(iso: str, lang: str) -> Markup:
+    """A `<time>` element for a time of the log: `shown_time`, with the exact instant the log holds in
+    its `datetime` (which verify.js compares with the signed entry) and in its title."""
+    if _instant(iso) is None:
+        return escape(iso)
+    return Markup('<time datetime="{0}" title="{1} UTC">{2}</time>').format(
+        iso, iso[:-1].replace("T", " "), shown_time(iso, lang))

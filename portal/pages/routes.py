@@ -32,10 +32,10 @@ STATIC = Path(__file__).parent / "static"
 
 
 def _versions() -> dict[str, str]:
-    """Each script's and style sheet's address with its content's hash: a page, its check and the
+    """Each script's, style sheet's and icon's address with its content's hash: a page, its check and the
     check's words change together, so a browser must never pair a new page with a cached old script."""
     out = {f"/static/{f.name}": hashlib.sha256(f.read_bytes()).hexdigest()[:16] for f in sorted(STATIC.iterdir())
-           if f.suffix in (".js", ".css")}
+           if f.suffix in (".js", ".css", ".svg", ".ico")}
     out |= {f"/texts/{lang}.js": hashlib.sha256(body).hexdigest()[:16] for lang, body in texts.SCRIPTS.items()}
     return {path: f"{path}?v={digest}" for path, digest in out.items()}
 
@@ -59,7 +59,7 @@ def render(request: web.Request, name: str, status: int = 200, switch_to: str = 
     led = request.app[LEDGER]
     html = request.app[TEMPLATES].get_template(name).render(
         lang=lang, other_lang=other, switch=f"{switch_to}?lang={other}", t=i18n.TEXT[lang],
-        events=i18n.EVENTS[lang], details=i18n.DETAILS[lang],
+        events=i18n.EVENTS[lang], details=i18n.DETAILS[lang], when=lambda iso: i18n.time_html(iso, lang),
         domain=led.config.public_host, origin=led.config.origin, **ctx)
     return _html(request, lang, html.encode(), status)
 
@@ -111,6 +111,15 @@ def _html(request: web.Request, lang: str, body: bytes, status: int = 200) -> we
 @routes.get("/")
 async def index(request: web.Request) -> web.Response:
     return render(request, "index.html")
+
+
+FAVICON_CACHE = "public, max-age=86400"  # a fixed address (not named by its content): kept a day
+
+
+@routes.get("/favicon.ico")
+async def favicon(request: web.Request) -> web.FileResponse:
+    """The icon, where a browser looks for it unasked (a JSON view, the log's files: no page links it)."""
+    return web.FileResponse(STATIC / "favicon.ico", headers={"Cache-Control": FAVICON_CACHE})
 
 
 def _unknown(request: web.Request, code: str | None) -> web.Response:

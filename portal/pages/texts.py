@@ -7,6 +7,7 @@ attributes), a server rewriting a fact could rewrite the words it is compared wi
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -17,13 +18,16 @@ routes = web.RouteTableDef()
 
 # the page's words verify.js compares with what the signed events say, and the words it writes itself
 CHECKED = ("copy_of", "void_detail", "role_signer", "role_cc", "order", "signed", "declined", "pending", "not_signed",
-           "status_failed", "verify_pending", "verify_ok", "verify_unpinned", "verify_fail", "compare_failed",
-           "match", "mismatch")
+           "time_shown", "copy_row", "copy_this", "status_failed", "verify_pending", "verify_ok", "verify_ok_more",
+           "verify_unpinned", "verify_unpinned_more", "verify_fail", "compare_failed", "match", "mismatch")
 
 
 def script(lang: str) -> bytes:
     t = i18n.TEXT[lang]
+    zone = i18n.TIME_ZONE[lang]
     texts = {"lang": lang, "labels": {st: t["status_" + label] for st, label in STATUS_LABEL.items()},
+             # the zone times are shown in, in minutes east of UTC; null: the device's own
+             "time_offset": None if zone is None else zone // timedelta(minutes=1),
              "reasons": i18n.REASONS[lang], "events": i18n.EVENTS[lang], "details": i18n.DETAILS[lang],
              **{k: t[k] for k in CHECKED}}
     body = json.dumps(texts, ensure_ascii=False, sort_keys=True)

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from ledger.envelopes.core import Ledger
+from ledger.envelopes.core import Idempotency, Ledger
 from ledger.envelopes.events import InputEvent
 from ledger.errors import LedgerError, RefusedError, StorageError
 from verifier.errors import VerificationError
@@ -116,12 +116,13 @@ class _Batcher:
         self.ledger = ledger
         self.loop = asyncio.get_running_loop()
         self.max = ledger.config.batch_max
-        self._pending: list[tuple[str, list[InputEvent], Callable[[bool, Any], None]]] = []
+        self._pending: list[tuple[str, list[InputEvent], Callable[[bool, Any], None], Idempotency | None]] = []
 
-    def add(self, tenant: str, events: list[InputEvent], fn: Callable[[bool, Any], None]) -> None:
+    def add(self, tenant: str, events: list[InputEvent], idem: Idempotency | None,
+            fn: Callable[[bool, Any], None]) -> None:
         if not self._pending:
             self.loop.call_soon(self._run)
-        self._pending.append((tenant, events, fn))
+        self._pending.append((tenant, events, fn, idem))
 
     def _run(self) -> None:
         count, take = 0, 0
@@ -134,7 +135,7 @@ class _Batcher:
         except Exception as e:  # before anything was staged: the writer is stopping (or a bug)
             if not isinstance(e, LedgerError):
                 log.exception("cannot commit a batch from the workers")
-            for _, _, fn in batch:
+            for _, _, fn, _ in batch:
                 fn(False, e)
         if self._pending:  # after this batch's answers are on their way out, not before
             self.loop.call_soon(self._run)
@@ -153,8 +154,9 @@ class _WriterSide(_Framed):
         try:
             rid, kind, *args = orjson.loads(body)
             if kind == "submit":
-                tenant, events = args
-                self.batcher.add(tenant, [InputEvent(t, e, f) for t, e, f in events], partial(self.answer, rid))
+                tenant, events, idem = args
+                self.batcher.add(tenant, [InputEvent(t, e, f) for t, e, f in events],
+                                 Idempotency(*idem) if idem is not None else None, partial(self.answer, rid))
             elif kind == "head" and len(args) == 2 and isinstance(args[0], str) and type(args[1]) is int:
                 task = self.batcher.loop.create_task(asyncio.to_thread(self.batcher.ledger.envelope_head, *args))
                 self._heads.add(task)
@@ -274,9 +276,11 @@ class WriterLink:
             raise e
         return answer[1]
 
-    async def submit(self, tenant: str, events: list[InputEvent]) -> list[dict[str, Any]]:
+    async def submit(self, tenant: str, events: list[InputEvent],
+                     idem: Idempotency | None = None) -> list[dict[str, Any]]:
         acks: list[dict[str, Any]] = await self._call("submit", tenant, [[e.type, e.envelope, e.fields]
-                                                                         for e in events])
+                                                                         for e in events],
+                                                      idem.to_json() if idem is not None else None)
         return acks
 
     async def head(self, env: str, size: int) -> str:

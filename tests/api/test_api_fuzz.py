@@ -41,7 +41,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[asyncio.A
                                                                       str, Ledger]]:
     led = Ledger.init(tmp_path_factory.mktemp("fuzz") / "home")
     led.append("t", completed("E1"))
-    key = create_key(led.log.conn, "t", ["admin"])
+    key = create_key(led.log, "t", ["admin"])
     loop = asyncio.new_event_loop()
     client: TestClient[Any, Any] = TestClient(TestServer(create_app(led, anchor=False, lookup_rate=0)), loop=loop)
     loop.run_until_complete(client.start_server())
@@ -73,6 +73,6 @@ def test_no_5xx_anywhere(server: Any, route: tuple[str, str], seg: str, body: by
 
 
 def test_audit_passes_after_fuzzing(server: Any) -> None:
-    from ledger.audit import audit
+    from ledger.audit.run import audit
 
     assert audit(server[3].log).ok

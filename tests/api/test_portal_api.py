@@ -24,7 +24,7 @@ PDF_SHA = hashlib.sha256(PDF).hexdigest()
 
 @pytest.fixture
 def keys(ledger: Ledger) -> dict[str, str]:
-    c = ledger.log.conn
+    c = ledger.log
     return {
         "a_append": create_key(c, "tenant-a", ["append", "read"]),
         "a_read": create_key(c, "tenant-a", ["read"]),
@@ -48,7 +48,7 @@ async def setup_envelope(client: TestClient[Any, Any], key: str, ref: str = "E1"
     r = await client.post(f"/api/v1/envelopes/{ref}/documents?document=main&name=lease.pdf&download=public",
                           data=PDF, headers={**auth(key), "Content-Type": "application/pdf"})
     assert r.status == 201, await r.text()
-    assert (await r.json())["sha256"] == PDF_SHA
+    assert (await r.json())["acks"][0]["sha256"] == PDF_SHA
     r = await client.post(f"/api/v1/envelopes/{ref}/parties", headers=auth(key),
                           json={"party": "p1", "role": "signer", "name": "Zhang San"})
     assert r.status == 201, await r.text()
@@ -71,7 +71,7 @@ async def test_write_is_acknowledged_durably(client: TestClient[Any, Any], ledge
                                              keys: dict[str, str]) -> None:
     await setup_envelope(client, keys["a_append"])
     r = await client.post("/api/v1/envelopes/E1/copies", json={"document": "main"}, headers=auth(keys["a_append"]))
-    ack = await r.json()
+    (ack,) = (await r.json())["acks"]  # every write answers {"acks": [...]}
     assert r.status == 201
     assert ack["checkpoint_size"] == ledger.log.size and ack["index"] == ledger.log.size - 1
     assert ack["leaf_hash"] == hashlib.sha256(b"\x00" + ledger.log.entry(ack["index"])).hexdigest()
@@ -207,7 +207,7 @@ async def test_a_revoked_key_is_refused(client: TestClient[Any, Any], ledger: Le
     monkeypatch.setattr(api, "KEY_CACHE_S", 0.0)  # in service a revocation takes effect within 5 s
     r = await client.get("/api/v1/envelopes/none", headers=auth(keys["a_read"]))
     assert r.status == 404
-    revoke_key(ledger.log.conn, keys["a_read"].split("_")[1])
+    revoke_key(ledger.log, keys["a_read"].split("_")[1])
     r = await client.get("/api/v1/envelopes/none", headers=auth(keys["a_read"]))
     assert r.status == 401
     assert_error(await r.json(), "unauthorized")

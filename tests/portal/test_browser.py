@@ -16,6 +16,7 @@ import json
 import re
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,11 @@ def verify_outcome(p: Page) -> tuple[str, str]:
     return box.get_attribute("data-result") or "", (p.locator("#verify-result").text_content() or "").strip()
 
 
+def verify_details(p: Page) -> str:
+    """What the check covered, folded below its verdict."""
+    return (p.locator("#verify-detail").text_content() or "").strip()
+
+
 def border_colour(p: Page, selector: str) -> str:
     return str(p.eval_on_selector(selector, "e => getComputedStyle(e).borderTopColor"))
 
@@ -162,6 +168,7 @@ def assert_failed(p: Page, reason: str) -> str:
     assert border_colour(p, "#verify") == RED, "the failed box is not red"
     assert text.startswith("VERIFICATION FAILED") and reason in text, \
         f"the check failed for another reason than {reason!r}: {text!r}; script errors: {script_errors(p)}"
+    assert p.locator("#verify-more").is_hidden(), "a failed check keeps no account of what was verified"
     heading = (p.locator("#verify h2").text_content() or "").strip()
     assert "verified" not in heading.lower(), f"a failed check is headed {heading!r}"
     assert banner(p) == ("failed", EN["status_failed"]), "a failed check leaves the banner's status on screen"
@@ -179,7 +186,7 @@ def assert_unpinned(p: Page) -> str:
     assert result == "unpinned", f"expected an amber check without a key pin on {p.url}, got {result!r}: {text!r}"
     assert p.get_attribute("#verify", "class") == "verify unpinned"
     assert border_colour(p, "#verify") == AMBER
-    assert text.startswith("Checked in your browser") and "no key pin" in text, text
+    assert text == EN["verify_unpinned"] and "no key pin" in verify_details(p), (text, verify_details(p))
     return text
 
 
@@ -202,7 +209,7 @@ def test_completed_copy_is_valid_and_verified_in_the_browser(server: LedgerServe
     open_copy(page, copy.url)
     assert banner(page) == ("completed", EN["status_VALID"])
     text = assert_verified(page)
-    assert text.startswith("Verified in your browser") and re.search(r"checkpoint \d+", text), text
+    assert text == EN["verify_ok"] and re.search(r"checkpoint \d+", verify_details(page)), verify_details(page)
     sha = (page.locator("#doc-sha256").text_content() or "").strip()
     assert sha.startswith(copy.pins["d"]), (sha, copy.pins)
     facts = page.locator("dl.facts").inner_text()
@@ -339,7 +346,81 @@ def test_chinese_page(server: LedgerServer, browser: Browser) -> None:
         p.click("#lang-switch")
         p.wait_for_url(re.compile(r"\?lang=en#k="))
         assert p.get_attribute("html", "lang") == "en"
-        assert assert_verified(p).startswith("Verified in your browser")
+        assert assert_verified(p) == EN["verify_ok"]
+    finally:
+        ctx.close()
+
+
+# --- on a phone ----------------------------------------------------------------------------------
+
+PHONE = {"width": 360, "height": 740}
+
+
+def lines(p: Page, selector: str) -> int:
+    """How many lines the element's text takes on screen."""
+    return int(p.eval_on_selector(selector, """e => {
+      const r = document.createRange(); r.selectNodeContents(e);
+      return new Set(Array.from(r.getClientRects(), (box) => Math.round(box.bottom))).size;
+    }"""))
+
+
+@pytest.mark.parametrize("locale, zone, offset, shown", [
+    ("zh-CN", "America/New_York", timedelta(hours=8), "北京时间 {}"),  # Beijing time, wherever the phone is
+    ("en-US", "Asia/Kolkata", timedelta(hours=5, minutes=30), "{} GMT+5:30"),  # the phone's own time zone
+])
+def test_on_a_phone_the_page_speaks_in_the_readers_terms(server: LedgerServer, browser: Browser, locale: str,
+                                                         zone: str, offset: timedelta, shown: str) -> None:
+    """A QR code is scanned with a phone: the check's verdict fits in a sentence, the times are the
+    reader's own, a print says which copy it made, and a wrong access code leads back to a page still
+    checked against the QR code's pins."""
+    lang = "zh-CN" if locale == "zh-CN" else "en"
+    t = TEXT[lang]
+    ctx = browser.new_context(locale=locale, timezone_id=zone, viewport=PHONE, is_mobile=True, has_touch=True)
+    ctx.set_default_timeout(VERIFY_TIMEOUT_MS)
+    try:
+        p = watched(ctx.new_page())
+        copy = server.copies["completed"]
+        open_copy(p, copy.url)
+        verdict = assert_verified(p)
+        assert verdict == t["verify_ok"] and lines(p, "#verify-result") <= 2, (verdict, lines(p, "#verify-result"))
+        assert not p.eval_on_selector("#verify-more", "e => e.open") and not p.is_visible("#verify-detail")
+        p.tap("#verify-more summary")  # what the check covered, folded below the verdict
+        covered = re.escape(t["verify_ok_more"]).replace(re.escape("{size}"), r"\d+")
+        assert p.is_visible("#verify-detail") and re.fullmatch(covered, verify_details(p)), verify_details(p)
+        assert p.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"], "wider than the phone"
+
+        with urllib.request.urlopen(f"{server.base}/v/{copy.code}.json", timeout=10) as r:
+            entries = [json.loads(base64.b64decode(item["entry"])) for item in json.load(r)["proofs"]]
+        times = p.eval_on_selector_all("#timeline tr > td:first-child",
+                                       "tds => tds.map(td => [td.querySelector('time').getAttribute('datetime'),"
+                                       " td.textContent.trim(), td.querySelector('time').title])")
+        assert len(times) == len(entries)
+        for e, (exact, words, title) in zip(entries, times, strict=True):
+            local = (datetime.fromisoformat(e["time"]) + offset).replace(microsecond=0)
+            assert words == shown.format(f"{local:%Y-%m-%d %H:%M:%S}"), (e["time"], words)
+            assert exact == e["time"] and title == e["time"][:-1].replace("T", " ") + " UTC", (exact, title)
+        details = p.eval_on_selector_all("#timeline tr", "trs => trs.map(tr => tr.cells[3].textContent.trim())")
+        kinds = [e["type"] for e in entries]
+        assert [d for d, k in zip(details, kinds, strict=True) if k == "copy.printed"] == [
+            t["copy_this"].format(n=1, document=1)], details
+        assert [d for d, k in zip(details, kinds, strict=True) if k == "party.added"] == ["", ""], details
+        shot(p, f"phone-completed-{lang}")
+
+        # a wrong access code; the way back leads to the page with the QR code's pins: checked against them
+        sent = server.copies["sent"]
+        open_copy(p, sent.url)
+        assert_verified(p, "sent")
+        p.fill("#access", "WRONG-CODE-1")
+        p.tap("section.download button[type=submit]")
+        p.wait_for_selector("#error")
+        assert (p.locator("#error h1").text_content() or "").strip() == t["error_forbidden"]
+        fragment = "#" + sent.url.split("#", 1)[1]
+        assert p.get_attribute("#back", "href") == f"/v/{sent.code}{fragment}"
+        shot(p, f"phone-wrong-access-code-{lang}")
+        p.tap("#back")
+        p.wait_for_url(f"{server.base}/v/{sent.code}{fragment}")
+        assert_verified(p, "sent")  # not amber: the pins came back with the reader
+        assert script_errors(p) == []
     finally:
         ctx.close()
 
@@ -492,7 +573,10 @@ def liars(server: LedgerServer) -> Iterator[LyingProxies]:
         "notsigned": _html_rule(withdrawn, (re.escape(EN["not_signed"]), EN["pending"])),
         "copyno": _html_rule(completed, (r"printed copy no\. 1 ", "printed copy no. 2 ")),
         "docsize": _html_rule(completed, (r"\((\d+) B\)", r"(1\1 B)")),
-        "voiddate": _html_rule(voided, (r"Voided on 20", "Voided on 19")),
+        # a time: its exact instant (the words the page shows are made from it) or words beside it
+        "voiddate": _html_rule(voided, (r'(Voided on <time datetime=")20', r"\g<1>19")),
+        "time": _html_rule(completed, (r'(<tr><td><time datetime=")\d{4}', r"\g<1>2019")),
+        "timewords": _html_rule(completed, (r"(<tr><td><time [^>]*>[^<]*</time>)</td>", r"\1 (2019)</td>")),
         "outdated": outdated_once,
         # a status that is no string: the reason's text must not throw the check out of its red state
         "objstatus": lambda path, ctype, body: banner_says_completed(path, ctype, _json_rule(
@@ -502,7 +586,8 @@ def liars(server: LedgerServer) -> Iterator[LyingProxies]:
         # the void hidden rather than removed: the check reads only what is on screen
         "hidden": _html_rule(voided, ('data-status="voided"', 'data-status="completed" hidden'),
                              (r'<p id="void-detail">', '<p id="void-detail" hidden>'),
-                             (r"<tr><td>([^<]*)</td><td>" + re.escape(EVENTS["en"]["envelope.voided"]) + "<",
+                             (r"<tr><td>(<time [^>]*>[^<]*</time>)</td><td>"
+                              + re.escape(EVENTS["en"]["envelope.voided"]) + "<",
                               r"<tr hidden><td>\1</td><td>" + EVENTS["en"]["envelope.voided"] + "<")),
     })
     proxies.start()
@@ -535,6 +620,9 @@ LIES = {
     "copyno": ("completed", {"html"}, "another copy number than the signed events", "lie-copy-number"),
     "docsize": ("completed", {"html"}, "another document size than the signed events", "lie-document-size"),
     "voiddate": ("voided", {"html"}, "another void date than the signed events", "lie-void-date"),
+    "time": ("completed", {"html"}, "row 1 of the timeline differs from the signed events", "lie-timeline-time"),
+    "timewords": ("completed", {"html"}, "row 1 of the timeline differs from the signed events",
+                  "lie-timeline-time-words"),
     "objstatus": ("withdrawn", {"json", "html"}, 'the signed events say "WITHDRAWN", the page says "?"',
                   "lie-status-not-a-string"),
     "hidden": ("voided", {"html"}, "the banner shows another status than the signed events", "lie-void-hidden"),
@@ -616,7 +704,7 @@ def test_without_a_key_pin_a_forged_key_is_never_green(server: LedgerServer, lia
     copy = server.copies["completed"]
     open_copy(page, copy.on(liars.base["key"], fragment=""))
     text = assert_unpinned(page)
-    assert "Scan the QR code on your paper" in text
+    assert "scan the QR code on your paper" in text
     assert banner(page) == ("completed", EN["status_VALID"])
     shot(page, "unpinned-forged-key")
     page.goto("about:blank")  # else only the fragment changes, and the page is not loaded again

@@ -1,4 +1,5 @@
-"""Public pages over HTTP: status banners for every state, masking, escaping, languages, rate limits."""
+"""Public pages over HTTP: status banners for every state, masking, escaping, languages, rate limits,
+and the page in its reader's terms (times, organisations, prints, the verdict, the way back, an icon)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,21 @@ import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient
+from markupsafe import escape
 
 from ledger.envelopes.core import Ledger
 from ledger.envelopes.demo import TENANT, create_demo
 from ledger.envelopes.public import STATUS_LABEL, mask_name
 from ledger.errors import RefusedError
 from portal.app import create_app
+from portal.pages import i18n
 from portal.pages.i18n import DETAILS, EVENTS, LANGS, TEXT
 from portal.pages.routes import ASSETS, attachment
 from verifier.entry import EVENT_TYPES
@@ -257,7 +261,7 @@ async def test_scripts_are_named_by_their_content(client: TestClient[Any, Any], 
     must not run it against a new page (a genuine page would fail its check after an upgrade)."""
     html = await (await client.get(f"/v/{demo[1]['completed']}")).text()
     named = re.findall(r'(?:src|href)="(/(?:static|texts)/[^"]+)"', html)
-    assert len(named) == 4 and all("?v=" in n for n in named), named
+    assert len(named) == 6 and all("?v=" in n for n in named), named  # style, 2 icons, 3 scripts
     for url in named:
         r = await client.get(url)
         body = await r.read()
@@ -325,7 +329,7 @@ async def test_download_with_an_access_code(aiohttp_client: Client, tmp_path: Pa
         assert r.status == 200, typed
         raw = b"".join(led.log.entry(i) for i in range(led.log.size))
         assert item["access_code"].encode() not in raw, "the access code never enters the log"
-        from ledger.audit import audit
+        from ledger.audit.run import audit
 
         assert audit(led.log).ok
     finally:
@@ -458,3 +462,156 @@ async def test_a_page_does_not_wait_long_for_another_process_s_write(aiohttp_cli
             == "party.viewed"
     finally:
         led.close()
+
+
+# --- the page in its reader's terms: times, organisations, prints, the verdict, the way back, an icon --
+# (the same page on a phone, in a browser: tests/portal/test_browser.py)
+
+SIGNED_AT = datetime(2026, 12, 6, 19, 20, 44, 845000, tzinfo=UTC)  # 03:20:44 on the 7th in Beijing
+ISO = "2026-12-06T19:20:44.845Z"
+
+
+@pytest.fixture(scope="module")
+def lease(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ledger, list[str]]]:
+    """A lease between a company and a person, two copies printed, then voided, on a clock that stands
+    still: the ledger and the copies' codes."""
+    led = Ledger.init(tmp_path_factory.mktemp("lease") / "home", clock=lambda: SIGNED_AT)
+    sha = led.blobs.put(b"%PDF-1.4 lease")[0]
+    signed = [{"type": t, "envelope": "L", "party": p, **extra} for p in ("zenith", "zhang") for t, extra in (
+        ("party.authenticated", {"method": "sms"}),
+        ("party.signed", {"channel": "web", "document": "d", "signed_sha256": "0" * 64}))]
+    acks = led.append(TENANT, [
+        {"type": "envelope.created", "envelope": "L", "title": "Office lease"},
+        {"type": "document.added", "envelope": "L", "document": "d", "sha256": sha, "size": 14, "name": "l.pdf"},
+        {"type": "party.added", "envelope": "L", "party": "zenith", "role": "signer", "order": 1,
+         "name": "Zenith Trading Co., Ltd.", "kind": "organization"},
+        {"type": "party.added", "envelope": "L", "party": "zhang", "role": "signer", "order": 2,
+         "name": "Zhang San"},
+        {"type": "envelope.sent", "envelope": "L"}, *signed, {"type": "envelope.completed", "envelope": "L"},
+        {"type": "copy.printed", "envelope": "L", "document": "d"},
+        {"type": "copy.printed", "envelope": "L", "document": "d"},
+        {"type": "void.requested", "envelope": "L", "party": "zenith"},
+        {"type": "void.consented", "envelope": "L", "party": "zhang"},
+        {"type": "envelope.voided", "envelope": "L"}])
+    yield led, [a["code"] for a in acks if "code" in a]
+    led.close()
+
+
+@pytest.fixture
+async def reader(aiohttp_client: Client, lease: tuple[Ledger, list[str]]) -> TestClient[Any, Any]:
+    return await aiohttp_client(create_app(lease[0], anchor=False))
+
+
+async def page_of(client: TestClient[Any, Any], code: str, lang: str) -> str:
+    r = await client.get(f"/v/{code}?lang={lang}")
+    assert r.status == 200
+    return await r.text()
+
+
+def timeline_cells(html: str) -> list[list[str]]:
+    """The timeline's cells, as HTML."""
+    timeline = html.split('id="timeline"', 1)[1].split("</table>", 1)[0]
+    return [re.findall(r"<td>(.*?)</td>", tr) for tr in re.findall(r"<tr>(.*?)</tr>", timeline)]
+
+
+@pytest.mark.parametrize("lang, shown", [("zh-CN", "北京时间 2026-12-07 03:20:44"), ("en", "2026-12-06 19:20:44 UTC")])
+async def test_times_are_in_the_readers_terms_with_the_exact_instant(reader: TestClient[Any, Any], lease: Any,
+                                                                     lang: str, shown: str) -> None:
+    """Beijing time on a Chinese page; on an English one UTC until the page's script shows the reader's
+    own zone. To the second, named, with the instant the log holds for the check and the reader."""
+    html = await page_of(reader, lease[1][0], lang)
+    time = f'<time datetime="{ISO}" title="2026-12-06 19:20:44.845 UTC">{shown}</time>'
+    assert all(cells[0] == time for cells in timeline_cells(html)), timeline_cells(html)[0]
+    assert f'<p id="void-detail">{TEXT[lang]["void_detail"].format(date=time)}</p>' in html
+    assert re.sub(r'<time datetime="[^"]*" title="[^"]*">', "", html).count(ISO) == 0, "no raw RFC 3339 shown"
+
+
+def test_a_time_is_shown_to_the_second_in_its_zone() -> None:
+    assert i18n.shown_time("2026-12-31T16:00:00.999Z", "zh-CN") == "北京时间 2027-01-01 00:00:00"
+    assert i18n.shown_time("2026-12-31T15:59:59.999Z", "zh-CN") == "北京时间 2026-12-31 23:59:59", "cut, not rounded"
+    assert i18n.shown_time("2026-03-29T01:30:00Z", "en") == "2026-03-29 01:30:00 UTC"
+    for no_time in ("Unix time 253402300800", "2026-02-30T00:00:00.000Z", "2026-12-06T19:20:60.000Z",
+                    "9999-12-31T20:00:00.000Z", "<b>2026-12-06T19:20:44Z</b>"):
+        assert i18n.shown_time(no_time, "zh-CN") == no_time
+        assert i18n.time_html(no_time, "en") == escape(no_time), "no <time> for what is no time"
+
+
+async def test_an_organisation_is_named_in_full_and_a_person_masked(reader: TestClient[Any, Any],
+                                                                    lease: Any) -> None:
+    html = await page_of(reader, lease[1][0], "en")
+    parties = html.split('id="parties"', 1)[1].split("</table>", 1)[0]
+    assert "<td>Zenith Trading Co., Ltd.</td>" in parties and "<td>Z***n</td>" in parties, parties
+    assert "Z***." not in html and "Zhang San" not in html
+    v = await (await reader.get(f"/v/{lease[1][0]}.json")).json()
+    assert [(p["name"], p["kind"]) for p in v["parties"]] == [("Zenith Trading Co., Ltd.", "organization"),
+                                                               ("Z***n", "person")]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+async def test_a_print_says_which_copy_and_a_party_row_no_kind(reader: TestClient[Any, Any], lease: Any,
+                                                               lang: str) -> None:
+    t = TEXT[lang]
+    for code, mine in zip(lease[1], (1, 2), strict=True):
+        cells = timeline_cells(await page_of(reader, code, lang))
+        printed = [c[3] for c in cells if c[1] == EVENTS[lang]["copy.printed"]]
+        assert printed == [(t["copy_this"] if n == mine else t["copy_row"]).format(n=n, document=1) for n in (1, 2)]
+        added = [c[3] for c in cells if c[1] == EVENTS[lang]["party.added"]]
+        assert added == ["", ""], "a party's kind is no method or channel"
+        assert DETAILS[lang]["sms"] in [c[3] for c in cells], "methods are still shown"
+
+
+async def test_the_check_says_its_verdict_first_and_folds_the_details(reader: TestClient[Any, Any],
+                                                                      lease: Any) -> None:
+    html = await page_of(reader, lease[1][0], "en")
+    box = html.split('<section id="verify"', 1)[1].split("</section>", 1)[0]
+    assert re.search(r'<p id="verify-result" role="status">[^<]*</p>\s*<details id="verify-more" hidden>'
+                     r'<summary>[^<]+</summary><p id="verify-detail"></p></details>', box), box
+    for lang in LANGS:
+        for verdict in ("verify_ok", "verify_unpinned"):
+            said = TEXT[lang][verdict]
+            assert len(said) <= 90 and len(re.findall(r"[.。]", said)) == 1, (lang, verdict, said)
+        assert "{size}" in TEXT[lang]["verify_ok_more"] and "{size}" in TEXT[lang]["verify_unpinned_more"]
+
+
+async def test_the_way_back_from_a_refusal_keeps_the_pins_in_the_browser_only(reader: TestClient[Any, Any],
+                                                                              lease: Any) -> None:
+    """The pins are a fragment, which never reaches the server: the page's script carries them (in the
+    form's address, then the way back); the server marks where, and echoes nothing it was sent."""
+    code = lease[1][0]
+    browser = {"Accept": "text/html", "Accept-Language": "en"}
+    r = await reader.post(f"/v/{code}/document?k=%3Cscript%3E", data={"access_code": "x#k=<b>"}, headers=browser)
+    html = await r.text()
+    assert r.status == 404 and f'<a href="/v/{code}" id="back" data-keep-pins>' in html, html
+    assert "%3Cscript" not in html and "<script>" not in html and "<b>" not in html and "x#k" not in html
+    common = (Path(i18n.__file__).parent / "static" / "common.js").read_text()
+    assert "data-keep-pins" in common and "[0-9a-fA-F]{16,64}" in common, "only pins of a QR code's shape"
+
+
+async def test_an_access_code_form_carries_the_pins(aiohttp_client: Client, tmp_path: Path) -> None:
+    led = Ledger.init(tmp_path / "home")
+    try:
+        code = next(d["code"] for d in create_demo(led) if d["access_code"])
+        client = await aiohttp_client(create_app(led, anchor=False))
+        html = await (await client.get(f"/v/{code}")).text()
+        assert f'<form method="post" action="/v/{code}/document" data-keep-pins>' in html
+        r = await client.post(f"/v/{code}/document", data={"access_code": "WRONG"}, headers={"Accept": "text/html"})
+        assert r.status == 403 and f'<a href="/v/{code}" id="back" data-keep-pins>' in await r.text()
+    finally:
+        led.close()
+
+
+async def test_an_icon_for_every_page_and_at_its_old_address(reader: TestClient[Any, Any], lease: Any) -> None:
+    html = await page_of(reader, lease[1][0], "en")
+    for name, kind in (("favicon.ico", "image/vnd.microsoft.icon"), ("favicon.svg", "image/svg+xml")):
+        href = ASSETS[f"/static/{name}"]
+        assert f'<link rel="icon" href="{href}"' in html
+        r = await reader.get(href)
+        assert r.status == 200 and r.content_type == kind
+        assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable", "named by its content"
+    for path in ("/", "/lookup?code=x"):
+        assert ASSETS["/static/favicon.svg"] in await (await reader.get(path)).text(), path
+    r = await reader.get("/favicon.ico")  # where a browser looks unasked (the JSON views, the log's files)
+    body = await r.read()
+    assert r.status == 200 and body[:4] == b"\x00\x00\x01\x00", "an ICO file"
+    assert r.headers["Cache-Control"] == "public, max-age=86400" and "ETag" in r.headers
+    assert r.headers["X-Content-Type-Options"] == "nosniff"

@@ -22,6 +22,19 @@ def _cases(vectors: Path, kind: str) -> list[Path]:
     return files
 
 
+def test_the_vectors_are_in_the_repository_with_their_source_and_licence(vectors: Path) -> None:
+    """A fresh clone runs the vector tests: nothing outside it, no variable to set."""
+    from tests import conftest
+
+    root = Path(conftest.__file__).resolve().parent.parent
+    assert vectors.resolve().is_relative_to(root), f"the vectors are outside the repository: {vectors}"
+    assert "LEDGER_VECTORS" not in Path(conftest.__file__).read_text()
+    here = vectors / "rfc6962-proofs"
+    assert "Apache License" in (here / "LICENSE").read_text()
+    readme = " ".join((here / "README.md").read_text().split())
+    assert "transparency-dev/merkle" in readme and "Apache-2.0" in readme
+
+
 def test_inclusion_vectors(vectors: Path) -> None:
     seen_err = seen_ok = 0
     for f in _cases(vectors, "inclusion"):

@@ -33,7 +33,19 @@ const EL = {
 
 // The language switch keeps the address's fragment: on a QR page it holds the pins the in-browser
 // check needs (it is never sent to the server, so the server's link cannot carry it).
+// So do the copy's other pages, marked data-keep-pins: the access-code form's address carries the
+// pins to the page it opens (a refusal), whose way back carries them on. Only pins of the shape a QR
+// code prints are carried, never other text of the address.
 document.addEventListener("DOMContentLoaded", () => {
+  const pins = /^#[kd]=[0-9a-fA-F]{16,64}(?:&[kd]=[0-9a-fA-F]{16,64})?$/;
+  const keptPins = () => (pins.test(location.hash) ? location.hash : "");
   const a = document.getElementById("lang-switch");
   if (a && location.hash) a.href = a.getAttribute("href").split("#")[0] + location.hash;
+  for (const link of document.querySelectorAll("a[data-keep-pins]")) {
+    link.href = link.getAttribute("href").split("#")[0] + keptPins();
+  }
+  for (const form of document.querySelectorAll("form[data-keep-pins]")) {
+    // the address as the form is sent: the pins the page has then
+    form.addEventListener("submit", () => { form.action = form.getAttribute("action").split("#")[0] + keptPins(); });
+  }
 });

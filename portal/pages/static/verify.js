@@ -8,8 +8,10 @@
 // 4. the events form an unbroken chain, and one of them printed the copy whose code is in this page's
 //    address (its SHA-256): so the events are this copy's envelope's, not another one's;
 // 5. what the page shows from them is what they say: the status, the copy number, the document's hash
-//    and size, the void date, the parties' roles, order and signatures, every row of the timeline;
-//    and the document hash starts with the prefix pinned in the QR code (#d=...).
+//    and size, the void date, the parties' roles, order and signatures, every row of the timeline (a
+//    time is shown in the reader's terms, from its <time> element's exact instant: that instant and
+//    those words are the signed entry's); and the document hash starts with the prefix pinned in the
+//    QR code (#d=...).
 // Any failure turns the box and the banner red: a lying server cannot show a green result. Without a
 // key pin (a typed code) the box is amber: checked against a key the server itself supplied. What the
 // log holds only as salted commitments (the title, names) or outside the entries (time-stamps,
@@ -64,6 +66,59 @@
   }
 
   const text = (el) => (el ? el.textContent.replace(/\s+/g, " ").trim() : null);
+
+  // The log's times as this page shows them (portal/pages/i18n.py shown_time makes the page without
+  // this script): to the second, in Beijing time on a Chinese page (t.time_offset minutes east of UTC),
+  // on an English one in this device's own time zone, named. Text that is no such time stays as it is.
+  const TIME = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?Z$/;
+  function parseTime(iso) {
+    const m = typeof iso === "string" ? TIME.exec(iso) : null;
+    if (!m) return null;
+    const [y, mo, d, h, mi, s] = m.slice(1).map(Number);
+    const at = new Date(0);
+    at.setUTCFullYear(y, mo - 1, d);
+    at.setUTCHours(h, mi, s, 0);
+    // no calendar has this day or second (nor, in every zone, a date past the year 9999)
+    const same = at.getUTCFullYear() === y && at.getUTCMonth() === mo - 1 && at.getUTCDate() === d &&
+      at.getUTCHours() === h && at.getUTCMinutes() === mi && at.getUTCSeconds() === s;
+    return same && y >= 1 && y < 9999 ? at : null;
+  }
+  const pad = (n, width) => String(n).padStart(width || 2, "0");
+  function shownTime(iso, t) {
+    const at = parseTime(iso);
+    if (!at) return shown(iso);
+    let parts, zone = "";
+    if (typeof t.time_offset === "number") {
+      const z = new Date(at.getTime() + t.time_offset * 60000);
+      parts = [z.getUTCFullYear(), z.getUTCMonth() + 1, z.getUTCDate(), z.getUTCHours(), z.getUTCMinutes(),
+               z.getUTCSeconds()];
+    } else {
+      parts = [at.getFullYear(), at.getMonth() + 1, at.getDate(), at.getHours(), at.getMinutes(), at.getSeconds()];
+      const name = new Intl.DateTimeFormat(t.lang, { timeZoneName: "short" }).formatToParts(at)
+        .find((part) => part.type === "timeZoneName");
+      zone = name ? name.value : "";
+    }
+    const [y, mo, d, h, mi, s] = parts;
+    const clock = `${pad(y, 4)}-${pad(mo)}-${pad(d)} ${pad(h)}:${pad(mi)}:${pad(s)}`;
+    return t.time_shown.replace("{time}", () => clock).replace("{zone}", () => zone).trim();
+  }
+  // Every time on the page in the reader's terms, from its element's exact instant (its title says it
+  // in UTC, to the millisecond).
+  function showTimes(t) {
+    for (const el of document.querySelectorAll("main time[datetime]")) {
+      const iso = el.getAttribute("datetime");
+      if (!parseTime(iso)) continue;
+      el.textContent = shownTime(iso, t);
+      el.title = `${iso.slice(0, -1).replace("T", " ")} UTC`;
+    }
+  }
+  // Does `el` show the signed time `iso` as a <time> element holding that very instant (one, and only
+  // when it is a time)?
+  function holdsTime(el, iso) {
+    const times = el.querySelectorAll("time");
+    if (!parseTime(iso)) return times.length === 0;
+    return times.length === 1 && times[0].getAttribute("datetime") === iso;
+  }
   // On screen: not inside anything hidden, and laid out (the stylesheet is the portal's own; the
   // page's policy allows no inline style).
   const visible = (el) => Boolean(el) && !el.closest("[hidden]") && el.getClientRects().length > 0;
@@ -185,7 +240,14 @@
       if (e.type === "party.added") parties.push({ role: d.role, order: d.order, signed: false, declined: false });
       if (e.type === "party.signed") parties[d.party - 1].signed = true;
       if (e.type === "party.declined") parties[d.party - 1].declined = true;
-      rows.push({ time: e.time, type: e.type, party: d.party, detail: d.method || d.channel || d.kind || "" });
+      let detail = "";  // in the page's words; a party's kind is no method of anything: none
+      if (e.type === "copy.printed") {
+        detail = (d.code === mine ? t.copy_this : t.copy_row).replace("{n}", () => shown(d.copy))
+          .replace("{document}", () => shown(d.document));
+      } else if (e.type !== "party.added") {
+        detail = said(t.details, d.method || d.channel || d.kind || "");
+      }
+      rows.push({ time: e.time, type: e.type, party: d.party, detail });
     }
     if (head.env !== env) fail("head_env");
     if (head.events !== seq || head.last !== lastIndex || head.leaf !== prevLeaf) {
@@ -204,8 +266,9 @@
       fail("banner");
     }
     const voidLine = document.getElementById("void-detail");
-    if ((status === "voided") !== Boolean(voidLine) || (voidLine && !visible(voidLine)) ||
-        (voidLine && text(voidLine) !== t.void_detail.replace("{date}", voidedAt))) fail("void_shown");
+    const voidWords = t.void_detail.replace("{date}", () => shownTime(voidedAt, t));
+    if ((status === "voided") !== Boolean(voidLine) || (voidLine && (!visible(voidLine) ||
+        !holdsTime(voidLine, voidedAt) || text(voidLine) !== voidWords))) fail("void_shown");
     const doc = docs[copy.document];
     if (!doc) fail("no_document");
     const docHash = doc.sha256;
@@ -241,8 +304,9 @@
     });
   }
 
-  // The timeline: one row per event, in order, with its time, type and method or channel (in the
-  // words of /texts/<lang>.js); a party named in a row is the one the parties table shows for it.
+  // The timeline: one row per event, in order, with its time, type and details (the method or channel,
+  // which copy of which document was printed) in the words of /texts/<lang>.js; a party named in a row
+  // is the one the parties table shows for it.
   function checkTimeline(rows, t) {
     const trs = document.querySelectorAll("#timeline tr");
     const names = Array.from(document.querySelectorAll("#parties tr"), (tr) => text(tr.cells[0]));
@@ -251,8 +315,8 @@
     rows.forEach((row, i) => {
       const cells = Array.from(trs[i].cells, text);
       const party = row.party ? names[row.party - 1] : "";
-      if (cells.length !== 4 || cells[0] !== row.time || cells[1] !== said(t.events, row.type) ||
-          cells[2] !== party || cells[3] !== said(t.details, row.detail)) {
+      if (cells.length !== 4 || cells[0] !== shownTime(row.time, t) || !holdsTime(trs[i].cells[0], row.time) ||
+          cells[1] !== said(t.events, row.type) || cells[2] !== party || cells[3] !== row.detail) {
         fail("timeline", { index: i + 1 });
       }
     });
@@ -312,6 +376,8 @@
     const box = document.getElementById("verify");
     if (!box) return;
     const out = document.getElementById("verify-result");
+    const more = document.getElementById("verify-more");
+    if (more) more.hidden = true;  // until this check has something to say in it
     // the words come with the script (/texts/<lang>.js), never from the page it checks
     if (typeof EL_TEXT === "undefined") {
       box.className = "verify fail";
@@ -323,6 +389,7 @@
       return;
     }
     const t = EL_TEXT;
+    try { showTimes(t); } catch (err) { /* the page's own times stay, and the check compares them */ }
     const cmp = document.getElementById("compare");
     const input = cmp && document.getElementById("compare-input");
     const res = cmp && document.getElementById("compare-result");
@@ -334,13 +401,20 @@
       const r = await verify(v, t);
       verified = r.docHash;
       const pinned = r.pinned;
-      out.textContent = (pinned ? t.verify_ok : t.verify_unpinned).replace("{size}", String(r.size));
+      // the verdict in one sentence; what it covers folded below it
+      out.textContent = pinned ? t.verify_ok : t.verify_unpinned;
+      const detail = document.getElementById("verify-detail");
+      if (more && detail) {
+        detail.textContent = (pinned ? t.verify_ok_more : t.verify_unpinned_more).replace("{size}", String(r.size));
+        more.hidden = false;
+      }
       // green only for a contract in force: a verified VOID is not to be read as a green light
       box.className = pinned ? (r.status === "completed" ? "verify ok" : "verify ok not-valid") : "verify unpinned";
       box.dataset.result = pinned ? "ok" : "unpinned";
     } catch (err) {
       box.className = "verify fail";  // red first: nothing after this may leave a green state behind
       box.dataset.result = "fail";
+      if (more) more.hidden = true;
       out.textContent = t.verify_fail.replace("{reason}", "?");
       try { bannerFailed(t); } catch (e) { /* the box is red whatever the banner holds */ }
       try {
