@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-COMMANDS = {"log": "bench.log", "anchor": "bench.anchor", "portal": "bench.portal"}
+COMMANDS = {"log": "bench.log", "anchor": "bench.anchor", "portal": "bench.portal", "documents": "bench.documents"}
 
 
 def main(argv: list[str]) -> int:

@@ -3,7 +3,9 @@
 A PDF reader can be made to work for long by a hostile file (a cross-reference table of millions of
 entries, deep nesting): in the portal's process that would hold its event loop for seconds. So each
 portal process keeps one checker process (`python -m portal.pdfcheck`), started on the first upload,
-which reads a path a line and answers a line of JSON. A check that takes longer than
+which reads a request a line and answers a line of JSON: a path (`PdfChecker.check`: can a reader open the
+upload?) or a JSON object asking for a PDF's signatures (`PdfChecker.signatures`: `verifier.documents.pdfsig` on a
+file the portal holds, with the trust roots and moment it sends). A check that takes longer than
 `CHECK_TIMEOUT_S` is a refusal of the file, and the checker is killed and started again for the next
 upload; so is one that runs out of its memory limit.
 
@@ -18,15 +20,21 @@ failure of this server: `StorageError`, 503, and nothing is stored.
 from __future__ import annotations
 
 import asyncio
+import base64
 import errno
 import io
 import json
 import os
 import resource
 import sys
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from ledger.errors import RefusedError, StorageError
+from verifier.documents.pdfsig import PdfReport
+from verifier.errors import FormatError
 
 CHECK_TIMEOUT_S = 10.0
 MEMORY_LIMIT = 2 << 30  # address space of the checker process
@@ -84,6 +92,35 @@ class PdfChecker:
         self._lock = asyncio.Lock()
 
     async def check(self, path: Path) -> None:
+        """Refuse (RefusedError, 422) an upload a PDF reader cannot open or that has no pages."""
+        # An absolute path begins with "/", never with the "{" of a JSON request.
+        answer = await self._ask(str(Path(path).absolute()).encode())
+        if answer.get("error"):
+            raise _not_pdf(str(answer["error"]))
+
+    async def signatures(self, path: Path, roots: Sequence[bytes], at: datetime,
+                         tsa_roots: Sequence[bytes] = ()) -> PdfReport:
+        """The signatures of the PDF at `path` (not stored), checked by `verifier.documents.pdfsig.check_pdf` with the
+        given roots (DER or PEM) at the aware moment `at`, in the checker process, within its limits.
+
+        Raises:
+            RefusedError: 422 `not_pdf`: the file is refused (not a PDF, encrypted, too large, damaged,
+                or it kept the checker past its time or memory limit).
+            StorageError: 503: the checker failed.
+        """
+        request = {"signatures": str(Path(path).absolute()), "at": at.isoformat(),
+                   "roots": [base64.b64encode(r).decode() for r in roots],
+                   "tsa_roots": [base64.b64encode(r).decode() for r in tsa_roots]}
+        answer = await self._ask(json.dumps(request).encode())
+        if answer.get("error"):
+            raise _not_pdf(str(answer["error"]))
+        try:
+            return PdfReport.from_json(answer["report"])
+        except (KeyError, TypeError, FormatError):
+            raise _checker_failed(f"it answered {str(answer)[:100]!r}") from None
+
+    async def _ask(self, request: bytes) -> dict[str, Any]:
+        """Send one request line and read the answer line, restarting a checker that died once."""
         timeout = CHECK_TIMEOUT_S if self.timeout_s is None else self.timeout_s
         async with self._lock:
             # A checker that died (killed while idle, or by this very file) is started again once: a file
@@ -92,7 +129,7 @@ class PdfChecker:
                 proc = await self._started()
                 assert proc.stdin is not None and proc.stdout is not None
                 try:
-                    proc.stdin.write(str(path).encode() + b"\n")
+                    proc.stdin.write(request + b"\n")
                     await proc.stdin.drain()
                     line = await asyncio.wait_for(proc.stdout.readline(), timeout)
                 except TimeoutError:
@@ -117,8 +154,7 @@ class PdfChecker:
                 raise _checker_failed(f"it answered {line[:100]!r}") from None
         if answer.get("failed"):
             raise _checker_failed(f"it could not read the stored upload ({answer['failed']})")
-        if answer.get("error"):
-            raise _not_pdf(str(answer["error"]))
+        return answer
 
     async def _started(self) -> asyncio.subprocess.Process:
         if self._proc is None or self._proc.returncode is not None:
@@ -153,20 +189,49 @@ class PdfChecker:
             await self._stop()
 
 
+def _signatures(request: dict[str, Any]) -> dict[str, Any]:
+    """Answer a signatures request: `check_pdf` on the named file, with the roots and moment it gives."""
+    from verifier.documents.pdfsig import MAX_PDF_BYTES
+    from verifier.documents.pdfsig import check_pdf as check_signatures
+
+    path = Path(request["signatures"])
+    with _Upload(io.FileIO(path, "rb")) as f:
+        pdf = f.read(MAX_PDF_BYTES + 1)  # a larger file is refused by its size, not read in full
+    at = datetime.fromisoformat(request["at"])
+    roots = [base64.b64decode(r, validate=True) for r in request["roots"]]
+    tsa_roots = [base64.b64decode(r, validate=True) for r in request.get("tsa_roots", [])]
+    try:
+        report = check_signatures(pdf, roots=roots, at=at, tsa_roots=tsa_roots)
+    except FormatError as e:
+        return {"error": str(e), "code": e.code}
+    return {"report": report.to_json()}
+
+
+def _answer(line: str) -> dict[str, Any]:
+    if line.startswith("{"):
+        return _signatures(json.loads(line))
+    check_pdf(line)
+    return {"ok": True}
+
+
 def main() -> None:
-    """The checker process: a path a line in, `{"ok": true}` or `{"error": ...}` a line out."""
+    """The checker process, a request a line in and a line of JSON out. A request is either a path (check
+    an upload: `{"ok": true}` or `{"error": ...}`) or a JSON object `{"signatures": PATH, "roots": [BASE64],
+    "tsa_roots": [BASE64], "at": RFC3339}` (check its signatures: `{"report": ...}` or `{"error": ...}`).
+    `{"failed": ...}` is a fault of this server: the file could not be read."""
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     answers, sys.stdout = sys.stdout, sys.stderr  # whatever else writes to stdout must not break the protocol
     for line in sys.stdin:
         try:
-            check_pdf(line.rstrip("\n"))
-            answer: dict[str, object] = {"ok": True}
+            answer = _answer(line.rstrip("\n"))
         except RefusedError as e:
             answer = {"error": str(e)}
         except MemoryError:
             answer = {"error": "the PDF could not be checked: the reader ran out of its memory limit"}
         except OSError as e:  # our own temporary file: a fault of this server, not of the upload
             answer = {"failed": str(e.strerror or e)}
+        except (KeyError, TypeError, ValueError) as e:  # a request the portal should not have sent
+            answer = {"failed": f"a request the checker does not understand ({type(e).__name__}: {e})"}
         answers.write(json.dumps(answer) + "\n")
         answers.flush()
 

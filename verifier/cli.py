@@ -143,6 +143,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--at", type=_moment, help="when it was received, RFC 3339: it must be signed within "
                                               "--max-age of that moment")
     s.add_argument("--max-age", type=_minutes, default=10.0, help="minutes (default 10)")
+    s = sub.add_parser("pdf", help="check every signature of a PDF: intact, trusted, not changed after signing")
+    s.add_argument("file", help="the PDF")
+    s.add_argument("--root", action="append", default=[], help="trusted root certificate of signers (PEM or DER); "
+                                                               "repeatable")
+    s.add_argument("--tsa-root", action="append", default=[],
+                   help="trusted root of signature time-stamps (default: the --root certificates); repeatable")
+    s.add_argument("--at", required=True, type=_moment,
+                   help="the moment of judgment, RFC 3339: certificates must be valid then (for now: "
+                        "--at $(date -u +%%FT%%TZ))")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
 
@@ -292,6 +302,28 @@ def _run(args: argparse.Namespace) -> int:
         print(f"VERIFIED envelope {head.env} has {head.events} event(s) in {head.origin} at size {head.size}, "
               f"the last at index {head.last_index} (leaf {head.last_leaf.hex()}), as the log said at {head.time}")
         return 0
+    if args.command == "pdf":
+        import json
+        import logging
+        import warnings
+
+        from verifier.documents.pdfsig import check_pdf
+
+        # pyHanko logs what its analysis finds (with tracebacks) and warns of deprecations on import: the
+        # report says what matters, so standard error is kept for this command's own errors.
+        logging.getLogger("pyhanko").addHandler(logging.NullHandler())
+        logging.getLogger("pyhanko").propagate = False
+        warnings.filterwarnings("ignore", message="DSA is deprecated")
+
+        report = check_pdf(_read(args.file), roots=[_read(r) for r in args.root], at=args.at,
+                           tsa_roots=[_read(r) for r in args.tsa_root])
+        if args.json:
+            print(json.dumps(report.to_json(), indent=2))
+        else:
+            for line in report.lines():
+                print(line)
+            print(report.verdict())
+        return 0 if report.ok else 1
     raise AssertionError(args.command)
 
 

@@ -5,6 +5,6 @@
 token), `witness` (notaries' cosignatures of checkpoints), and `context` (the protocol these modules
 need of the ledger, so they never import it).
 
-May import: `ledger.errors`, `ledger.clock`, `ledger.config`, `ledger.storage`, `ledger.documents`,
-`ledger.access` and `verifier`; never `ledger.envelopes`, which uses this package.
+May import: `ledger.errors`, `ledger.clock`, `ledger.config`, `ledger.storage`, `ledger.access` and
+`verifier`; never `ledger.documents` or `ledger.envelopes`, which use this package.
 """

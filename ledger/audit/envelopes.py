@@ -2,8 +2,8 @@
 decision reads.
 
 1. every entry is canonical, each envelope is an unbroken chain, and the lifecycle replayed over the log
-   gives exactly the stored projections (envelopes with their times, the per-envelope index, documents
-   and printed copies);
+   gives exactly the stored projections (envelopes with their times, the per-envelope index, documents,
+   their versions and printed copies);
 2. every opening opens its commitment (SHA-256 of salt and value) and an entry of its envelope commits
    to it; every commitment in the log has its opening (a deleted row is named);
 3. what grants access is bound to the log: an envelope's tenant and reference are the ones its
@@ -23,6 +23,7 @@ from typing import Any
 
 from ledger.audit.report import AuditReport
 from ledger.documents.blobs import BlobStore
+from ledger.envelopes.core import version_of
 from ledger.storage.log import TileLog
 from verifier.entry import Entry
 from verifier.errors import VerificationError
@@ -67,6 +68,7 @@ class EnvelopeAudit:
     copies: dict[int, dict[str, Any]] = field(default_factory=dict)
     docs: dict[int, dict[str, Any]] = field(default_factory=dict)
     commitments: dict[bytes, tuple[str, int, str]] = field(default_factory=dict)  # -> (env, index, field)
+    versions: dict[int, tuple[Any, ...]] = field(default_factory=dict)  # index -> `version_of` the entry
 
     def entry(self, idx: int, raw: bytes) -> None:
         rep = self.rep
@@ -104,6 +106,9 @@ class EnvelopeAudit:
             r.refs[(KINDS[e.type], ordinal)] = e.data.get("ref")
         if e.type == "document.added" and e.data.get("download") == "code" and isinstance(ordinal, int):
             r.access[ordinal] = e.data.get("access")
+        version = version_of(e)
+        if version is not None:
+            self.versions[idx] = version
         if e.type == "copy.printed":
             self.copies[idx] = {"env": e.env, **e.data}
         elif e.type == "document.added":
@@ -117,6 +122,7 @@ class EnvelopeAudit:
         self._check_refs(log, openings)
         self._check_access_codes(log, openings)
         self._check_copies_and_documents(log)
+        self._check_versions(log)
         if blobs is not None:
             self._check_originals(blobs)
 
@@ -267,6 +273,18 @@ class EnvelopeAudit:
         if stored_copies != len(self.copies):
             rep.add(f"copies table holds {stored_copies} rows; the log printed {len(self.copies)} copies")
 
+    def _check_versions(self, log: TileLog) -> None:
+        """(1) The versions projection: each row is the version its entry registers, and none is missing."""
+        rep = self.rep
+        seen = 0
+        for idx, *row in log.conn.execute("SELECT idx, sha256, env, document, kind, party, copy FROM versions"):
+            seen += 1
+            if self.versions.get(idx) != tuple(row):
+                rep.add(f"versions row idx={idx}: does not match the version its entry registers ({row[3]} of "
+                        f"document {row[2]} of envelope {row[1]})")
+        if seen != len(self.versions):
+            rep.add(f"versions table holds {seen} rows; the log registers {len(self.versions)} versions")
+
     def _check_originals(self, blobs: BlobStore) -> None:
         """(4) Every document the portal may serve (download policy other than "none") has its original
         in the store, and the file still hashes to the SHA-256 its entry registered; files no document
@@ -284,5 +302,5 @@ class EnvelopeAudit:
             if digest != d["sha256"]:
                 rep.add(f"the original of {where}, {blobs.path(d['sha256'])}, no longer hashes to {d['sha256']}: "
                         "it is damaged; restore it from a backup")
-        named = {d["sha256"] for d in self.docs.values()}
+        named = {d["sha256"] for d in self.docs.values()} | {v[0] for v in self.versions.values()}
         rep.unreferenced = sum(1 for sha in blobs.stored() if sha not in named)

@@ -137,6 +137,7 @@ class _Batch:
     openings: list[tuple[str, str, str, str]] = field(default_factory=list)
     copies: list[tuple[str, str, int, int, int]] = field(default_factory=list)  # code, env, document, copy, index
     documents: list[tuple[str, int, str, int]] = field(default_factory=list)  # env, document, sha256, index
+    versions: list[tuple[Any, ...]] = field(default_factory=list)  # index, then `version_of`'s fields
     access: list[tuple[str, int, str]] = field(default_factory=list)  # env, document, SHA-256 of its access code
     absent: set[tuple[str, str]] = field(default_factory=set)  # (tenant, ref) known not to exist before this batch
     answers: dict[tuple[str, str], tuple[str, str, str]] = field(default_factory=dict)  # idempotent answers
@@ -171,12 +172,42 @@ class _Batch:
             c.executemany("INSERT INTO copies(code, env, document, copy, idx) VALUES (?, ?, ?, ?, ?)", self.copies)
         if self.documents:
             c.executemany("INSERT INTO documents(env, document, sha256, idx) VALUES (?, ?, ?, ?)", self.documents)
+        if self.versions:
+            c.executemany("INSERT INTO versions(idx, sha256, env, document, kind, party, copy) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          self.versions)
         if self.access:  # private: the codes that open documents whose policy is "code"
             c.executemany("INSERT INTO access_codes(env, document, code_sha256) VALUES (?, ?, ?)", self.access)
         if self.answers:
             c.execute("DELETE FROM idempotency WHERE created < ?", (self.expired_before,))
             c.executemany("INSERT INTO idempotency(key_id, idem_key, fingerprint, acks, created) VALUES (?, ?, ?, ?, ?)",
                           [(k, i, *v) for (k, i), v in self.answers.items()])
+
+
+def version_of(entry: Entry) -> tuple[str, str, int, str, int | None, int | None] | None:
+    """The document version an entry registers, if it registers one: (sha256, env, document, kind, party,
+    copy). A party's signed PDF (`party.signed`: `signed_sha256`), a scan of a paper copy (`paper.scanned`)."""
+    d = entry.data
+    if entry.type == "party.signed":
+        return d["signed_sha256"], entry.env, d["document"], "signed", d["party"], None
+    if entry.type == "paper.scanned":
+        return d["sha256"], entry.env, d["document"], "scan", None, d.get("copy")
+    return None
+
+
+def _backfill_versions(log: TileLog) -> int:
+    """Fill the versions table of a ledger made before it existed, from the entries (once, when it is added)."""
+    rows = []
+    for start in range(0, log.size, 65536):
+        for k, raw in enumerate(log.entries(start, min(start + 65536, log.size))):
+            if b'"party.signed"' in raw or b'"paper.scanned"' in raw:
+                version = version_of(Entry.from_bytes(raw))
+                if version is not None:
+                    rows.append((start + k, *version))
+    log.conn.execute("BEGIN IMMEDIATE")
+    log.conn.executemany("INSERT OR IGNORE INTO versions(idx, sha256, env, document, kind, party, copy)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    log.conn.execute("COMMIT")
+    return len(rows)
 
 
 def _status(rec: _Env) -> str:
@@ -257,6 +288,8 @@ class _Request:
             batch.entries.append((entry.env, entry.seq, first + k))
             if entry.type == "document.added":
                 batch.documents.append((entry.env, entry.data["document"], entry.data["sha256"], first + k))
+            elif (version := version_of(entry)) is not None:
+                batch.versions.append((first + k, *version))
         batch.copies.extend((code, env, d, n, first + pos) for code, env, d, n, pos in copies)
         batch.access.extend(access)
         batch.openings.extend(openings)
@@ -464,6 +497,8 @@ class Ledger:
         log = TileLog.open(home / DB_NAME, signer, clock)
         if "api_keys.seal" in log.added_columns:  # keys made before seals: sealed once, as the column is added
             seal_unsealed(log)
+        if "versions" in log.added_columns:  # a ledger made before versions were kept: filled once
+            _backfill_versions(log)
         logged = log.latest_checkpoint.split("\n", 1)[0] if log.latest_checkpoint else config.origin
         if logged != config.origin:
             log.close()

@@ -53,8 +53,16 @@ def _envelope(ledger: Ledger, ref: str, title: str, parties: list[tuple[str, str
     return ev, sha
 
 
-def _sign(ref: str, pid: str, sha: str, method: str = "face", channel: str = "app") -> list[dict[str, Any]]:
-    signed = hashlib.sha256(f"{sha}:{pid}".encode()).hexdigest()
+def demo_signed_pdf(sha: str, party: str) -> bytes:
+    """The demo's stand-in for a party's signed PDF of a document: a file of its own, registered as the
+    version that party signed (`party.signed`'s `signed_sha256`)."""
+    return demo_pdf("Signed copy", f"Document SHA-256 {sha[:32]}\nSigned electronically by party {party}")
+
+
+def _sign(ref: str, pid: str, sha: str, method: str = "face", channel: str = "app",
+          ledger: Ledger | None = None) -> list[dict[str, Any]]:
+    pdf = demo_signed_pdf(sha, pid)
+    signed = ledger.blobs.put(pdf)[0] if ledger is not None else hashlib.sha256(pdf).hexdigest()
     return [
         {"type": "party.viewed", "envelope": ref, "party": pid},
         {"type": "party.authenticated", "envelope": ref, "party": pid, "method": method},
@@ -68,14 +76,15 @@ _TWO = [("lessor", "Zhang San", 1), ("lessee", "Li Si", 2)]
 
 def _completed(ledger: Ledger, ref: str) -> list[dict[str, Any]]:
     ev, sha = _envelope(ledger, ref, "Office lease agreement", _TWO)
-    ev += _sign(ref, "lessor", sha, "ukey", "ukey") + _sign(ref, "lessee", sha, "sms", "h5")
+    ev += _sign(ref, "lessor", sha, "ukey", "ukey", ledger) + _sign(ref, "lessee", sha, "sms", "h5", ledger)
     return ev + [{"type": "envelope.completed", "envelope": ref},
                  {"type": "copy.printed", "envelope": ref, "document": "main"}]
 
 
 def _in_progress(ledger: Ledger, ref: str) -> list[dict[str, Any]]:
     ev, sha = _envelope(ledger, ref, "Equipment purchase contract", _TWO, download="code")
-    return ev + _sign(ref, "lessor", sha) + [{"type": "copy.printed", "envelope": ref, "document": "main"}]
+    return ev + _sign(ref, "lessor", sha, ledger=ledger) + [
+        {"type": "copy.printed", "envelope": ref, "document": "main"}]
 
 
 def _withdrawn(ledger: Ledger, ref: str) -> list[dict[str, Any]]:
@@ -86,7 +95,7 @@ def _withdrawn(ledger: Ledger, ref: str) -> list[dict[str, Any]]:
 
 def _declined(ledger: Ledger, ref: str) -> list[dict[str, Any]]:
     ev, sha = _envelope(ledger, ref, "Freight carriage agreement", _TWO, download="none")
-    return ev + _sign(ref, "lessor", sha) + [
+    return ev + _sign(ref, "lessor", sha, ledger=ledger) + [
         {"type": "copy.printed", "envelope": ref, "document": "main"},
         {"type": "party.authenticated", "envelope": ref, "party": "lessee", "method": "password"},
         {"type": "party.declined", "envelope": ref, "party": "lessee", "reason": "Price changed"}]
@@ -94,7 +103,7 @@ def _declined(ledger: Ledger, ref: str) -> list[dict[str, Any]]:
 
 def _void(ledger: Ledger, ref: str) -> list[dict[str, Any]]:
     ev, sha = _envelope(ledger, ref, "Vehicle lease", _TWO)
-    ev += _sign(ref, "lessor", sha) + _sign(ref, "lessee", sha, "fingerprint", "mini-program")
+    ev += _sign(ref, "lessor", sha, ledger=ledger) + _sign(ref, "lessee", sha, "fingerprint", "mini-program", ledger)
     return ev + [{"type": "envelope.completed", "envelope": ref},
                  {"type": "copy.printed", "envelope": ref, "document": "main"},
                  {"type": "void.requested", "envelope": ref, "party": "lessor", "reason": "Signed in error"},

@@ -74,6 +74,12 @@ CREATE TABLE IF NOT EXISTS documents (
     env TEXT NOT NULL, document INTEGER NOT NULL, sha256 TEXT NOT NULL, idx INTEGER NOT NULL,
     PRIMARY KEY (env, document)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS documents_sha256 ON documents (sha256);
+-- The versions made from each document, as the log registers them (a projection): a party's signed PDF
+-- (party.signed), a scan of a paper copy (paper.scanned). `kind` says which; `party` or `copy` whose.
+CREATE TABLE IF NOT EXISTS versions (
+    idx INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, env TEXT NOT NULL, document INTEGER NOT NULL,
+    kind TEXT NOT NULL, party INTEGER, copy INTEGER);
+CREATE INDEX IF NOT EXISTS versions_sha256 ON versions (sha256);
 CREATE TABLE IF NOT EXISTS access_codes (
     env TEXT NOT NULL, document INTEGER NOT NULL, code_sha256 TEXT NOT NULL,
     PRIMARY KEY (env, document)) WITHOUT ROWID;
@@ -138,12 +144,14 @@ def create(conn: sqlite3.Connection) -> None:
 
 def ensure(conn: sqlite3.Connection) -> set[str]:
     """Bring an existing database up to the current schema (every statement is IF NOT EXISTS, and columns
-    added since are added); returns the columns added now (`"api_keys.seal"`), for the caller to fill.
+    added since are added); returns the columns and tables added now (`"api_keys.seal"`, `"versions"`),
+    for the caller to fill.
 
     Plain sqlite3 on purpose: opening a ledger stays fast (sqlite-utils loads its plugins on first use).
     """
+    had_versions = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'versions'").fetchone() is not None
     conn.executescript(SCHEMA + _triggers())
-    added = set()
+    added = set() if had_versions else {"versions"}
     if "seal" not in {row[1] for row in conn.execute("PRAGMA table_info(api_keys)")}:
         conn.execute("ALTER TABLE api_keys ADD COLUMN seal TEXT")
         added.add("api_keys.seal")

@@ -322,6 +322,19 @@ async def document_known(request: web.Request) -> web.Response:
     request.app[LOOKUP_LIMIT].check(request)
     led = request.app[LEDGER]
     sha = request.match_info["sha256"]
-    row = await asyncio.to_thread(
-        lambda: led.log._reader().execute("SELECT 1 FROM documents WHERE sha256 = ? LIMIT 1", (sha,)).fetchone())
-    return web.json_response({"sha256": sha, "registered": row is not None})
+    versions = await asyncio.to_thread(registered_versions, led, sha)
+    return web.json_response({"sha256": sha, "registered": bool(versions), "versions": versions})
+
+
+def registered_versions(led: Ledger, sha: str, limit: int = 10) -> list[dict[str, Any]]:
+    """Which registered versions of documents have this SHA-256: the original of a document, a party's
+    signed PDF, a scan of a paper copy (ordinals only: nothing names an envelope or a person)."""
+    r = led.log._reader()
+    out: list[dict[str, Any]] = [{"kind": "original", "document": int(n)} for (n,) in r.execute(
+        "SELECT document FROM documents WHERE sha256 = ? LIMIT ?", (sha, limit))]
+    for document, kind, party, copy in r.execute(
+            "SELECT document, kind, party, copy FROM versions WHERE sha256 = ? LIMIT ?", (sha, limit)):
+        out.append({"kind": kind, "document": int(document),
+                    **({"party": int(party)} if party is not None else {}),
+                    **({"copy": int(copy)} if copy is not None else {})})
+    return out[:limit]

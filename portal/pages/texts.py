@@ -19,7 +19,8 @@ routes = web.RouteTableDef()
 # the page's words verify.js compares with what the signed events say, and the words it writes itself
 CHECKED = ("copy_of", "void_detail", "role_signer", "role_cc", "order", "signed", "declined", "pending", "not_signed",
            "time_shown", "copy_row", "copy_this", "status_failed", "verify_pending", "verify_ok", "verify_ok_more",
-           "verify_unpinned", "verify_unpinned_more", "verify_fail", "compare_failed", "match", "mismatch")
+           "verify_unpinned", "verify_unpinned_more", "verify_fail", "compare_failed", "match", "mismatch",
+           "match_signed", "match_scan", "match_scan_any")
 
 
 def script(lang: str) -> bytes:

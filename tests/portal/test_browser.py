@@ -24,6 +24,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
+from ledger.envelopes.demo import demo_signed_pdf
 from ledger.storage.signer import LogSigner
 from portal.pages.i18n import DETAILS, EVENTS, REASONS, TEXT
 from tests.browser_util import CHROMIUM, CHROMIUM_ARGS, DemoCopy, LedgerServer, LyingProxies, Tamper
@@ -246,6 +247,31 @@ def test_compare_your_copy_match_and_mismatch(server: LedgerServer, page: Page, 
     assert (res.text_content() or "").startswith("MISMATCH - ") and forged_sha in (res.text_content() or "")
     assert page.eval_on_selector("#compare-result", "e => getComputedStyle(e).color") == RED
     shot(page, "compare-mismatch")
+
+
+def test_compare_your_copy_recognises_a_partys_signed_version(server: LedgerServer, page: Page) -> None:
+    """A party's signed PDF is a version of the document the log registers (`party.signed`'s
+    `signed_sha256`): "compare your copy" says which, from the verified entries, not MISMATCH; and the
+    home page's file check (`/d/<sha256>`) says the same."""
+    copy = server.copies["completed"]
+    open_copy(page, copy.url)
+    assert_verified(page)
+    sha = (page.locator("#doc-sha256").text_content() or "").strip()
+    signed = demo_signed_pdf(sha, "lessee")
+    path = server.blob(hashlib.sha256(signed).hexdigest())
+    assert path.read_bytes() == signed, "the demo registers the signed PDF it stores"
+    page.set_input_files("#compare-input", str(path))
+    res = page.locator("#compare-result.ok")
+    res.wait_for()
+    words = res.text_content() or ""
+    assert words.startswith("MATCH - your file is the version of this document signed by party 2"), words
+    assert page.eval_on_selector("#compare-result", "e => getComputedStyle(e).color") == GREEN
+    shot(page, "compare-signed-version")
+    page.goto(f"{server.base}/")
+    page.set_input_files("#file-input", str(path))
+    out = page.locator("#file-result.info")
+    out.wait_for()
+    assert "signed by party 2" in (out.text_content() or ""), out.text_content()
 
 
 @pytest.mark.parametrize("status, label", [

@@ -172,6 +172,11 @@ CASES: dict[str, tuple[Mutation, str]] = {
     "documents: a hash changed": (lambda c: flip(c, "documents", "sha256", "idx = (SELECT min(idx) FROM documents)", 0),
                                   "documents row env="),
     "copies: a copy number changed": (lambda c: c.execute("UPDATE copies SET copy = copy + 1"), "copies row code="),
+    "versions: a signed version's hash changed": (
+        lambda c: c.execute(f"UPDATE versions SET sha256 = '{hashlib.sha256(b'other').hexdigest()}' "
+                            "WHERE idx = (SELECT min(idx) FROM versions)"), "versions row idx="),
+    "versions: a row deleted": (lambda c: c.execute("DELETE FROM versions WHERE idx = (SELECT max(idx) FROM versions)"),
+                                "versions table holds"),
     "access_codes: another code's hash": (new_access_code, "access_codes row env="),
     "access_codes: a row deleted": (lambda c: c.execute("DELETE FROM access_codes"), "has no access code row"),
     "api_keys: moved to another tenant": (lambda c: c.execute("UPDATE api_keys SET tenant = 'other'"),

@@ -222,7 +222,7 @@
     const head = await verifyHead(v.log.head, key, cp.size);
     const mine = await codeHash();
     let prevLeaf = "", seq = 0, env = null, status = null, lastIndex = -1, copy = null, voidedAt = null;
-    const docs = {}, parties = [], rows = [];
+    const docs = {}, parties = [], rows = [], versions = [];
     for (const item of v.proofs) {
       const entry = EL.b64(item.entry);
       const leaf = await EL.sha256(EL.concat(Uint8Array.of(0), entry));
@@ -239,6 +239,9 @@
       if (e.type === "copy.printed" && d.code === mine) copy = { document: d.document, n: d.copy };
       if (e.type === "party.added") parties.push({ role: d.role, order: d.order, signed: false, declined: false });
       if (e.type === "party.signed") parties[d.party - 1].signed = true;
+      // the versions made from a document, as signed entries register them: a party's signed PDF, a scan
+      if (e.type === "party.signed") versions.push({ document: d.document, sha256: d.signed_sha256, party: d.party });
+      if (e.type === "paper.scanned") versions.push({ document: d.document, sha256: d.sha256, scan: d.copy || 0 });
       if (e.type === "party.declined") parties[d.party - 1].declined = true;
       let detail = "";  // in the page's words; a party's kind is no method of anything: none
       if (e.type === "copy.printed") {
@@ -281,7 +284,8 @@
     if (p.d && !docHash.startsWith(p.d)) fail("doc_pin");
     checkParties(parties, t, CLOSED.includes(status));
     checkTimeline(rows, t);
-    return { size: cp.size, pinned: Boolean(p.k), docHash, status };
+    const mineVersions = versions.filter((x) => x.document === copy.document);
+    return { size: cp.size, pinned: Boolean(p.k), docHash, status, versions: mineVersions };
   }
 
   // The page's word for a value of the log (an event type, a method): the log's own value if none.
@@ -395,11 +399,13 @@
     const res = cmp && document.getElementById("compare-result");
     out.textContent = t.verify_pending;
     let verified = null;
+    let versionsOf = [];
     try {
       const v = await fetchView(box.dataset.json);
       if (reloadedOutdated(v, box)) return;
       const r = await verify(v, t);
       verified = r.docHash;
+      versionsOf = r.versions;
       const pinned = r.pinned;
       // the verdict in one sentence; what it covers folded below it
       out.textContent = pinned ? t.verify_ok : t.verify_unpinned;
@@ -433,8 +439,12 @@
     input.addEventListener("change", async () => {
       if (!input.files.length) return;
       const sha = await EL.fileSha256(input.files[0]);
-      const same = sha === verified;
-      res.textContent = `${same ? t.match : t.mismatch} (SHA-256 ${sha})`;
+      const version = versionsOf.find((x) => x.sha256 === sha);
+      const same = sha === verified || version !== undefined;
+      const words = sha === verified ? t.match : !version ? t.mismatch
+        : version.party ? t.match_signed.replace("{n}", String(version.party))
+          : version.scan ? t.match_scan.replace("{n}", String(version.scan)) : t.match_scan_any;
+      res.textContent = `${words} (SHA-256 ${sha})`;
       res.className = same ? "ok" : "bad";
     });
   });

@@ -1,0 +1,1 @@
+"""Tests of documents: stamping, watermarks, seals, signature checks."""
