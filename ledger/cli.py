@@ -23,7 +23,8 @@ from ledger.errors import LedgerError, NotFoundError, RefusedError
 from ledger.storage.homelock import check_not_serving
 from verifier.cli import ranged
 
-COMMANDS = ("init", "serve", "append", "import", "status", "prove", "checkpoint", "anchor", "audit", "keys", "demo")
+COMMANDS = ("init", "serve", "append", "import", "status", "prove", "checkpoint", "anchor", "audit", "keys", "demo",
+            "print")
 DEFAULT_TENANT = "default"
 TENANT_HELP = (f"the tenant the events' envelopes belong to (default: {DEFAULT_TENANT}); envelope references "
                "are per tenant")
@@ -73,6 +74,15 @@ def _parser() -> argparse.ArgumentParser:
                                  "(a name `ledger status` lists)")
 
     sub.add_parser("checkpoint", help="print the latest signed checkpoint")
+
+    s = sub.add_parser("print", help="print-ready copies of a document: each a copy.printed entry and a PDF of the "
+                                     "document's latest version with that copy's QR code stamped on it")
+    s.add_argument("ref", metavar="REF", help="the envelope (your reference)")
+    s.add_argument("--document", required=True, metavar="D", help="the document (your reference)")
+    s.add_argument("--copies", type=ranged(int, 1, 1000, "a number of copies from 1 to 1000"), default=1,
+                   metavar="N")
+    s.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="the folder the PDFs go to")
+    s.add_argument("--tenant", type=_tenant, default=DEFAULT_TENANT, help=TENANT_HELP)
 
     s = sub.add_parser("anchor", help="anchor the latest checkpoint with every TSA now; or renew expiring anchors")
     s.add_argument("--renew", action="store_true",
@@ -258,6 +268,33 @@ def _run(args: argparse.Namespace, home: Path) -> int | None:
         led.close()
 
 
+def _print(args: argparse.Namespace, led: Any) -> int:
+    import os
+
+    from ledger.documents.qr import grouped
+    from ledger.envelopes import printing
+
+    env = led.envelope(args.tenant, args.ref)["env"]
+    row = led.log._reader().execute("SELECT ordinal FROM refs WHERE env = ? AND kind = 'document' AND ref = ?",
+                                    (env, args.document)).fetchone()
+    if row is None:
+        raise NotFoundError(f"envelope {args.ref!r} has no document {args.document!r}", code="unknown_document")
+    printing.latest_version(led, env, int(row[0]))  # before any copy is logged: one that cannot be printed is not
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RefusedError(f"cannot make the folder {args.output}: {e.strerror or e}", code="bad_output") from None
+    for _ in range(args.copies):
+        (ack,) = led.append(args.tenant, [{"type": "copy.printed", "envelope": args.ref, "document": args.document}])
+        pdf, name = printing.printed_copy(led, args.tenant, ack)
+        path = args.output / f"{args.ref}-{name}"
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_bytes(pdf)
+        os.replace(tmp, path)
+        print(f"{path}  {grouped(ack['code'])}  {led.qr_url(ack['code'])}")
+    return 0
+
+
 def _audit_report(rep: Any, as_json: bool) -> int:
     if as_json:
         print(json.dumps(rep.to_json(), indent=2))
@@ -307,6 +344,8 @@ def _with_ledger(args: argparse.Namespace, led: Any) -> int:
         if args.entry:
             print(base64.b64encode(led.log.entry(args.index)).decode())
         return 0
+    if args.command == "print":
+        return _print(args, led)
     if args.command == "checkpoint":
         sys.stdout.write(led.log.latest_checkpoint)
         return 0

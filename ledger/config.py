@@ -33,6 +33,77 @@ DEFAULT_POLICY = "1.3.6.1.4.1.57264.3161.1"  # the local TSA's policy OID (`loca
 _TSA_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
+_CORNERS = ("bottom-right", "bottom-left", "top-right", "top-left")
+_COLOUR = re.compile(r"#[0-9A-Fa-f]{6}")
+
+
+@dataclass(frozen=True)
+class PrintConfig:
+    """How a tenant's print-ready copies (and downloads) look: one `[[printing]]` table each; `tenant =
+    "*"` is the default for tenants without a table of their own."""
+
+    tenant: str = "*"
+    corner: str = "bottom-right"
+    qr_mm: float = 22.0
+    margin_mm: float = 8.0
+    pages: str = "every"
+    watermark: str = ""
+    watermark_size: float = 40.0
+    watermark_colour: str = "#808080"
+    watermark_opacity: float = 0.2
+    watermark_angle: float = 45.0
+    watermark_tiled: bool = True
+    watermark_downloads: bool = True
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_toml(cls, raw: Any, where: str) -> PrintConfig:
+        if not isinstance(raw, dict):
+            raise _bad(f"{where} must be a table")
+        unknown = sorted(set(raw) - set(cls.keys()))
+        if unknown:
+            raise _bad(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(cls.keys())}")
+        out: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in raw:
+                continue
+            v, want = raw[f.name], type(f.default)
+            if want is float and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            if not isinstance(v, want) or isinstance(v, bool) != (want is bool):
+                raise _bad(f"{where}: {f.name} must be a {want.__name__}")
+            out[f.name] = v
+        p = cls(**out)
+        checks = [
+            (p.tenant == "*" or bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", p.tenant)),
+             "tenant must be a tenant's name, or \"*\" for every other tenant"),
+            (p.corner in _CORNERS, f"corner must be one of {', '.join(_CORNERS)}"),
+            (10 <= p.qr_mm <= 100, "qr_mm must be from 10 to 100 (mm)"),
+            (0 <= p.margin_mm <= 100, "margin_mm must be from 0 to 100 (mm)"),
+            (p.pages in ("every", "last"), "pages must be \"every\" or \"last\""),
+            (len(p.watermark) <= 200 and p.watermark.isprintable(), "watermark must be at most 200 printable characters"),
+            (6 <= p.watermark_size <= 300, "watermark_size must be from 6 to 300 (points)"),
+            (bool(_COLOUR.fullmatch(p.watermark_colour)), "watermark_colour must be #RRGGBB"),
+            (0 < p.watermark_opacity <= 1, "watermark_opacity must be in (0, 1]"),
+            (-360 <= p.watermark_angle <= 360, "watermark_angle must be from -360 to 360 (degrees)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise _bad(f"{where}: {message}")
+        return p
+
+    def to_toml(self) -> str:
+        out = ["[[printing]]"]
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out.append(f"{f.name} = {'true' if v else 'false'}" if isinstance(v, bool)
+                       else f"{f.name} = {json.dumps(v) if isinstance(v, str) else repr(v)}")
+        return "\n".join(out) + "\n"
+
+
 @dataclass(frozen=True)
 class TsaConfig:
     """One external RFC 3161 TSA: where to ask, whom to trust, how to authenticate."""
@@ -143,11 +214,13 @@ class Config:
     idempotency_hours: float = 24.0
     witnesses: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
+    signature_roots: tuple[str, ...] = ()  # PEM files (relative to the ledger folder) the PDF signature check trusts
     header_timeout_s: float = 20.0
     idle_timeout_s: float = 75.0
     body_timeout_s: float = 300.0
     max_connections: int = 10_000
     tsa: tuple[TsaConfig, ...] = ()
+    printing: tuple[PrintConfig, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -165,6 +238,11 @@ class Config:
         """The TSAs configured to anchor this ledger: the local one (if on), then each [[tsa]]."""
         return ([LOCAL_TSA_NAME] if self.local_tsa else []) + [t.name for t in self.tsa]
 
+    def printing_for(self, tenant: str) -> PrintConfig:
+        """The tenant's `[[printing]]` table, else the `"*"` one, else the defaults."""
+        by = {p.tenant: p for p in self.printing}
+        return by.get(tenant) or by.get("*") or PrintConfig()
+
     def witness_verifiers(self) -> list[CosignatureVerifier]:
         """The notaries whose tlog-cosignature/v1 cosignatures the log accepts and shows."""
         return [CosignatureVerifier.from_string(k) for k in self.witnesses]
@@ -181,7 +259,7 @@ class Config:
         given = environment()  # this run's settings, not the ledger's: config.toml gets the defaults
         for k in self.keys():
             v = getattr(Config, k) if k in given else getattr(self, k)
-            if k == "tsa":
+            if k in ("tsa", "printing"):
                 continue
             if isinstance(v, bool):
                 out.append(f"{k} = {'true' if v else 'false'}")
@@ -189,7 +267,8 @@ class Config:
                 out.append(f"{k} = {json.dumps(list(v))}")
             else:
                 out.append(f"{k} = {v!r}" if not isinstance(v, str) else f"{k} = {json.dumps(v)}")
-        return "\n".join(out) + "\n" + "".join("\n" + t.to_toml() for t in self.tsa)
+        return ("\n".join(out) + "\n" + "".join("\n" + t.to_toml() for t in self.tsa)
+                + "".join("\n" + p.to_toml() for p in self.printing))
 
 
 def _bad(message: str) -> LedgerError:
@@ -261,6 +340,12 @@ def _load_file(path: Path) -> Config:
     names = [t.name for t in parsed]
     if len(set(names)) != len(names):
         raise _bad(f"{path}: two [[tsa]] tables have the same name")
+    printing = raw.pop("printing", [])
+    if not isinstance(printing, list):
+        raise _bad(f"{path}: printing must be an array of tables, written [[printing]]")
+    prints = tuple(PrintConfig.from_toml(t, f"{path} [[printing]] #{i + 1}") for i, t in enumerate(printing))
+    if len({p.tenant for p in prints}) != len(prints):
+        raise _bad(f"{path}: two [[printing]] tables are for the same tenant")
     witnesses = _strings(raw, "witnesses", f"{path}: witnesses must be a list of witness verifier keys "
                                             "(name+keyid+base64)")
     try:
@@ -278,6 +363,8 @@ def _load_file(path: Path) -> Config:
         except ValueError as e:
             raise _bad(f"{path}: trusted_proxies: {e}") from None
     raw["trusted_proxies"] = tuple(proxies)
+    raw["signature_roots"] = tuple(_strings(raw, "signature_roots", f"{path}: signature_roots must be a list of "
+                                                                    "PEM file paths, like [\"roots/ca.pem\"]"))
     defaults = Config()
     for k, v in raw.items():
         want = type(getattr(defaults, k))
@@ -297,7 +384,7 @@ def _load_file(path: Path) -> Config:
     why = public_url_problem(raw.get("public_url", Config.public_url))
     if why:
         raise _bad(f"{path}: public_url: {why}")
-    return Config(**raw, tsa=parsed)
+    return Config(**raw, tsa=parsed, printing=prints)
 
 
 def public_url_problem(url: str) -> str | None:

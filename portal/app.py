@@ -22,6 +22,7 @@ from ledger.envelopes.core import Ledger
 from ledger.errors import LedgerError
 from portal.api import openapi
 from portal.api import routes as api
+from portal.api import scans as scanroutes
 from portal.caching import PageCache, TtlCache
 from portal.keys import (
     ANCHORER,
@@ -226,6 +227,7 @@ def create_app(ledger: Ledger, *, anchor: bool = True, lookup_rate: float | None
     app.add_routes(tsaroutes.routes)
     app.add_routes(pages.routes)
     app.add_routes(api.routes)
+    app.add_routes(scanroutes.routes)
     app.add_routes(openapi.routes)
     app.add_routes(texts.routes)
     app.router.add_static("/static", STATIC, append_version=False)

@@ -379,19 +379,38 @@ def stamp_copy(pdf: bytes, *, qr_url: str, code_grouped: str, domain: str, copy_
     if not 1 <= copy_no <= 10**9:
         raise _bad("copy_no", f"counts from 1, not {copy_no}")
     _check_time(printed_at)
+    lines = (domain, code_grouped, f"第 {copy_no} 份 · 打印于 {printed_at}", f"copy {copy_no}, printed {printed_at}")
+    return _update(pdf, (layout, qr_url, lines), watermark, void, max_bytes)
+
+
+def mark_download(pdf: bytes, *, watermark: Watermark | None = None, void: VoidMark | None = None,
+                  max_bytes: int = MAX_PDF_BYTES) -> bytes:
+    """A downloaded copy: the PDF with a watermark and/or the VOID mark on every page, as an incremental
+    update (no QR code: a download is no printed copy). With neither mark, `pdf` itself.
+
+    Raises:
+        RefusedError: as `stamp_copy`.
+    """
+    if watermark is None and void is None:
+        return pdf
+    return _update(pdf, None, watermark, void, max_bytes)
+
+
+def _update(pdf: bytes, qr: tuple[StampLayout, str, tuple[str, ...]] | None, watermark: Watermark | None,
+            void: VoidMark | None, max_bytes: int) -> bytes:
     writer = _open(pdf, max_bytes)
     try:
         pages = _pages(writer)
     except (PdfError, KeyError, ValueError, TypeError, IndexError, AssertionError, RecursionError) as e:
         raise _damaged(str(e) or type(e).__name__) from e
-    lines = (domain, code_grouped, f"第 {copy_no} 份 · 打印于 {printed_at}", f"copy {copy_no}, printed {printed_at}")
     style = watermark.style() if watermark is not None else None
     void_lines = void.lines() if void is not None else None
+    layout, qr_url, lines = qr if qr is not None else (StampLayout(), "", ())
 
     sheets: dict[tuple[float, float, bool], int] = {}
     plan: list[int | None] = []
     for i, page in enumerate(pages):
-        with_qr = layout.pages == "every" or i == len(pages) - 1
+        with_qr = qr is not None and (layout.pages == "every" or i == len(pages) - 1)
         if not with_qr and style is None and void_lines is None:
             plan.append(None)
             continue

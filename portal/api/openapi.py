@@ -111,9 +111,12 @@ ACK = {"type": "object", "required": ["index", "leaf_hash", "checkpoint_size", "
            "code": {"type": "string", "description": "copy.printed: the copy's QR code"},
            "qr_url": {"type": "string", "description": "POST .../copies: the URL the QR code holds"},
            "code_grouped": {"type": "string", "description": "POST .../copies: the code as printed"},
+           "copy": {"type": "integer", "description": "POST .../copies: the copy's number (1 for the first)"},
+           "qr_svg": {"type": "string", "description": "POST .../copies: the QR code as SVG, to print"},
            "access_code": {"type": "string", "description": "document.added with download code: shown once"},
            "sha256": {"type": "string", "description": "POST .../documents: the upload's SHA-256"},
-           "size": {"type": "integer", "description": "POST .../documents: the upload's size in bytes"}}}
+           "size": {"type": "integer", "description": "POST .../documents: the upload's size in bytes"},
+           "document": {"type": "string", "description": "POST .../scans: your reference of its document"}}}
 ENVELOPE_SUMMARY: dict[str, Any] = {"type": "object", "additionalProperties": False,
                     "required": ["envelope", "env", "status", "events", "first_index", "last_index", "created",
                                  "updated"],
@@ -246,8 +249,10 @@ DOCUMENT: dict[str, Any] = {
             "get": _op("The envelope's parties, by your references", "read", _ok("Parties"), params=[_REF],
                        status="200")},
         "/api/v1/envelopes/{ref}/copies": {"post": _op(
-            "Issue the QR code of a printed copy", "append", ACKS, params=[_REF],
-            body=_json_body(_event("copy.printed", envelope=False, with_type=False)))},
+            "Issue a printed copy: its QR code (JSON), or with Accept: application/pdf the print-ready PDF of the "
+            "document's latest version with the copy's QR code, code and number stamped (an incremental update)",
+            "append", {**ACKS, "application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+            params=[_REF], body=_json_body(_event("copy.printed", envelope=False, with_type=False)))},
         "/api/v1/envelopes/{ref}/documents": {
             "post": _op(
                 "Upload a PDF document (streamed, size-limited)", "append", ACKS,
@@ -262,6 +267,11 @@ DOCUMENT: dict[str, Any] = {
                                                                                    "format": "binary"}}}}),
             "get": _op("The envelope's documents, by your references, with their signed versions", "read",
                        _ok("Documents"), params=[_REF], status="200")},
+        "/api/v1/envelopes/{ref}/scans": {"post": _op(
+            "Register a scan of a printed copy signed or sealed by hand (PDF, JPEG or PNG; streamed, "
+            "size-limited): the QR code on it names the copy", "append", ACKS, params=[_REF],
+            body={"required": True, "content": {t: {"schema": {"type": "string", "format": "binary"}}
+                                                for t in ("application/pdf", "image/jpeg", "image/png")}})},
         "/api/v1/entries/{index}/proof": {"get": _op(
             "A C2SP tlog-proof of one of your entries (text); with ?entry=1, JSON with the entry's bytes", "read",
             {"text/plain": {"schema": {"type": "string"}}, "application/json": {"schema": _ref("EntryWithProof")}},

@@ -20,12 +20,13 @@ from aiohttp import web
 
 from ledger.access.apikeys import KEY_CACHE_S, ApiKey, authenticate
 from ledger.documents import qr
-from ledger.envelopes import queries
+from ledger.envelopes import printing, queries
 from ledger.envelopes.core import Idempotency, uploaded
 from ledger.envelopes.events import REF, InputEvent, parse_events
 from ledger.errors import NotFoundError, RefusedError
 from portal.body import chunks, read_limited
 from portal.keys import KEYS_SEEN, LEDGER, PDF_CHECKER, SUBMIT, UPLOAD_LIMIT
+from portal.pages.routes import attachment
 from verifier.entry import Entry, strict_loads
 from verifier.errors import FormatError
 
@@ -258,14 +259,60 @@ async def add_party(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/envelopes/{ref}/copies")
 async def issue_copy(request: web.Request) -> web.Response:
-    """Issue the QR code of one printed copy of a document."""
+    """Issue one printed copy of a document: its QR code (JSON: the acknowledgement with the code, its
+    URL, the grouped code, the copy number and an SVG of the QR code), or, with `Accept: application/pdf`,
+    the print-ready PDF of the document's latest version with that copy's marks stamped on it."""
     key = await _key(request, "append")
     data = await _strict_object(request)
-    acks = await _append(request, key, {**_with_envelope(_ref(request), data), "type": "copy.printed"})
+    ref, led = _ref(request), request.app[LEDGER]
+    as_pdf = _wants_pdf(request)
+    if as_pdf and isinstance(data.get("document"), str):  # no copy is logged that cannot be printed
+        await asyncio.to_thread(_printable, led, key.tenant, ref, data["document"])
+    acks = await _append(request, key, {**_with_envelope(ref, data), "type": "copy.printed"})
     ack = acks[0]
-    ack["qr_url"] = await asyncio.to_thread(request.app[LEDGER].qr_url, ack["code"])
+    ack["qr_url"] = await asyncio.to_thread(led.qr_url, ack["code"])
     ack["code_grouped"] = qr.grouped(ack["code"])
+    if as_pdf:
+        pdf, name = await asyncio.to_thread(printing.printed_copy, led, key.tenant, ack)
+        resp = web.Response(body=pdf, status=201, headers={
+            "Content-Type": "application/pdf", "Content-Disposition": attachment(name),
+            "Ledger-Index": str(ack["index"]), "Ledger-Leaf-Hash": ack["leaf_hash"], "Ledger-Code": ack["code"],
+            "Ledger-Checkpoint-Size": str(ack["checkpoint_size"])})
+        if request.get(REPLAYED):
+            resp.headers["Idempotent-Replayed"] = "true"
+        return resp
+    entry = await asyncio.to_thread(lambda: Entry.from_bytes(led.log.entry(ack["index"],
+                                                                           within=ack["checkpoint_size"])))
+    ack["copy"] = entry.data["copy"]
+    ack["qr_svg"] = qr_svg(ack["qr_url"])
     return _acks_response(request, acks)
+
+
+def _wants_pdf(request: web.Request) -> bool:
+    """`Accept: application/pdf` (before any JSON it also accepts)."""
+    accept = [part.split(";")[0].strip().lower() for part in request.headers.get("Accept", "").split(",")]
+    return "application/pdf" in accept and (
+        "application/json" not in accept or accept.index("application/pdf") < accept.index("application/json"))
+
+
+def _printable(led: Any, tenant: str, ref: str, document: str) -> None:
+    env = led.envelope(tenant, ref)["env"]
+    row = led.log._reader().execute("SELECT ordinal FROM refs WHERE env = ? AND kind = 'document' AND ref = ?",
+                                    (env, document)).fetchone()
+    if row is not None:  # (an unknown document is refused by the event itself, as for JSON callers)
+        printing.latest_version(led, env, int(row[0]))
+
+
+def qr_svg(url: str) -> str:
+    """The QR code of `url` as an SVG path (error correction Q, a quiet zone of four modules)."""
+    import qrcode
+    import qrcode.image.svg
+
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_Q, border=4,
+                         image_factory=qrcode.image.svg.SvgPathImage)
+    code.add_data(url)
+    code.make(fit=True)
+    return str(code.make_image().to_string(encoding="unicode"))
 
 
 @routes.post("/api/v1/envelopes/{ref}/documents")

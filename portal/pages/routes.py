@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -16,13 +18,17 @@ from urllib.parse import quote
 import jinja2
 from aiohttp import web
 
+from ledger.anchoring.tsa import ROOT_CERT_FILE as TSA_ROOT_FILE
 from ledger.documents import qr
-from ledger.envelopes.core import Ledger
+from ledger.documents.sealca import ROOT_CERT_FILE as SEAL_ROOT_FILE
+from ledger.envelopes import printing
+from ledger.envelopes.core import TSA_DIR, Ledger
 from ledger.envelopes.public import copy_version, copy_view
-from ledger.errors import RefusedError
+from ledger.errors import LedgerError, RefusedError, StorageError
 from portal import body as request_body
-from portal.keys import HEAD, HEADS, LEDGER, LOOKUP_LIMIT, PAGES, TEMPLATES
+from portal.keys import HEAD, HEADS, LEDGER, LOOKUP_LIMIT, PAGES, PDF_CHECKER, TEMPLATES
 from portal.pages import i18n, texts
+from verifier.documents.pdfsig import PdfReport
 from verifier.lifecycle import CLOSED
 
 routes = web.RouteTableDef()
@@ -71,7 +77,7 @@ _PASTED_URL = re.compile(r"^\s*https?://[^/\s]+(?:/[^?#\s]*)?/v/([^/?#\s]+)", re
 def a_page(request: web.Request) -> bool:
     """Is this one of the pages a person opens (a copy's page, its download form, the lookup), rather
     than the API, a JSON view or the log's files?"""
-    return request.path == "/lookup" or _COPY_PATH.fullmatch(request.path) is not None
+    return request.path in ("/lookup", SIGNATURE_CHECK) or _COPY_PATH.fullmatch(request.path) is not None
 
 
 def wants_html(request: web.Request) -> bool:
@@ -274,13 +280,21 @@ async def download(request: web.Request) -> web.StreamResponse:
     v = await _view(request)
     if v is None or v["document"].get("download") != "public":
         raise web.HTTPNotFound(text="this document is not available for download")
-    return _send_document(request, v["document"], "private, max-age=300")
+    return await _send_document(request, v, "private, max-age=300")
 
 
-def _send_document(request: web.Request, document: dict[str, Any], cache_control: str) -> web.FileResponse:
-    path = request.app[LEDGER].blobs.open(document["sha256"])
-    return web.FileResponse(path, headers={"Content-Type": "application/pdf", "Cache-Control": cache_control,
-                                           "Content-Disposition": attachment(document.get("name") or "")})
+async def _send_document(request: web.Request, v: dict[str, Any], cache_control: str) -> web.StreamResponse:
+    """The document a copy's page offers: the registered original as it is, or, for a void contract or a
+    tenant that watermarks its downloads, with those marks added as an incremental update."""
+    led, document = request.app[LEDGER], v["document"]
+    headers = {"Content-Type": "application/pdf", "Cache-Control": cache_control,
+               "Content-Disposition": attachment(document.get("name") or "")}
+    tenant = await asyncio.to_thread(printing.tenant_of, led, v["env"])
+    p = led.config.printing_for(tenant)
+    if v["status"] == "voided" or (p.watermark and p.watermark_downloads):
+        body = await asyncio.to_thread(printing.downloaded_copy, led, tenant, v)
+        return web.Response(body=body, headers=headers)
+    return web.FileResponse(led.blobs.open(document["sha256"]), headers=headers)
 
 
 def attachment(name: str) -> str:
@@ -313,7 +327,7 @@ async def download_with_code(request: web.Request) -> web.StreamResponse:
     led = request.app[LEDGER]
     if not await asyncio.to_thread(led.check_access_code, v["env"], v["document_no"], given):
         raise web.HTTPForbidden(text="the access code is wrong")
-    return _send_document(request, v["document"], "private, no-store")
+    return await _send_document(request, v, "private, no-store")
 
 
 @routes.get(r"/d/{sha256:[0-9a-f]{64}}")
@@ -338,3 +352,125 @@ def registered_versions(led: Ledger, sha: str, limit: int = 10) -> list[dict[str
                     **({"party": int(party)} if party is not None else {}),
                     **({"copy": int(copy)} if copy is not None else {})})
     return out[:limit]
+
+
+SIGNATURE_CHECK = "/check/signatures"
+SEAL_DIR = "seal"  # the ledger's seal CA (`ledger.documents.sealca`), if it has one
+PDF_HEADER = b"%PDF-"
+HEADER_WINDOW = 1024  # where a reader accepts the header (as `verifier.documents.pdfsig` does)
+
+
+@routes.post(SIGNATURE_CHECK)
+async def check_signatures(request: web.Request) -> web.Response:
+    """Check the signatures of a PDF the reader sent on purpose: in the checker process, against the
+    roots this ledger trusts, at the server's time. The file is held in a temporary file for the check
+    only, and removed at once, whatever the outcome."""
+    request.app[LOOKUP_LIMIT].check(request)
+    led = request.app[LEDGER]
+    roots, tsa_roots = await asyncio.to_thread(trust_roots, led)
+    at = led.clock()
+    up = led.blobs.upload()  # a temporary file in the blob store's folder, size-limited; never finished
+    try:
+        await _receive_pdf(request, up)
+        await asyncio.to_thread(up.flush)
+        report = await request.app[PDF_CHECKER].signatures(Path(up.tmp), roots, at, tsa_roots)
+    finally:
+        up.abort()
+    answer = {"at": _utc(at.isoformat()), **await asyncio.to_thread(_signature_answer, led, report)}
+    if wants_html(request):
+        resp = render(request, "signatures.html", r=answer, utc=_utc)
+        resp.headers["Vary"] = "Accept, Accept-Language, Cookie"
+    else:
+        resp = web.json_response(answer)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def trust_roots(led: Ledger) -> tuple[list[bytes], list[bytes]]:
+    """The roots (DER) the signature check trusts: for signers, the seal CA's root (if the ledger has
+    one) and the configured `signature_roots`; for time-stamps, the local TSA's root, the `[[tsa]]`
+    roots and the configured ones. Nothing is fetched.
+
+    Raises:
+        StorageError: a configured or local root cannot be read or is no certificate (503: the server's).
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    def certs(path: Path) -> list[bytes]:
+        try:
+            return [c.public_bytes(Encoding.DER) for c in x509.load_pem_x509_certificates(path.read_bytes())]
+        except (OSError, ValueError) as e:
+            raise StorageError(f"the signature check cannot read its trust root {path} ({e}); fix "
+                               "signature_roots in config.toml") from None
+
+    def under_home(name: str) -> Path:
+        return Path(name) if Path(name).is_absolute() else led.home / name
+
+    configured = [c for name in led.config.signature_roots for c in certs(under_home(name))]
+    seal_root = led.home / SEAL_DIR / SEAL_ROOT_FILE
+    signers = (certs(seal_root) if seal_root.exists() else []) + configured
+    tsa_root = led.home / TSA_DIR / TSA_ROOT_FILE
+    tsas = (certs(tsa_root) if tsa_root.exists() else [])
+    tsas += [c for t in led.config.tsa for name in t.roots for c in certs(under_home(name))] + configured
+    return signers, tsas
+
+
+async def _receive_pdf(request: web.Request, up: Any) -> None:
+    """Write the PDF into `up`: the body itself (application/pdf), or a form's one file field `pdf` (a
+    browser without JavaScript). 413 past the document size limit, 422 for what is no PDF."""
+    head = b""
+    if request.content_type == "application/pdf":
+        if request.content_length is not None and request.content_length > up.store.max_size:
+            raise RefusedError(f"a PDF to check is at most {up.store.max_size} bytes", code="too_large", status=413)
+        async for chunk in request_body.chunks(request):
+            head += chunk[: HEADER_WINDOW - len(head)]
+            up.write(chunk)
+    elif request.content_type == "multipart/form-data":
+        try:
+            async for chunk in _form_file(request):
+                head += chunk[: HEADER_WINDOW - len(head)]
+                up.write(chunk)
+        except (web.HTTPException, LedgerError):
+            raise
+        except Exception:  # noqa: BLE001  # a malformed form (boundary, headers, truncated part) is the client's
+            raise RefusedError("send the PDF as the form's one file field pdf", code="bad_form", status=400) from None
+    else:
+        raise RefusedError("send the PDF as application/pdf, or as the file field pdf of a multipart/form-data "
+                           "form", code="unsupported_media_type", status=415)
+    if PDF_HEADER not in head:
+        raise RefusedError("the file is not a PDF (it has no %PDF- header at its start)", code="not_pdf", status=422)
+
+
+async def _form_file(request: web.Request) -> AsyncIterator[bytes]:
+    """The chunks of the form's file field `pdf`, its only field; 408 when nothing comes for IDLE_S."""
+    async def within(step: Any) -> Any:
+        try:
+            async with asyncio.timeout(request_body.IDLE_S):
+                return await step
+        except TimeoutError:
+            raise RefusedError(f"no part of the body came for {request_body.IDLE_S:g} s", code="request_timeout",
+                               status=408) from None
+
+    reader = await request.multipart()
+    part = await within(reader.next())
+    if part is None or getattr(part, "name", None) != "pdf" or not hasattr(part, "read_chunk"):
+        raise RefusedError("send the PDF as the form's one file field pdf", code="bad_form", status=400)
+    while chunk := await within(part.read_chunk()):
+        yield chunk
+    if await within(reader.next()) is not None:
+        raise RefusedError("the form has fields besides pdf; send the PDF alone", code="bad_form", status=400)
+
+
+def _signature_answer(led: Ledger, report: PdfReport) -> dict[str, Any]:
+    """The report as JSON, with the registered versions the whole file and each signed revision are."""
+    out = report.to_json()
+    out["registered"] = registered_versions(led, report.sha256)
+    for s, check in zip(out["signatures"], report.signatures, strict=True):
+        s["registered"] = registered_versions(led, check.revision_sha256)
+    return out
+
+
+def _utc(iso: str) -> str:
+    """A moment of the report as the pages show the log's times: RFC 3339 UTC, to the second."""
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -16,6 +16,7 @@ import json
 import re
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -343,6 +344,49 @@ def test_home_page_code_form_and_file_check(server: LedgerServer, page: Page, tm
         assert "429" in said and EN["file_result_none"] not in said and EN["file_result_found"] not in said, said
     finally:
         page.unroute("**/d/*")
+
+
+def test_home_page_checks_the_signatures_of_a_pdf_when_asked(server: LedgerServer, page: Page,
+                                                               tmp_path: Path) -> None:
+    """A PDF sealed by the ledger's seal CA and time-stamped by its TSA: picked, it is only hashed; the
+    reader asks, and the portal's check of its signatures shows in the page."""
+    from ledger.anchoring.tsa import LocalTsa
+    from ledger.documents.seal import LocalTsaTimeStamper, Sealer, seal_pdf
+    from ledger.documents.sealca import create_seal_ca, load_seal
+    from tests.documents.test_pdfsig import unsigned_pdf
+
+    seal_dir = server.home / "seal"
+    seal = load_seal(seal_dir) if seal_dir.exists() else create_seal_ca(
+        seal_dir, organisation="Browser Test Co", now=datetime.now().astimezone())
+    sealed = tmp_path / "sealed.pdf"
+    with ThreadPoolExecutor(1) as pool:  # pyHanko runs its own event loop: not in Playwright's thread
+        sealed.write_bytes(pool.submit(
+            seal_pdf, unsigned_pdf("Contract 21."), Sealer.from_local_seal(seal),
+            timestamper=LocalTsaTimeStamper(LocalTsa.load(server.home / "tsa")), level="B-T").result())
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    page.goto(f"{server.base}/")
+    page.set_input_files("#file-input", str(sealed))
+    page.locator("#file-result.bad").wait_for()  # hashed and looked up: not registered
+    assert posts == [], "picking a file sends nothing but its hash"
+    page.click("#sig-check")
+    page.locator("#sig-box #sig-result").wait_for()
+    assert page.url == f"{server.base}/", "the result shows in the page"
+    assert posts == [f"{server.base}/check/signatures?lang=en"], posts
+    assert page.locator("#sig-verdict").text_content() == EN["sig_all_ok"]
+    assert page.locator("#sig-box .sig-signer").text_content() is not None
+    assert "Browser Test Co" in (page.locator("#sig-box .sig-signer").text_content() or "")
+    assert page.locator("#sig-box .sig-trusted").text_content() == EN["sig_yes"]
+    assert page.locator("#sig-box .sig-changed").text_content() == EN["sig_changed_no"]
+    shot(page, "home-signature-check")
+    # a file that is no PDF: the portal's refusal, in the page's words
+    other = tmp_path / "notes.txt"
+    other.write_bytes(b"not a PDF\n")
+    page.set_input_files("#file-input", str(other))
+    page.click("#sig-check")
+    page.locator("#sig-box #error").wait_for()
+    assert page.locator("#sig-box #error h1").text_content() == EN["error_not_pdf"]
+    assert script_errors(page) == []
 
 
 def test_chinese_page(server: LedgerServer, browser: Browser) -> None:

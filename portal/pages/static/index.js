@@ -1,4 +1,5 @@
-// The home page: hash a dropped or picked file in the browser and ask whether it is registered.
+// The home page: hash a dropped or picked file in the browser and ask whether it is registered; on the
+// reader's request, have the portal check the signatures of that PDF.
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -32,10 +33,49 @@ document.addEventListener("DOMContentLoaded", () => {
     out.textContent = `${registered ? box.dataset.found : box.dataset.none}${which ? ` ${which}` : ""} SHA-256 ${sha}`;
     out.className = registered ? "info" : "bad";  // registered is no verdict on a contract: not green
   }
-  input.addEventListener("change", () => input.files.length && check(input.files[0]));
+  // Only when the reader asks: send the PDF itself to have its signatures checked, and show the portal's
+  // answer (the result page's section, or its refusal) in this page.
+  const form = document.getElementById("sig-form");
+  const sigBox = document.getElementById("sig-box");
+  let picked = null;  // the file picked or dropped last
+  async function checkSignatures(file) {
+    sigBox.replaceChildren();
+    const note = document.createElement("p");
+    note.textContent = form.dataset.pending;
+    sigBox.append(note);
+    let shown;
+    try {
+      const resp = await fetch(form.action, {
+        method: "POST", body: file, headers: { "Content-Type": "application/pdf", Accept: "text/html" },
+      });
+      const type = resp.headers.get("Content-Type") || "";
+      if (!type.startsWith("text/html")) throw new Error(String(resp.status));
+      const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
+      shown = resp.ok ? doc.getElementById("sig-result") : doc.getElementById("error");
+      if (!shown) throw new Error(String(resp.status));
+    } catch (err) {
+      note.textContent = form.dataset.error.replace("{status}", err instanceof TypeError ? "-" : err.message);
+      note.className = "error";
+      return;
+    }
+    sigBox.replaceChildren(document.adoptNode(shown));
+  }
+  form.addEventListener("submit", (e) => {
+    const file = input.files.length ? input.files[0] : picked;
+    if (!file) return;  // nothing picked: the browser's own form asks for a file
+    e.preventDefault();
+    checkSignatures(file);
+  });
+  input.addEventListener("change", () => {
+    picked = input.files.length ? input.files[0] : null;
+    if (picked) check(picked);
+  });
   box.addEventListener("dragover", (e) => e.preventDefault());
   box.addEventListener("drop", (e) => {
     e.preventDefault();
-    if (e.dataTransfer.files.length) check(e.dataTransfer.files[0]);
+    if (e.dataTransfer.files.length) {
+      picked = e.dataTransfer.files[0];
+      check(picked);
+    }
   });
 });
