@@ -24,7 +24,7 @@ from ledger.storage.homelock import check_not_serving
 from verifier.cli import ranged
 
 COMMANDS = ("init", "serve", "append", "import", "status", "prove", "checkpoint", "anchor", "audit", "keys", "demo",
-            "print")
+            "print", "seal")
 DEFAULT_TENANT = "default"
 TENANT_HELP = (f"the tenant the events' envelopes belong to (default: {DEFAULT_TENANT}); envelope references "
                "are per tenant")
@@ -82,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--copies", type=ranged(int, 1, 1000, "a number of copies from 1 to 1000"), default=1,
                    metavar="N")
     s.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="the folder the PDFs go to")
+    s.add_argument("--tenant", type=_tenant, default=DEFAULT_TENANT, help=TENANT_HELP)
+
+    s = sub.add_parser("seal", help="seal a document's latest version with the platform's e-seal (PAdES B-LT) and "
+                                    "register the sealed PDF as a version of it (document.sealed)")
+    s.add_argument("ref", metavar="REF", help="the envelope (your reference)")
+    s.add_argument("--document", required=True, metavar="D", help="the document (your reference)")
+    s.add_argument("-o", "--output", type=Path, metavar="FILE", help="also write the sealed PDF to FILE")
     s.add_argument("--tenant", type=_tenant, default=DEFAULT_TENANT, help=TENANT_HELP)
 
     s = sub.add_parser("anchor", help="anchor the latest checkpoint with every TSA now; or renew expiring anchors")
@@ -346,6 +353,15 @@ def _with_ledger(args: argparse.Namespace, led: Any) -> int:
         return 0
     if args.command == "print":
         return _print(args, led)
+    if args.command == "seal":
+        from ledger.envelopes import sealing
+
+        event, pdf = sealing.sealed_version(led, args.tenant, args.ref, args.document)
+        (ack,) = led.append(args.tenant, [event])
+        if args.output is not None:
+            args.output.write_bytes(pdf)
+        print(json.dumps(sealing.with_seal(ack, pdf), ensure_ascii=False))
+        return 0
     if args.command == "checkpoint":
         sys.stdout.write(led.log.latest_checkpoint)
         return 0

@@ -212,6 +212,8 @@ class Config:
     upload_rate: float = 20.0  # per API key
     upload_burst: int = 100
     idempotency_hours: float = 24.0
+    organisation: str = "Evidence Ledger (demo)"  # the name on the platform's seal
+    seal_on_completion: bool = True
     witnesses: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     signature_roots: tuple[str, ...] = ()  # PEM files (relative to the ledger folder) the PDF signature check trusts
@@ -381,6 +383,9 @@ def _load_file(path: Path) -> Config:
         _check_name(raw.get("origin", DEFAULT_ORIGIN))  # the origin names the log's key: the check of signed notes
     except FormatError as e:
         raise _bad(f"{path}: origin: {e}") from None
+    organisation = raw.get("organisation", Config.organisation)
+    if not 1 <= len(organisation.strip()) <= 64 or not organisation.isprintable():
+        raise _bad(f"{path}: organisation must be 1-64 printable characters (the name on the platform's seal)")
     why = public_url_problem(raw.get("public_url", Config.public_url))
     if why:
         raise _bad(f"{path}: public_url: {why}")

@@ -43,6 +43,7 @@ EVENT_TYPES = (
     "paper.scanned",
     "seal.used",
     "evidence.exported",
+    "document.sealed",
 )
 
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")

@@ -73,10 +73,12 @@ _REQ: dict[str, dict[str, Callable[[Any], bool]]] = {
     "paper.scanned": {"document": _POS, "sha256": _hex},
     "seal.used": {"party": _POS, "seal": _hex, "kind": _one_of(SEAL_KINDS)},
     "evidence.exported": {},
+    "document.sealed": {"document": _POS, "sha256": _hex, "certificate": _hex},
 }
 # Optional fields bind what grants access to the log: `owner` commits to the envelope's tenant and
 # reference, `ref` to the platform's reference of a document or party, `access` to the hash of a
-# document's access code (salted commitments, as titles are). Entries written before these existed lack them and stay valid.
+# document's access code (salted commitments, as titles are). Entries written before these existed lack
+# them and stay valid.
 _OPT: dict[str, dict[str, Callable[[Any], bool]]] = {
     "envelope.created": {"owner": _hex},
     "document.added": {"ref": _hex, "access": _hex},
@@ -337,6 +339,14 @@ def _seal(s: EnvelopeState, d: dict[str, Any], t: str) -> EnvelopeState:
     return s
 
 
+def _sealed(s: EnvelopeState, d: dict[str, Any], t: str) -> EnvelopeState:
+    # the platform's e-seal on a version of a document (made by the ledger itself, never posted)
+    _need(s, "document.sealed", "draft", "sent", "completed")
+    if d["document"] > len(s.documents):
+        raise _refuse("unknown_document", f"document {d['document']} was never added to this envelope")
+    return s
+
+
 def _exported(s: EnvelopeState, d: dict[str, Any], t: str) -> EnvelopeState:
     return s
 
@@ -358,4 +368,5 @@ _STEP: dict[str, Callable[[EnvelopeState, dict[str, Any], str], EnvelopeState]] 
     "paper.scanned": _scanned,
     "seal.used": _seal,
     "evidence.exported": _exported,
+    "document.sealed": _sealed,
 }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,16 +28,23 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from pyhanko.pdf_utils import layout
-from pyhanko.pdf_utils.images import PdfImage
-from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.pdf_utils.misc import PdfError
-from pyhanko.sign import fields, signers
-from pyhanko.sign.general import SigningError
-from pyhanko.sign.timestamps.api import TimeStamper
-from pyhanko.sign.timestamps.common_utils import TimestampRequestError
-from pyhanko.stamp import StaticStampStyle
-from pyhanko_certvalidator import ValidationContext
+from cryptography.utils import CryptographyDeprecationWarning
+
+with warnings.catch_warnings():
+    # pyHanko's signers import cryptography's DSA classes, which cryptography deprecates; the warning
+    # would reach standard error of every command that loads this module (see ledger.anchoring.tsa_client)
+    warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning,
+                            module=r"pyhanko\.sign\.signers\.pdf_cms")
+    from pyhanko.pdf_utils import layout
+    from pyhanko.pdf_utils.images import PdfImage
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.pdf_utils.misc import PdfError
+    from pyhanko.sign import fields, signers
+    from pyhanko.sign.general import SigningError
+    from pyhanko.sign.timestamps.api import TimeStamper
+    from pyhanko.sign.timestamps.common_utils import TimestampRequestError
+    from pyhanko.stamp import StaticStampStyle
+    from pyhanko_certvalidator import ValidationContext
 
 from ledger.clock import utc_now
 from ledger.documents.sealca import LocalSeal, organisation_of

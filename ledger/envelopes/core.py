@@ -33,6 +33,7 @@ from ledger.clock import Clock, utc_now
 from ledger.config import Config, load_config
 from ledger.documents import qr
 from ledger.documents.blobs import BlobStore
+from ledger.documents.sealca import create_seal_ca
 from ledger.envelopes.events import InputEvent, parse_events
 from ledger.errors import NotFoundError, RefusedError, StorageError
 from ledger.storage.log import AppendResult, TileLog
@@ -56,7 +57,9 @@ PUB_NAME = "log.pub"  # the verifier key, public: readers need no private key
 ACCESS_CODE_LENGTH = 12
 PIN_HEX = 32  # the QR fragment's pins: 128 bits of the log key's and the document's SHA-256 (pages accept 16 up)
 UPLOADED = "_uploaded"  # set on document.added by code that stored the bytes itself; never parsed from input
+SEALED = "_sealed"  # set on document.sealed by the ledger's own sealing; never parsed from input
 TSA_DIR = "tsa"
+SEAL_DIR = "seal"
 logger = logging.getLogger("ledger")
 
 
@@ -185,12 +188,15 @@ class _Batch:
 
 def version_of(entry: Entry) -> tuple[str, str, int, str, int | None, int | None] | None:
     """The document version an entry registers, if it registers one: (sha256, env, document, kind, party,
-    copy). A party's signed PDF (`party.signed`: `signed_sha256`), a scan of a paper copy (`paper.scanned`)."""
+    copy). A party's signed PDF (`party.signed`: `signed_sha256`), a scan of a paper copy (`paper.scanned`),
+    the platform's sealed PDF (`document.sealed`)."""
     d = entry.data
     if entry.type == "party.signed":
         return d["signed_sha256"], entry.env, d["document"], "signed", d["party"], None
     if entry.type == "paper.scanned":
         return d["sha256"], entry.env, d["document"], "scan", None, d.get("copy")
+    if entry.type == "document.sealed":
+        return d["sha256"], entry.env, d["document"], "sealed", None, None
     return None
 
 
@@ -199,7 +205,7 @@ def _backfill_versions(log: TileLog) -> int:
     rows = []
     for start in range(0, log.size, 65536):
         for k, raw in enumerate(log.entries(start, min(start + 65536, log.size))):
-            if b'"party.signed"' in raw or b'"paper.scanned"' in raw:
+            if b'"party.signed"' in raw or b'"paper.scanned"' in raw or b'"document.sealed"' in raw:
                 version = version_of(Entry.from_bytes(raw))
                 if version is not None:
                     rows.append((start + k, *version))
@@ -420,6 +426,13 @@ def _entry_data(i: int, ev: InputEvent, rec: _Env,
         d = {"party": new_ordinal("party", f["party"]), "role": f["role"],
              "order": f.get("order", 1 if f["role"] == "signer" else 0), "identity": commit(ident),
              "kind": f.get("kind", "person"), "ref": commit({"ref": f["party"]})}
+    elif t == "document.sealed":
+        if f.get(SEALED) is not True:
+            raise RefusedError(f"event {i}: document.sealed is made by the ledger itself when it seals a document "
+                               "(POST /api/v1/envelopes/{ref}/documents/{document}/seal)", code="invalid_event",
+                               status=422)
+        d = {"document": _ordinal(i, rec, "document", f["document"]), "sha256": f["sha256"],
+             "certificate": f["certificate"]}
     elif t == "copy.printed":
         n = _ordinal(i, rec, "document", f["document"])
         state = rec.state
@@ -484,6 +497,9 @@ class Ledger:
         (home / PUB_NAME).write_text(signer.verifier_key + "\n")
         if not (home / TSA_DIR).exists():
             create_local_tsa(home / TSA_DIR, now=clock())
+        if not (home / SEAL_DIR).exists():  # the platform's e-seal, under a local CA (not accredited)
+            create_seal_ca(home / SEAL_DIR, organisation=config.organisation, now=clock(),
+                           crl_base_url=config.public_url.rstrip("/") + "/seal-ca/")
         log = TileLog.create(home / DB_NAME, signer, clock)
         for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):  # SQLite gives new files the database's mode
             if (home / name).exists():

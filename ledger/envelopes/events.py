@@ -110,7 +110,10 @@ SCHEMA: dict[str, _Spec] = {
     "paper.scanned": {"document": ("ref", True), "sha256": ("hex", True), "copy": ("int:1:1000000", False)},
     "seal.used": {**_PARTY, "seal": ("hex", True), "kind": (SEAL_KINDS, True)},
     "evidence.exported": {"by": ("text:200", False)},
+    "document.sealed": {"document": ("ref", True), "sha256": ("hex", True), "certificate": ("hex", True)},
 }
+# made by the ledger itself (`POST .../documents/{document}/seal`), refused from the platform's input
+INTERNAL = ("document.sealed",)
 assert set(SCHEMA) == set(EVENT_TYPES)
 
 

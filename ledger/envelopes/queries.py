@@ -144,6 +144,7 @@ def documents_and_parties(led: Ledger, tenant: str, ref: str) -> dict[str, Any]:
     documents: list[dict[str, Any]] = []
     parties: list[dict[str, Any]] = []
     signatures: dict[int, list[dict[str, Any]]] = {}
+    seals: dict[int, list[dict[str, Any]]] = {}
     for _, idx, raw in _entries(led, env, 0, 1 << 31):
         e = Entry.from_bytes(raw)
         d = e.data
@@ -152,7 +153,7 @@ def documents_and_parties(led: Ledger, tenant: str, ref: str) -> dict[str, Any]:
             documents.append({"document": names.get(("document", n)), "ordinal": n, "sha256": d["sha256"],
                               "size": d["size"], "name": opened.get(d["name"], {}).get("name"),
                               "download": d["download"], "index": idx, "copies": state["copies"][n - 1],
-                              "signed_versions": []})
+                              "signed_versions": [], "sealed_versions": []})
         elif e.type == "party.added":
             n = d["party"]
             who = opened.get(d["identity"], {})
@@ -161,10 +162,14 @@ def documents_and_parties(led: Ledger, tenant: str, ref: str) -> dict[str, Any]:
                             "kind": d["kind"], "name": who.get("name"), "contact": who.get("contact"),
                             "authenticated": p[2], "signed": p[3], "declined": p[4], "consented_to_void": p[5],
                             "index": idx})
+        elif e.type == "document.sealed":
+            seals.setdefault(d["document"], []).append({"sha256": d["sha256"], "certificate": d["certificate"],
+                                                        "index": idx, "time": e.time})
         elif e.type == "party.signed":
             signatures.setdefault(d["document"], []).append(
                 {"party": names.get(("party", d["party"])), "sha256": d["signed_sha256"], "index": idx,
                  "time": e.time})
     for doc in documents:
         doc["signed_versions"] = signatures.get(doc["ordinal"], [])
+        doc["sealed_versions"] = seals.get(doc["ordinal"], [])
     return {"envelope": ref, "documents": documents, "parties": parties}

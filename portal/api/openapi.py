@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ledger.envelopes.events import SCHEMA
+from ledger.envelopes.events import INTERNAL, SCHEMA
 from ledger.envelopes.queries import PAGE_MAX
 from verifier.lifecycle import STATUSES
 
@@ -91,7 +91,7 @@ def _event(type: str, *, envelope: bool, with_type: bool = True) -> dict[str, An
 
 
 def _events(envelope: bool) -> dict[str, Any]:
-    one = {"oneOf": [_event(t, envelope=envelope) for t in SCHEMA]}
+    one = {"oneOf": [_event(t, envelope=envelope) for t in SCHEMA if t not in INTERNAL]}
     return {"oneOf": [one, {"type": "array", "items": one, "minItems": 1}]}
 
 
@@ -150,14 +150,18 @@ EVENT_OUT = {"type": "object", "additionalProperties": False,
 SIGNED_VERSION = {"type": "object", "additionalProperties": False, "required": ["party", "sha256", "index", "time"],
                   "properties": {"party": {"type": ["string", "null"]}, "sha256": HEX64,
                                  "index": {"type": "integer"}, "time": TIME}}
+SEALED_VERSION = {"type": "object", "additionalProperties": False,
+                  "required": ["sha256", "certificate", "index", "time"],
+                  "properties": {"sha256": HEX64, "certificate": HEX64, "index": {"type": "integer"}, "time": TIME}}
 DOCUMENT_OUT = {"type": "object", "additionalProperties": False,
                 "required": ["document", "ordinal", "sha256", "size", "name", "download", "index", "copies",
-                             "signed_versions"],
+                             "signed_versions", "sealed_versions"],
                 "properties": {"document": {"type": ["string", "null"]}, "ordinal": {"type": "integer"},
                                "sha256": HEX64, "size": {"type": "integer"}, "name": {"type": ["string", "null"]},
                                "download": {"type": "string", "enum": ["public", "code", "none"]},
                                "index": {"type": "integer"}, "copies": {"type": "integer"},
-                               "signed_versions": {"type": "array", "items": SIGNED_VERSION}}}
+                               "signed_versions": {"type": "array", "items": SIGNED_VERSION},
+                               "sealed_versions": {"type": "array", "items": SEALED_VERSION}}}
 PARTY_OUT = {"type": "object", "additionalProperties": False,
              "required": ["party", "ordinal", "role", "order", "kind", "name", "contact", "authenticated", "signed",
                           "declined", "consented_to_void", "index"],
@@ -272,6 +276,11 @@ DOCUMENT: dict[str, Any] = {
             "size-limited): the QR code on it names the copy", "append", ACKS, params=[_REF],
             body={"required": True, "content": {t: {"schema": {"type": "string", "format": "binary"}}
                                                 for t in ("application/pdf", "image/jpeg", "image/png")}})},
+        "/api/v1/envelopes/{ref}/documents/{document}/seal": {"post": _op(
+            "Seal the document's latest version with the platform's e-seal (PAdES B-LT) and register it as a "
+            "version (document.sealed)", "append", ACKS,
+            params=[_REF, {"name": "document", "in": "path", "required": True,
+                           "schema": {"type": "string", "pattern": REF_PATTERN}}])},
         "/api/v1/entries/{index}/proof": {"get": _op(
             "A C2SP tlog-proof of one of your entries (text); with ?entry=1, JSON with the entry's bytes", "read",
             {"text/plain": {"schema": {"type": "string"}}, "application/json": {"schema": _ref("EntryWithProof")}},

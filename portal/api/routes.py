@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -20,10 +21,10 @@ from aiohttp import web
 
 from ledger.access.apikeys import KEY_CACHE_S, ApiKey, authenticate
 from ledger.documents import qr
-from ledger.envelopes import printing, queries
+from ledger.envelopes import printing, queries, sealing
 from ledger.envelopes.core import Idempotency, uploaded
 from ledger.envelopes.events import REF, InputEvent, parse_events
-from ledger.errors import NotFoundError, RefusedError
+from ledger.errors import LedgerError, NotFoundError, RefusedError
 from portal.body import chunks, read_limited
 from portal.keys import KEYS_SEEN, LEDGER, PDF_CHECKER, SUBMIT, UPLOAD_LIMIT
 from portal.pages.routes import attachment
@@ -31,6 +32,7 @@ from verifier.entry import Entry, strict_loads
 from verifier.errors import FormatError
 
 routes = web.RouteTableDef()
+log = logging.getLogger("portal.api")
 PDF_MAGIC = b"%PDF-"
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 RAW_BODY = web.RequestKey("raw_body", bytes)
@@ -88,7 +90,9 @@ async def _append(request: web.Request, key: ApiKey, events: Any) -> list[dict[s
     led = request.app[LEDGER]
     parsed = parse_events(events, max_bytes=led.config.max_request_bytes,
                           max_events=led.config.max_events_per_request)
-    return await _submit(request, key, parsed, _idempotency(request, key, request.get(RAW_BODY, b"")))
+    acks = await _submit(request, key, parsed, _idempotency(request, key, request.get(RAW_BODY, b"")))
+    await _seal_on_completion(request, key, acks)
+    return acks
 
 
 def _idempotency(request: web.Request, key: ApiKey, body: bytes) -> Idempotency | None:
@@ -365,6 +369,49 @@ async def upload_document(request: web.Request) -> web.Response:
     event = replace(checked, fields={**checked.fields, "sha256": sha, "size": size})
     acks = await _submit(request, key, [uploaded(event)], idem)
     return _acks_response(request, [await asyncio.to_thread(_with_upload, led, acks[0])])
+
+
+@routes.post("/api/v1/envelopes/{ref}/documents/{document}/seal")
+async def seal_document(request: web.Request) -> web.Response:
+    """Seal the document's latest version with the platform's e-seal (PAdES B-LT, local TSA time-stamp) and
+    register the sealed PDF as a version of the document (`document.sealed`)."""
+    key = await _key(request, "append")
+    _query(request, ())
+    ref, led, document = _ref(request), request.app[LEDGER], request.match_info["document"]
+    if not REF.fullmatch(document):
+        raise RefusedError("a document reference is 1-64 letters, digits, '.', '_', ':' or '-'", code="bad_ref")
+    idem = _idempotency(request, key, b"")
+    if idem is not None and (stored := await _stored(request, idem)) is not None:
+        return _acks_response(request, [await asyncio.to_thread(_with_sealed, led, stored[0])])
+    event, _ = await asyncio.to_thread(sealing.sealed_version, led, key.tenant, ref, document)
+    acks = await _submit(request, key, [event], idem)
+    return _acks_response(request, [await asyncio.to_thread(_with_sealed, led, acks[0])])
+
+
+def _with_sealed(led: Any, ack: dict[str, Any]) -> dict[str, Any]:
+    """A seal's acknowledgement with the sealed PDF's SHA-256 and size."""
+    data = Entry.from_bytes(led.log.entry(ack["index"], within=ack["checkpoint_size"])).data
+    return {**ack, "sha256": data["sha256"], "size": led.blobs.path(data["sha256"]).stat().st_size}
+
+
+async def _seal_on_completion(request: web.Request, key: ApiKey, acks: list[dict[str, Any]]) -> None:
+    """When an envelope completes, the platform's seal on each of its documents whose bytes the ledger
+    holds. The completion stands whatever happens here: a document that cannot be sealed is logged."""
+    led = request.app[LEDGER]
+    if not led.config.seal_on_completion or request.get(REPLAYED):
+        return
+    for ack in acks:
+        if ack.get("type") != "envelope.completed":
+            continue
+        both = await asyncio.to_thread(queries.documents_and_parties, led, key.tenant, ack["envelope"])
+        for doc in both["documents"]:
+            try:
+                event, _ = await asyncio.to_thread(sealing.sealed_version, led, key.tenant, ack["envelope"],
+                                                   doc["document"])
+                await request.app[SUBMIT](key.tenant, [event])
+            except LedgerError as e:
+                log.warning("envelope %s completed, but its document %s was not sealed: %s", ack["env"],
+                            doc["ordinal"], e)
 
 
 def _with_upload(led: Any, ack: dict[str, Any]) -> dict[str, Any]:

@@ -64,6 +64,8 @@ TEXT: dict[str, dict[str, str]] = {
         "match_signed": "MATCH - your file is the version of this document signed by party {n}, as the log registers it.",
         "match_scan": "MATCH - your file is the registered scan of paper copy {n} of this document.",
         "match_scan_any": "MATCH - your file is a registered scan of a paper copy of this document.",
+        "match_sealed": "MATCH - your file is this document as sealed by the platform (its e-seal), as the log registers it.",
+        "file_kind_sealed": "It is a document as sealed by the platform (its e-seal).",
         "download": "Download the original",
         "download_code": "Download with the access code",
         "access_code": "Access code",
@@ -193,6 +195,8 @@ TEXT: dict[str, dict[str, str]] = {
         "match_signed": "一致 - 您的文件是参与方 {n} 签署后的版本，与日志登记相符。",
         "match_scan": "一致 - 您的文件是本文件第 {n} 份纸质打印件的登记扫描件。",
         "match_scan_any": "一致 - 您的文件是本文件某份纸质打印件的登记扫描件。",
+        "match_sealed": "一致 - 您的文件是平台加盖电子印章后的本文件，与日志登记相符。",
+        "file_kind_sealed": "它是平台加盖电子印章后的文件。",
         "download": "下载原件",
         "download_code": "凭访问码下载",
         "access_code": "访问码",
@@ -385,6 +389,7 @@ EVENTS: dict[str, dict[str, str]] = {
         "envelope.withdrawn": "Withdrawn", "void.requested": "Voiding requested",
         "void.consented": "Consented to voiding", "envelope.voided": "Voided", "copy.printed": "Copy printed",
         "paper.scanned": "Paper copy scanned", "seal.used": "Seal applied", "evidence.exported": "Evidence exported",
+        "document.sealed": "Sealed by the platform (e-seal)",
     },
     "zh-CN": {
         "envelope.created": "创建合同", "document.added": "添加文件", "party.added": "添加参与方",
@@ -393,6 +398,7 @@ EVENTS: dict[str, dict[str, str]] = {
         "envelope.withdrawn": "撤回", "void.requested": "申请作废", "void.consented": "同意作废",
         "envelope.voided": "作废", "copy.printed": "打印", "paper.scanned": "扫描纸质件", "seal.used": "用印",
         "evidence.exported": "导出证据",
+        "document.sealed": "平台加盖电子印章",
     },
 }
 DETAILS: dict[str, dict[str, str]] = {

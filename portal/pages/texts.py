@@ -20,7 +20,7 @@ routes = web.RouteTableDef()
 CHECKED = ("copy_of", "void_detail", "role_signer", "role_cc", "order", "signed", "declined", "pending", "not_signed",
            "time_shown", "copy_row", "copy_this", "status_failed", "verify_pending", "verify_ok", "verify_ok_more",
            "verify_unpinned", "verify_unpinned_more", "verify_fail", "compare_failed", "match", "mismatch",
-           "match_signed", "match_scan", "match_scan_any")
+           "match_signed", "match_scan", "match_scan_any", "match_sealed")
 
 
 def script(lang: str) -> bytes:

@@ -67,3 +67,18 @@ async def certificates(request: web.Request) -> web.Response:
     paths = _local_tsa(request).paths
     pem = paths.cert.read_bytes() + paths.root_cert.read_bytes()
     return web.Response(body=pem, content_type="application/pem-certificate-chain")
+
+
+@routes.get(r"/seal-ca/{name:seal-ca\.crl|seal-root\.pem}")
+async def seal_ca(request: web.Request) -> web.Response:
+    """The local seal CA's CRL (the address its seal certificates name) and its root: what a validator
+    needs to check the platform's seal. The CA is labelled "not accredited"."""
+    led = request.app[LEDGER]
+    name = request.match_info["name"]
+    path = led.home / "seal" / name
+    try:
+        body = await asyncio.to_thread(path.read_bytes)
+    except FileNotFoundError:
+        raise NotFoundError("this ledger has no seal CA yet", code="no_seal") from None
+    kind = "application/pkix-crl" if name.endswith(".crl") else "application/x-pem-file"
+    return web.Response(body=body, content_type=kind, headers={"Cache-Control": "public, max-age=300"})

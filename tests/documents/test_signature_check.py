@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 
 from ledger.anchoring.tsa import LocalTsa
 from ledger.documents.seal import LocalTsaTimeStamper, Sealer, seal_pdf
-from ledger.documents.sealca import create_seal_ca
+from ledger.documents.sealca import load_seal
 from ledger.envelopes.core import Ledger, uploaded
 from ledger.envelopes.events import parse_events
 from portal.app import create_app
@@ -35,8 +35,7 @@ BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 class Files:
     def __init__(self, led: Ledger) -> None:
         self.pki = Pki()
-        seal = create_seal_ca(led.home / "seal", organisation=ORGANISATION, now=led.clock(),
-                              crl_base_url="https://seal.example.test/ca/")
+        seal = load_seal(led.home / "seal")  # the platform's seal, made by `ledger init`
         stamper = LocalTsaTimeStamper(LocalTsa.load(led.home / "tsa"))
         self.original = unsigned_pdf("Contract 12: the parties agree.")
         self.sealed = seal_pdf(self.original, Sealer.from_local_seal(seal), timestamper=stamper, level="B-T")
@@ -64,7 +63,10 @@ def register_signed(led: Ledger, original: bytes, signed: bytes) -> None:
 
 @pytest.fixture(scope="module")
 def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ledger, Files]]:
-    led = Ledger.init(tmp_path_factory.mktemp("sigcheck") / "home")
+    home = tmp_path_factory.mktemp("sigcheck") / "home"
+    home.mkdir(mode=0o700)
+    (home / "config.toml").write_text(f'organisation = "{ORGANISATION}"\n')
+    led = Ledger.init(home)
     files = Files(led)
     register_signed(led, files.original, files.sealed)
     yield led, files

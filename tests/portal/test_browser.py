@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import re
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,7 @@ from playwright.sync_api import Error as PlaywrightError
 from ledger.envelopes.demo import demo_signed_pdf
 from ledger.storage.signer import LogSigner
 from portal.pages.i18n import DETAILS, EVENTS, REASONS, TEXT
-from tests.browser_util import CHROMIUM, CHROMIUM_ARGS, DemoCopy, LedgerServer, LyingProxies, Tamper
+from tests.browser_util import CHROMIUM, CHROMIUM_ARGS, DemoCopy, LedgerServer, LyingProxies, Tamper, ledger
 from tests.conftest import ROOT
 from verifier.checkpoint import verify_checkpoint
 from verifier.note import Ed25519Verifier, parse_note, sign_note
@@ -275,6 +276,27 @@ def test_compare_your_copy_recognises_a_partys_signed_version(server: LedgerServ
     assert "signed by party 2" in (out.text_content() or ""), out.text_content()
 
 
+def test_compare_your_copy_recognises_the_platforms_sealed_version(server: LedgerServer, page: Page,
+                                                                   tmp_path: Path) -> None:
+    """The document sealed by the platform (`ledger seal`, beside the running server) is a registered
+    version: "compare your copy" says so, from the verified `document.sealed` entry."""
+    sealed = tmp_path / "sealed.pdf"
+    ledger(server.home, "seal", "DEMO-COMPLETED", "--tenant", "demo", "--document", "main", "-o", str(sealed))
+    copy = server.copies["completed"]
+    deadline = time.monotonic() + 10
+    while True:  # the server takes the command's entry in within a second, or at its next write
+        open_copy(page, copy.url)
+        assert_verified(page)
+        if page.locator("#timeline").get_by_text("Sealed by the platform").count() or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    page.set_input_files("#compare-input", str(sealed))
+    res = page.locator("#compare-result.ok")
+    res.wait_for()
+    assert (res.text_content() or "").startswith("MATCH - your file is this document as sealed by the platform")
+    shot(page, "compare-sealed-version")
+
+
 @pytest.mark.parametrize("status, label", [
     ("voided", "VOID"), ("withdrawn", "WITHDRAWN"), ("declined", "DECLINED"), ("sent", "IN PROGRESS"),
 ])
@@ -352,12 +374,10 @@ def test_home_page_checks_the_signatures_of_a_pdf_when_asked(server: LedgerServe
     reader asks, and the portal's check of its signatures shows in the page."""
     from ledger.anchoring.tsa import LocalTsa
     from ledger.documents.seal import LocalTsaTimeStamper, Sealer, seal_pdf
-    from ledger.documents.sealca import create_seal_ca, load_seal
+    from ledger.documents.sealca import load_seal
     from tests.documents.test_pdfsig import unsigned_pdf
 
-    seal_dir = server.home / "seal"
-    seal = load_seal(seal_dir) if seal_dir.exists() else create_seal_ca(
-        seal_dir, organisation="Browser Test Co", now=datetime.now().astimezone())
+    seal = load_seal(server.home / "seal")  # the platform's seal, made by `ledger init`
     sealed = tmp_path / "sealed.pdf"
     with ThreadPoolExecutor(1) as pool:  # pyHanko runs its own event loop: not in Playwright's thread
         sealed.write_bytes(pool.submit(
@@ -375,7 +395,7 @@ def test_home_page_checks_the_signatures_of_a_pdf_when_asked(server: LedgerServe
     assert posts == [f"{server.base}/check/signatures?lang=en"], posts
     assert page.locator("#sig-verdict").text_content() == EN["sig_all_ok"]
     assert page.locator("#sig-box .sig-signer").text_content() is not None
-    assert "Browser Test Co" in (page.locator("#sig-box .sig-signer").text_content() or "")
+    assert "Evidence Ledger (demo)" in (page.locator("#sig-box .sig-signer").text_content() or "")
     assert page.locator("#sig-box .sig-trusted").text_content() == EN["sig_yes"]
     assert page.locator("#sig-box .sig-changed").text_content() == EN["sig_changed_no"]
     shot(page, "home-signature-check")

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from asn1crypto import x509
+from cryptography.utils import CryptographyDeprecationWarning
 
 from verifier import _cms
 from verifier.errors import FormatError, SignatureError
@@ -263,8 +265,11 @@ def _open(pdf: bytes) -> Any:
 
 def _check_one(pdf: bytes, reader: Any, sig: Any, trust: list[x509.Certificate],
                tsa_trust: list[x509.Certificate], at: datetime) -> SignatureCheck:
-    from pyhanko.sign.validation import async_validate_pdf_signature
-    from pyhanko.sign.validation.status import SignatureCoverageLevel
+    with warnings.catch_warnings():  # pyHanko's signers import DSA classes cryptography deprecates
+        warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning,
+                                module=r"pyhanko\.sign\.signers\.pdf_cms")
+        from pyhanko.sign.validation import async_validate_pdf_signature
+        from pyhanko.sign.validation.status import SignatureCoverageLevel
     from pyhanko_certvalidator import ValidationContext
 
     field = str(sig.field_name)

@@ -28,6 +28,7 @@ document.addEventListener("DOMContentLoaded", () => {
     // which version the file is: the original, a party's signed PDF, a scan of a paper copy
     const kinds = versions.map((x) => (x.kind === "signed" ? box.dataset.kindSigned.replace("{n}", String(x.party))
       : x.kind === "scan" ? box.dataset.kindScan.replace("{n}", x.copy ? String(x.copy) : "?")
+        : x.kind === "sealed" ? box.dataset.kindSealed
         : box.dataset.kindOriginal));
     const which = Array.from(new Set(kinds)).join(" ");
     out.textContent = `${registered ? box.dataset.found : box.dataset.none}${which ? ` ${which}` : ""} SHA-256 ${sha}`;

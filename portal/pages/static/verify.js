@@ -242,6 +242,7 @@
       // the versions made from a document, as signed entries register them: a party's signed PDF, a scan
       if (e.type === "party.signed") versions.push({ document: d.document, sha256: d.signed_sha256, party: d.party });
       if (e.type === "paper.scanned") versions.push({ document: d.document, sha256: d.sha256, scan: d.copy || 0 });
+      if (e.type === "document.sealed") versions.push({ document: d.document, sha256: d.sha256, sealed: true });
       if (e.type === "party.declined") parties[d.party - 1].declined = true;
       let detail = "";  // in the page's words; a party's kind is no method of anything: none
       if (e.type === "copy.printed") {
@@ -442,6 +443,7 @@
       const version = versionsOf.find((x) => x.sha256 === sha);
       const same = sha === verified || version !== undefined;
       const words = sha === verified ? t.match : !version ? t.mismatch
+        : version.sealed ? t.match_sealed
         : version.party ? t.match_signed.replace("{n}", String(version.party))
           : version.scan ? t.match_scan.replace("{n}", String(version.scan)) : t.match_scan_any;
       res.textContent = `${words} (SHA-256 ${sha})`;
