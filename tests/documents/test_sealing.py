@@ -76,3 +76,21 @@ def test_ledger_seal_from_the_command_line(tmp_path: Path) -> None:
     ack = json.loads(r.stdout)
     assert ack["type"] == "document.sealed" and ack["size"] == out.stat().st_size
     assert check_pdf(out.read_bytes(), roots=roots(home), at=datetime.now(UTC)).ok
+
+
+async def test_a_copy_printed_from_the_sealed_version_keeps_its_seal(aiohttp_client: Client, ledger: Ledger,
+                                                                     tmp_path: Path) -> None:
+    """Printing stamps the latest version, here the sealed one, in an incremental update: the seal stays
+    intact and trusted for pyHanko, and pdfsig reads it as valid."""
+    key = create_key(ledger.log, "t", ["append", "read"])
+    client = await aiohttp_client(create_app(ledger, anchor=False))
+    await completed(client, key, "S3")  # sealed on completion
+    r = await client.post("/api/v1/envelopes/S3/copies", json={"document": "main"},
+                          headers=auth(key, Accept="application/pdf"))
+    printed = await r.read()
+    report = check_pdf(printed, roots=roots(ledger.home), at=datetime.now(UTC))
+    (sig,) = report.signatures
+    assert sig.intact and sig.trusted and sig.revision_bytes < len(printed), report.lines()
+    (tmp_path / "p.pdf").write_bytes(printed)
+    out = subprocess.run(["pdfsig", "-nocert", str(tmp_path / "p.pdf")], capture_output=True, text=True).stdout
+    assert "Signature is Valid" in out, out
