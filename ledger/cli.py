@@ -281,12 +281,8 @@ def _print(args: argparse.Namespace, led: Any) -> int:
     from ledger.documents.qr import grouped
     from ledger.envelopes import printing
 
-    env = led.envelope(args.tenant, args.ref)["env"]
-    row = led.log._reader().execute("SELECT ordinal FROM refs WHERE env = ? AND kind = 'document' AND ref = ?",
-                                    (env, args.document)).fetchone()
-    if row is None:
-        raise NotFoundError(f"envelope {args.ref!r} has no document {args.document!r}", code="unknown_document")
-    printing.latest_version(led, env, int(row[0]))  # before any copy is logged: one that cannot be printed is not
+    # before any copy is logged: one that cannot be printed is not
+    printing.latest_version(led, *printing.document_of(led, args.tenant, args.ref, args.document))
     try:
         args.output.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -61,11 +61,7 @@ class PrintConfig:
 
     @classmethod
     def from_toml(cls, raw: Any, where: str) -> PrintConfig:
-        if not isinstance(raw, dict):
-            raise _bad(f"{where} must be a table")
-        unknown = sorted(set(raw) - set(cls.keys()))
-        if unknown:
-            raise _bad(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(cls.keys())}")
+        _check_table(raw, where, cls.keys())
         out: dict[str, Any] = {}
         for f in fields(cls):
             if f.name not in raw:
@@ -125,11 +121,7 @@ class TsaConfig:
 
     @classmethod
     def from_toml(cls, raw: Any, where: str) -> TsaConfig:
-        if not isinstance(raw, dict):
-            raise _bad(f"{where} must be a table")
-        unknown = sorted(set(raw) - set(cls.keys()))
-        if unknown:
-            raise _bad(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(cls.keys())}")
+        _check_table(raw, where, cls.keys())
         for required in ("name", "url", "roots"):
             if required not in raw:
                 raise _bad(f"{where}: `{required}` is required")
@@ -271,6 +263,15 @@ class Config:
                 out.append(f"{k} = {v!r}" if not isinstance(v, str) else f"{k} = {json.dumps(v)}")
         return ("\n".join(out) + "\n" + "".join("\n" + t.to_toml() for t in self.tsa)
                 + "".join("\n" + p.to_toml() for p in self.printing))
+
+
+def _check_table(raw: Any, where: str, known: list[str]) -> None:
+    """A `[[...]]` table of config.toml: a table, with only keys it knows (a typo is an error)."""
+    if not isinstance(raw, dict):
+        raise _bad(f"{where} must be a table")
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise _bad(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
 
 
 def _bad(message: str) -> LedgerError:

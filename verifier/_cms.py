@@ -13,13 +13,16 @@ What it does not do: decide what a time-stamp means, build chains or read clocks
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 from asn1crypto import cms, core, pem, tsp, x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.utils import CryptographyDeprecationWarning
 
 ID_CT_TSTINFO = "1.2.840.113549.1.9.16.1.4"
 
@@ -34,6 +37,21 @@ _SIGNATURE_DIGESTS: dict[str, type[hashes.HashAlgorithm]] = {
 # ESSCertID hashes only name a certificate the signer already committed to, so SHA-1 is allowed
 # there (RFC 5035 §3 keeps it for signing-certificate v1).
 _ESS_DIGESTS = ("sha1", "sha224", "sha256", "sha384", "sha512")
+
+
+@contextmanager
+def quiet_pyhanko() -> Iterator[None]:
+    """Around the first import of pyHanko's signers: they import cryptography's DSA classes, which
+    cryptography deprecates, and the two-line warning would reach the standard error of every command
+    and server process that loads them. Nothing here makes or checks DSA signatures: just that warning,
+    from that module, is dropped (tests/cli/test_quiet_stderr.py)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning,
+                                module=r"pyhanko\.sign\.signers\.pdf_cms")
+        # imported here, whatever the caller imports: pyHanko also loads it lazily (its reader does, for
+        # encrypted files), and a lazy import would warn outside this block
+        import pyhanko.sign.signers.pdf_cms  # noqa: F401
+        yield
 
 
 class CheckFailed(Exception):

@@ -305,15 +305,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "pdf":
         import json
         import logging
-        import warnings
 
         from verifier.documents.pdfsig import check_pdf
 
-        # pyHanko logs what its analysis finds (with tracebacks) and warns of deprecations on import: the
-        # report says what matters, so standard error is kept for this command's own errors.
+        # pyHanko logs what its analysis finds (with tracebacks): the report says what matters, so standard
+        # error is kept for this command's own errors (its DSA warning on import: `_cms.quiet_pyhanko`).
         logging.getLogger("pyhanko").addHandler(logging.NullHandler())
         logging.getLogger("pyhanko").propagate = False
-        warnings.filterwarnings("ignore", message="DSA is deprecated")
 
         report = check_pdf(_read(args.file), roots=[_read(r) for r in args.root], at=args.at,
                            tsa_roots=[_read(r) for r in args.tsa_root])

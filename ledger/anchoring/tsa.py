@@ -31,6 +31,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ledger.clock import Clock, utc_now
 from ledger.config import DEFAULT_POLICY
 from ledger.errors import StorageError
+from ledger.storage.files import write_durably
 
 MAX_REQUEST_BYTES = 64 * 1024
 ROOT_CERT_FILE = "tsa-root.pem"
@@ -140,10 +141,10 @@ def create_local_tsa(
     key_pem = tsa_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    _write_durably(paths.key, key_pem, mode=0o600)
-    _write_durably(paths.root_cert, root.public_bytes(serialization.Encoding.PEM))
-    _write_durably(paths.cert, tsa.public_bytes(serialization.Encoding.PEM))
-    _write_durably(paths.serial, b"1\n")
+    write_durably(paths.key, key_pem, mode=0o600)
+    write_durably(paths.root_cert, root.public_bytes(serialization.Encoding.PEM))
+    write_durably(paths.cert, tsa.public_bytes(serialization.Encoding.PEM))
+    write_durably(paths.serial, b"1\n")
     return paths
 
 
@@ -161,21 +162,6 @@ def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
     )
 
 
-def _write_durably(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write via a temporary file, fsync, rename and fsync the directory: old or new, never torn."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def build_request(
@@ -326,7 +312,7 @@ class LocalTsa:
                     raise LocalTsaError(
                         f"serial counter {self.paths.serial} holds {serial}; must be positive"
                     )
-                _write_durably(self.paths.serial, f"{serial + 1}\n".encode())
+                write_durably(self.paths.serial, f"{serial + 1}\n".encode())
                 return serial
             finally:
                 os.close(fd)  # releases the flock

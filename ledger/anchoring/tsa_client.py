@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,23 +28,17 @@ from typing import Protocol, cast
 
 import aiohttp
 from asn1crypto import tsp
-from cryptography.utils import CryptographyDeprecationWarning
 
 from ledger.anchoring.tsa import LocalTsa, build_request
 from ledger.clock import Clock
 from ledger.config import LOCAL_TSA_NAME, TsaConfig, read_cert
 from ledger.errors import StorageError
+from verifier._cms import quiet_pyhanko
 from verifier.anchored import certificate_expiry
 from verifier.errors import TimestampError
 from verifier.timestamp import token_from_response, verify_timestamp
 
-with warnings.catch_warnings():
-    # pyHanko's signers import cryptography's DSA classes, which cryptography deprecates: a warning of two
-    # lines on standard error from every command and server process that loads this module. The ledger
-    # neither makes nor checks DSA signatures, and its commands print only their own words: just that
-    # warning, from that module, is dropped (tests/cli/test_quiet_stderr.py).
-    warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning,
-                            module=r"pyhanko\.sign\.signers\.pdf_cms")
+with quiet_pyhanko():
     from pyhanko.sign.timestamps.aiohttp_client import HTTPTimeStamper
 
 # How far a TSA's genTime may sit outside [request sent, answer received] by our clock.

@@ -87,7 +87,7 @@ def audit_log(log: TileLog, rep: AuditReport, verifier: Ed25519Verifier, origin:
             full: list[tuple[int, int, bytes, bytes]] = []
             (leaf,) = integrate(tree, [raw], full)
             if leaf_tile[0] != idx >> 8:
-                leaf_tile = (idx >> 8, _stored_leaves(log, idx >> 8))
+                leaf_tile = (idx >> 8, log.stored_leaf_hashes(idx >> 8))
             if leaf_tile[1][(idx & 255) * 32 : (idx & 255) * 32 + 32] != leaf:
                 rep.add(f"entry {idx}: its bytes do not hash to the leaf hash stored in tile 0/{idx >> 8} "
                         "(the entry or the tile was changed)")
@@ -116,13 +116,6 @@ def audit_log(log: TileLog, rep: AuditReport, verifier: Ed25519Verifier, origin:
     _check_records(log, rep, verifier, origin, checkpoints)
     _check_outside(rep, held, roots, tree.size)
     return {int(size): str(note) for size, _, note, _ in checkpoints}
-
-
-def _stored_leaves(log: TileLog, n: int) -> bytes:
-    row = log.conn.execute("SELECT hashes FROM tiles WHERE level = 0 AND idx = ?", (n,)).fetchone()
-    if row is None:
-        row = log.conn.execute("SELECT hashes FROM tile_edge WHERE level = 0 AND idx = ?", (n,)).fetchone()
-    return bytes(row[0]) if row else b""
 
 
 def _check_checkpoint(rep: AuditReport, verifier: Ed25519Verifier, origin: str, size: int, root: bytes, note: str,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,13 +27,14 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.utils import CryptographyDeprecationWarning
 
-with warnings.catch_warnings():
-    # pyHanko's signers import cryptography's DSA classes, which cryptography deprecates; the warning
-    # would reach standard error of every command that loads this module (see ledger.anchoring.tsa_client)
-    warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning,
-                            module=r"pyhanko\.sign\.signers\.pdf_cms")
+from ledger.clock import utc_now
+from ledger.documents.sealca import LocalSeal, organisation_of
+from ledger.documents.sealstamp import SealAppearance, seal_image
+from ledger.errors import RefusedError, StorageError
+from verifier._cms import quiet_pyhanko
+
+with quiet_pyhanko():
     from pyhanko.pdf_utils import layout
     from pyhanko.pdf_utils.images import PdfImage
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -45,11 +45,6 @@ with warnings.catch_warnings():
     from pyhanko.sign.timestamps.common_utils import TimestampRequestError
     from pyhanko.stamp import StaticStampStyle
     from pyhanko_certvalidator import ValidationContext
-
-from ledger.clock import utc_now
-from ledger.documents.sealca import LocalSeal, organisation_of
-from ledger.documents.sealstamp import SealAppearance, seal_image
-from ledger.errors import RefusedError, StorageError
 
 Level = Literal["B-T", "B-LT"]
 LEVELS: tuple[Level, ...] = ("B-T", "B-LT")

@@ -13,7 +13,6 @@ accredited trust (production seals come from an accredited CA), OCSP, or PDF sig
 
 from __future__ import annotations
 
-import os
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from ledger.errors import RefusedError, StorageError
+from ledger.storage.files import write_durably
 
 ROOT_CERT_FILE = "seal-root.pem"
 ROOT_KEY_FILE = "seal-root.key"
@@ -164,14 +164,14 @@ def create_seal_ca(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False)
         .sign(root_key, hashes.SHA256())
     )
-    _write_durably(directory / ROOT_KEY_FILE, _key_pem(root_key), mode=0o600)
-    _write_durably(directory / ROOT_CERT_FILE, root.public_bytes(serialization.Encoding.PEM))
-    _write_durably(directory / CRL_URL_FILE, crl_url.encode() + b"\n")
-    _write_durably(directory / REVOKED_FILE, b"")
-    _write_durably(directory / CRL_NUMBER_FILE, b"1\n")
+    write_durably(directory / ROOT_KEY_FILE, _key_pem(root_key), mode=0o600)
+    write_durably(directory / ROOT_CERT_FILE, root.public_bytes(serialization.Encoding.PEM))
+    write_durably(directory / CRL_URL_FILE, crl_url.encode() + b"\n")
+    write_durably(directory / REVOKED_FILE, b"")
+    write_durably(directory / CRL_NUMBER_FILE, b"1\n")
     cert = _issue(root, root_key, seal_key.public_key(), name, crl_url, start)
-    _write_durably(directory / SEAL_KEY_FILE, _key_pem(seal_key), mode=0o600)
-    _write_durably(directory / SEAL_CERT_FILE, cert.public_bytes(serialization.Encoding.PEM))
+    write_durably(directory / SEAL_KEY_FILE, _key_pem(seal_key), mode=0o600)
+    write_durably(directory / SEAL_CERT_FILE, cert.public_bytes(serialization.Encoding.PEM))
     issue_crl(directory, now)
     return load_seal(directory)
 
@@ -211,7 +211,7 @@ def revoke(directory: Path, serial: int, *, now: datetime) -> x509.CertificateRe
     if any(line.split()[0] == str(serial) for line in lines if line.strip()):
         raise RefusedError(f"certificate serial {serial} is already revoked", code="seal_already_revoked")
     lines.append(f"{serial} {_aware(now).isoformat()}")
-    _write_durably(path, ("\n".join(lines) + "\n").encode())
+    write_durably(path, ("\n".join(lines) + "\n").encode())
     return issue_crl(directory, now)
 
 
@@ -246,8 +246,8 @@ def issue_crl(directory: Path, now: datetime) -> x509.CertificateRevocationList:
             .build()
         )
     crl = builder.sign(root_key, hashes.SHA256())
-    _write_durably(directory / CRL_FILE, crl.public_bytes(serialization.Encoding.DER))
-    _write_durably(directory / CRL_NUMBER_FILE, f"{number + 1}\n".encode())
+    write_durably(directory / CRL_FILE, crl.public_bytes(serialization.Encoding.DER))
+    write_durably(directory / CRL_NUMBER_FILE, f"{number + 1}\n".encode())
     return crl
 
 
@@ -339,20 +339,3 @@ def _read(path: Path) -> bytes:
         raise SealCaError(
             f"{path} cannot be read ({exc.strerror}); is {path.parent} a seal CA made by create_seal_ca?"
         ) from exc
-
-
-def _write_durably(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write via a temporary file, fsync, rename and fsync the directory: old or new, never torn."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -28,24 +28,16 @@ from __future__ import annotations
 
 import io
 import re
-import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from cryptography.utils import CryptographyDeprecationWarning
-
-with warnings.catch_warnings():
-    # pyHanko's signers import cryptography's DSA classes, which cryptography deprecates; the warning
-    # would reach standard error of every command that loads this module (see ledger.anchoring.tsa_client)
-    warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning,
-                            module=r"pyhanko\.sign\.signers\.pdf_cms")
-    from pyhanko.pdf_utils import generic
-    from pyhanko.pdf_utils.decode_limits import DecodeLimits
-    from pyhanko.pdf_utils.generic import pdf_name
-    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-    from pyhanko.pdf_utils.misc import PdfError
-    from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.decode_limits import DecodeLimits
+from pyhanko.pdf_utils.generic import pdf_name
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.misc import PdfError
+from pyhanko.pdf_utils.reader import PdfFileReader
 
 from ledger.documents import marks
 from ledger.errors import RefusedError

@@ -35,6 +35,16 @@ class Source:
     pdf: bytes
 
 
+def document_of(led: Ledger, tenant: str, ref: str, document_ref: str) -> tuple[str, int]:
+    """The envelope's id and the ordinal of the document the platform names `document_ref`."""
+    env = str(led.envelope(tenant, ref)["env"])
+    row = led.log._reader().execute("SELECT ordinal FROM refs WHERE env = ? AND kind = 'document' AND ref = ?",
+                                    (env, document_ref)).fetchone()
+    if row is None:
+        raise RefusedError(f"envelope {ref!r} has no document {document_ref!r}", code="unknown_document", status=404)
+    return env, int(row[0])
+
+
 def latest_version(led: Ledger, env: str, document: int) -> Source:
     """The newest registered version of a document whose bytes are in the blob store (not a scan: a scan
     is a picture of a copy, not a copy to print again)."""

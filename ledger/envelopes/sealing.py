@@ -22,7 +22,7 @@ from ledger.documents.seal import LocalTsaTimeStamper, Sealer, ValidationData, s
 from ledger.documents.sealca import create_seal_ca, issue_crl, load_seal
 from ledger.envelopes.core import SEAL_DIR, SEALED, Ledger
 from ledger.envelopes.events import InputEvent
-from ledger.envelopes.printing import latest_version
+from ledger.envelopes.printing import document_of, latest_version
 from ledger.errors import RefusedError
 
 
@@ -41,12 +41,7 @@ def sealed_version(led: Ledger, tenant: str, ref: str, document_ref: str) -> tup
     if led.local_tsa is None:
         raise RefusedError("sealing needs the local TSA for its time-stamp (local_tsa = true)", code="no_tsa",
                            status=409)
-    env = led.envelope(tenant, ref)["env"]
-    row = led.log._reader().execute("SELECT ordinal FROM refs WHERE env = ? AND kind = 'document' AND ref = ?",
-                                    (env, document_ref)).fetchone()
-    if row is None:
-        raise RefusedError(f"envelope {ref!r} has no document {document_ref!r}", code="unknown_document", status=404)
-    source = latest_version(led, env, int(row[0]))
+    source = latest_version(led, *document_of(led, tenant, ref, document_ref))
     directory = seal_dir(led)
     seal = load_seal(directory)
     if seal.crl.next_update_utc is None or seal.crl.next_update_utc < led.clock() + timedelta(days=1):

@@ -2,8 +2,9 @@
 
 `log` (TileLog: entries, tiles, checkpoints in SQLite), `schema` (tables and their append-only
 triggers), `sequencer` (the one writer that batches work into transactions), `checkpointer` (WAL
-checkpoints), `signer` (the log's Ed25519 key), `homelock` (one server per ledger folder) and the
-optional C hashing extension `_hashing.c`.
+checkpoints), `signer` (the log's Ed25519 key), `homelock` (one server per ledger folder), `records`
+(signed checkpoint records), `files` (small files written durably) and the optional C hashing extension
+`_hashing.c`.
 
 May import: `ledger.errors`, `ledger.clock`, `ledger.config` and `verifier`; nothing else of the ledger.
 """

@@ -351,11 +351,9 @@ class TileLog:
                 raws += iter_bundle(bytes(data))
             except IntegrityError:
                 break
-        row = (self.conn.execute("SELECT hashes FROM tiles WHERE level = 0 AND idx = ?", (n,)).fetchone()
-               or self.conn.execute("SELECT hashes FROM tile_edge WHERE level = 0 AND idx = ?", (n,)).fetchone())
         # another process may have appended since the tree was loaded: the edge only grows, so its first
         # hashes are still those of this tree
-        stored = _split(bytes(row[0]))[: size - n * TILE_WIDTH] if row else []
+        stored = _split(self.stored_leaf_hashes(n))[: size - n * TILE_WIDTH]
         if len(raws) != size - n * TILE_WIDTH or len(stored) != len(raws):
             raise IntegrityError(
                 f"the newest tile 0/{n} holds {len(stored)} leaf hashes and its bundle {len(raws)} entries, but the "
@@ -366,6 +364,12 @@ class TileLog:
                 raise IntegrityError(
                     f"entry {n * TILE_WIDTH + k} no longer hashes to its leaf hash in tile 0/{n}: the entry or the "
                     "tile was changed; refusing to sign over it (run `ledger audit`)", code="damaged")
+
+    def stored_leaf_hashes(self, n: int) -> bytes:
+        """The leaf hashes stored for entry bundle `n`: its full tile, or the edge tile while it is partial."""
+        row = (self.conn.execute("SELECT hashes FROM tiles WHERE level = 0 AND idx = ?", (n,)).fetchone()
+               or self.conn.execute("SELECT hashes FROM tile_edge WHERE level = 0 AND idx = ?", (n,)).fetchone())
+        return bytes(row[0]) if row else b""
 
     def _check_against_outside_checkpoint(self, text: str | None) -> None:
         if text is None:

@@ -300,11 +300,7 @@ def _wants_pdf(request: web.Request) -> bool:
 
 
 def _printable(led: Any, tenant: str, ref: str, document: str) -> None:
-    env = led.envelope(tenant, ref)["env"]
-    row = led.log._reader().execute("SELECT ordinal FROM refs WHERE env = ? AND kind = 'document' AND ref = ?",
-                                    (env, document)).fetchone()
-    if row is not None:  # (an unknown document is refused by the event itself, as for JSON callers)
-        printing.latest_version(led, env, int(row[0]))
+    printing.latest_version(led, *printing.document_of(led, tenant, ref, document))
 
 
 def qr_svg(url: str) -> str:
@@ -333,7 +329,7 @@ async def upload_document(request: web.Request) -> web.Response:
     led = request.app[LEDGER]
     idem = _idempotency(request, key, b"")  # a retry names the same document: the query is the request
     if idem is not None and (stored := await _stored(request, idem)) is not None:
-        return _acks_response(request, [await asyncio.to_thread(_with_upload, led, stored[0])])
+        return _acks_response(request, [await asyncio.to_thread(_with_version, led, stored[0])])
     if request.content_type != "application/pdf":
         raise RefusedError("upload the document as application/pdf", code="unsupported_media_type", status=415)
     if "document" not in q or "name" not in q:
@@ -368,7 +364,7 @@ async def upload_document(request: web.Request) -> web.Response:
     sha, size = await asyncio.to_thread(up.finish)
     event = replace(checked, fields={**checked.fields, "sha256": sha, "size": size})
     acks = await _submit(request, key, [uploaded(event)], idem)
-    return _acks_response(request, [await asyncio.to_thread(_with_upload, led, acks[0])])
+    return _acks_response(request, [await asyncio.to_thread(_with_version, led, acks[0])])
 
 
 @routes.post("/api/v1/envelopes/{ref}/documents/{document}/seal")
@@ -382,16 +378,10 @@ async def seal_document(request: web.Request) -> web.Response:
         raise RefusedError("a document reference is 1-64 letters, digits, '.', '_', ':' or '-'", code="bad_ref")
     idem = _idempotency(request, key, b"")
     if idem is not None and (stored := await _stored(request, idem)) is not None:
-        return _acks_response(request, [await asyncio.to_thread(_with_sealed, led, stored[0])])
+        return _acks_response(request, [await asyncio.to_thread(_with_version, led, stored[0])])
     event, _ = await asyncio.to_thread(sealing.sealed_version, led, key.tenant, ref, document)
     acks = await _submit(request, key, [event], idem)
-    return _acks_response(request, [await asyncio.to_thread(_with_sealed, led, acks[0])])
-
-
-def _with_sealed(led: Any, ack: dict[str, Any]) -> dict[str, Any]:
-    """A seal's acknowledgement with the sealed PDF's SHA-256 and size."""
-    data = Entry.from_bytes(led.log.entry(ack["index"], within=ack["checkpoint_size"])).data
-    return {**ack, "sha256": data["sha256"], "size": led.blobs.path(data["sha256"]).stat().st_size}
+    return _acks_response(request, [await asyncio.to_thread(_with_version, led, acks[0])])
 
 
 async def _seal_on_completion(request: web.Request, key: ApiKey, acks: list[dict[str, Any]]) -> None:
@@ -403,21 +393,27 @@ async def _seal_on_completion(request: web.Request, key: ApiKey, acks: list[dict
     for ack in acks:
         if ack.get("type") != "envelope.completed":
             continue
-        both = await asyncio.to_thread(queries.documents_and_parties, led, key.tenant, ack["envelope"])
-        for doc in both["documents"]:
+        for document in await asyncio.to_thread(_document_refs, led, ack["env"]):
             try:
                 event, _ = await asyncio.to_thread(sealing.sealed_version, led, key.tenant, ack["envelope"],
-                                                   doc["document"])
+                                                   document)
                 await request.app[SUBMIT](key.tenant, [event])
             except LedgerError as e:
-                log.warning("envelope %s completed, but its document %s was not sealed: %s", ack["env"],
-                            doc["ordinal"], e)
+                log.warning("envelope %s completed, but a document of it was not sealed: %s", ack["env"], e)
 
 
-def _with_upload(led: Any, ack: dict[str, Any]) -> dict[str, Any]:
-    """An upload's acknowledgement with the SHA-256 and size its entry registered."""
+def _document_refs(led: Any, env: str) -> list[str]:
+    rows = led.log._reader().execute("SELECT ref FROM refs WHERE env = ? AND kind = 'document' ORDER BY ordinal",
+                                     (env,))
+    return [str(r) for (r,) in rows]
+
+
+def _with_version(led: Any, ack: dict[str, Any]) -> dict[str, Any]:
+    """The acknowledgement of stored bytes (an upload, a seal) with the SHA-256 its entry registered and
+    the size (the entry's, or the stored file's)."""
     data = Entry.from_bytes(led.log.entry(ack["index"], within=ack["checkpoint_size"])).data
-    return {**ack, "sha256": data["sha256"], "size": data["size"]}
+    size = data["size"] if "size" in data else led.blobs.path(data["sha256"]).stat().st_size
+    return {**ack, "sha256": data["sha256"], "size": size}
 
 
 async def _own_entry(request: web.Request, key: ApiKey) -> int:

@@ -30,6 +30,7 @@ from ledger.storage.schema import DB_NAME
 from tests.browser_util import free_port
 from tests.cli.test_cli import BIN
 from tests.envelopes.test_lifecycle import completed
+from tests.storage.test_tamper import raw
 
 Mutation = Callable[[sqlite3.Connection], None]
 
@@ -69,13 +70,6 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def home(template: Path, tmp_path: Path) -> Path:
     shutil.copytree(template, tmp_path / "home")
     return tmp_path / "home"
-
-
-def raw(home: Path) -> sqlite3.Connection:
-    c = sqlite3.connect(home / DB_NAME, isolation_level=None)
-    for (name,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
-        c.execute(f"DROP TRIGGER {name}")
-    return c
 
 
 def one(c: sqlite3.Connection, sql: str) -> tuple:  # type: ignore[type-arg]

@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from asn1crypto import x509
-from cryptography.utils import CryptographyDeprecationWarning
 
 from verifier import _cms
+from verifier._cms import quiet_pyhanko
 from verifier.errors import FormatError, SignatureError
 from verifier.timestamp import _run_coroutine
 
@@ -241,7 +240,8 @@ def _damaged(e: BaseException) -> PdfRefusedError:
 
 
 def _open(pdf: bytes) -> Any:
-    from pyhanko.pdf_utils.reader import PdfFileReader
+    with quiet_pyhanko():  # (the reader's encryption support loads pyHanko's signers)
+        from pyhanko.pdf_utils.reader import PdfFileReader
 
     if len(pdf) > MAX_PDF_BYTES:
         raise PdfRefusedError(f"the file is {len(pdf)} bytes; PDFs of at most {MAX_PDF_BYTES} bytes are checked",
@@ -265,9 +265,7 @@ def _open(pdf: bytes) -> Any:
 
 def _check_one(pdf: bytes, reader: Any, sig: Any, trust: list[x509.Certificate],
                tsa_trust: list[x509.Certificate], at: datetime) -> SignatureCheck:
-    with warnings.catch_warnings():  # pyHanko's signers import DSA classes cryptography deprecates
-        warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning,
-                                module=r"pyhanko\.sign\.signers\.pdf_cms")
+    with quiet_pyhanko():  # pyHanko's signers import DSA classes cryptography deprecates
         from pyhanko.sign.validation import async_validate_pdf_signature
         from pyhanko.sign.validation.status import SignatureCoverageLevel
     from pyhanko_certvalidator import ValidationContext
