@@ -100,6 +100,92 @@ class PrintConfig:
         return "\n".join(out) + "\n"
 
 
+_SEAL_KEYS = ("local", "pkcs12", "pkcs11")
+
+
+@dataclass(frozen=True)
+class SealConfig:
+    """The platform's e-seal: its key, the image of its appearance, the TSA of its time-stamps (`[seal]`).
+
+    `key = "local"` (the default) is the seal `ledger init` makes under the local seal CA. `"pkcs12"`
+    reads `pkcs12` (its passphrase from the environment variable `passphrase_env`); `"pkcs11"` signs in a
+    token (`pkcs11_module`, `pkcs11_token`, `pkcs11_key` its label, the user PIN from `pin_env`), with
+    the key's certificate in `cert`, so the key never leaves the token. Files are relative to the
+    ledger folder. `chain` are the certificates between the seal and its root, `roots` and `crls`
+    what a B-LT seal embeds to validate with nothing fetched. `tsa` is "local" or a `[[tsa]]` table's
+    name. `level` "" picks B-LT for the local seal (its CA publishes a CRL) and B-T otherwise.
+    """
+
+    key: str = "local"
+    pkcs12: str = ""
+    passphrase_env: str = ""
+    pkcs11_module: str = ""
+    pkcs11_token: str = ""
+    pkcs11_key: str = ""
+    pin_env: str = ""
+    cert: str = ""
+    chain: tuple[str, ...] = ()
+    roots: tuple[str, ...] = ()
+    crls: tuple[str, ...] = ()
+    image: str = ""
+    tsa: str = LOCAL_TSA_NAME
+    level: str = ""
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_toml(cls, raw: Any, where: str) -> SealConfig:
+        _check_table(raw, where, cls.keys())
+        out: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in raw:
+                continue
+            v = raw[f.name]
+            if isinstance(f.default, tuple):
+                if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+                    raise _bad(f"{where}: {f.name} must be a list of file paths")
+                v = tuple(v)
+            elif not isinstance(v, str):
+                raise _bad(f"{where}: {f.name} must be a string")
+            out[f.name] = v
+        s = cls(**out)
+        need = {"pkcs12": ("pkcs12",), "pkcs11": ("pkcs11_module", "pkcs11_token", "pkcs11_key", "pin_env", "cert")}
+        checks = [
+            (s.key in _SEAL_KEYS, f"key must be one of {', '.join(_SEAL_KEYS)}"),
+            (s.level in ("", "B-T", "B-LT"), 'level must be "B-T" or "B-LT" (or "" to pick)'),
+            (s.tsa == LOCAL_TSA_NAME or bool(_TSA_NAME.fullmatch(s.tsa)), 'tsa must be "local" or a [[tsa]] name'),
+            (all(getattr(s, n) for n in need.get(s.key, ())),
+             f"key = {s.key!r} needs {', '.join(need.get(s.key, ()))}"),
+            (s.key == "local" or s.level != "B-LT" or bool(s.roots),
+             "a B-LT seal with your own key needs roots (and crls) to embed the validation data"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise _bad(f"{where}: {message}")
+        return s
+
+    @property
+    def effective_level(self) -> str:
+        return self.level or ("B-LT" if self.key == "local" else "B-T")
+
+    def secret(self, variable: str, what: str) -> str:
+        """A passphrase or PIN from the environment variable the table names (never from the file)."""
+        value = os.environ.get(variable)
+        if value is None:
+            raise _bad(f"[seal]: environment variable {variable} ({what}) is not set")
+        return value
+
+    def to_toml(self) -> str:
+        out = ["[seal]"]
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v != f.default:
+                out.append(f"{f.name} = {json.dumps(list(v) if isinstance(v, tuple) else v)}")
+        return "\n".join(out) + "\n"
+
+
 @dataclass(frozen=True)
 class TsaConfig:
     """One external RFC 3161 TSA: where to ask, whom to trust, how to authenticate."""
@@ -215,6 +301,7 @@ class Config:
     max_connections: int = 10_000
     tsa: tuple[TsaConfig, ...] = ()
     printing: tuple[PrintConfig, ...] = ()
+    seal: SealConfig = SealConfig()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -253,7 +340,7 @@ class Config:
         given = environment()  # this run's settings, not the ledger's: config.toml gets the defaults
         for k in self.keys():
             v = getattr(Config, k) if k in given else getattr(self, k)
-            if k in ("tsa", "printing"):
+            if k in ("tsa", "printing", "seal"):
                 continue
             if isinstance(v, bool):
                 out.append(f"{k} = {'true' if v else 'false'}")
@@ -262,7 +349,8 @@ class Config:
             else:
                 out.append(f"{k} = {v!r}" if not isinstance(v, str) else f"{k} = {json.dumps(v)}")
         return ("\n".join(out) + "\n" + "".join("\n" + t.to_toml() for t in self.tsa)
-                + "".join("\n" + p.to_toml() for p in self.printing))
+                + "".join("\n" + p.to_toml() for p in self.printing)
+                + ("\n" + self.seal.to_toml() if self.seal != SealConfig() else ""))
 
 
 def _check_table(raw: Any, where: str, known: list[str]) -> None:
@@ -349,6 +437,9 @@ def _load_file(path: Path) -> Config:
     prints = tuple(PrintConfig.from_toml(t, f"{path} [[printing]] #{i + 1}") for i, t in enumerate(printing))
     if len({p.tenant for p in prints}) != len(prints):
         raise _bad(f"{path}: two [[printing]] tables are for the same tenant")
+    seal = SealConfig.from_toml(raw.pop("seal", {}), f"{path} [seal]")
+    if seal.tsa != LOCAL_TSA_NAME and seal.tsa not in {t.name for t in parsed}:
+        raise _bad(f"{path} [seal]: tsa = {seal.tsa!r} names no [[tsa]] table")
     witnesses = _strings(raw, "witnesses", f"{path}: witnesses must be a list of witness verifier keys "
                                             "(name+keyid+base64)")
     try:
@@ -390,7 +481,7 @@ def _load_file(path: Path) -> Config:
     why = public_url_problem(raw.get("public_url", Config.public_url))
     if why:
         raise _bad(f"{path}: public_url: {why}")
-    return Config(**raw, tsa=parsed, printing=prints)
+    return Config(**raw, tsa=parsed, printing=prints, seal=seal)
 
 
 def public_url_problem(url: str) -> str | None:

@@ -388,7 +388,7 @@ async def check_signatures(request: web.Request) -> web.Response:
 
 def trust_roots(led: Ledger) -> tuple[list[bytes], list[bytes]]:
     """The roots (DER) the signature check trusts: for signers, the seal CA's root (if the ledger has
-    one) and the configured `signature_roots`; for time-stamps, the local TSA's root, the `[[tsa]]`
+    one), the configured `signature_roots` and the `[seal]` table's roots; for time-stamps, the local TSA's root, the `[[tsa]]`
     roots and the configured ones. Nothing is fetched.
 
     Raises:
@@ -407,7 +407,7 @@ def trust_roots(led: Ledger) -> tuple[list[bytes], list[bytes]]:
     def under_home(name: str) -> Path:
         return Path(name) if Path(name).is_absolute() else led.home / name
 
-    configured = [c for name in led.config.signature_roots for c in certs(under_home(name))]
+    configured = [c for name in (*led.config.signature_roots, *led.config.seal.roots) for c in certs(under_home(name))]
     seal_root = led.home / SEAL_DIR / SEAL_ROOT_FILE
     signers = (certs(seal_root) if seal_root.exists() else []) + configured
     tsa_root = led.home / TSA_DIR / TSA_ROOT_FILE
