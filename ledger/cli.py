@@ -24,8 +24,9 @@ from ledger.storage.homelock import check_not_serving
 from verifier.cli import ranged
 
 COMMANDS = ("init", "serve", "append", "import", "status", "prove", "checkpoint", "anchor", "audit", "keys", "demo",
-            "print", "seal")
+            "print", "seal", "seals")
 DEFAULT_TENANT = "default"
+SEAL_TENANT_HELP = "the tenant whose seal registry it is (each tenant registers its own seals)"
 TENANT_HELP = (f"the tenant the events' envelopes belong to (default: {DEFAULT_TENANT}); envelope references "
                "are per tenant")
 
@@ -114,6 +115,29 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_parser("list", help="list API keys (ids, tenants, scopes; never the secrets)")
     k = keys.add_parser("revoke", help="revoke an API key by its id")
     k.add_argument("id")
+
+    s = sub.add_parser("seals", help="a tenant's seal registry: register electronic and physical seals, list "
+                                     "them with their uses, retire one")
+    seals = s.add_subparsers(dest="seals_command", required=True, metavar="action")
+    k = seals.add_parser("add", help="register a seal; prints it (JSON) with its fingerprint, the `seal` of "
+                                     "seal.used events")
+    k.add_argument("--tenant", type=_tenant, required=True, help=SEAL_TENANT_HELP)
+    k.add_argument("--kind", choices=("electronic", "physical"), required=True)
+    k.add_argument("--name", type=_label, required=True, help="the seal's name, e.g. 合同专用章 (one line)")
+    k.add_argument("--certificate", metavar="FILE", help="electronic: the seal's certificate (PEM or DER); its "
+                                                         "SHA-256 (DER) is the fingerprint")
+    k.add_argument("--image", metavar="FILE", help="physical: a scan (PNG or JPEG) of its impression, whose SHA-256 "
+                                                   "is the fingerprint; electronic: the image of its appearance")
+    k.add_argument("--party", action="append", default=[], metavar="REF",
+                   help="a party reference that may use it (repeatable)")
+    k.add_argument("--role", action="append", default=[], choices=("signer", "cc"),
+                   help="a role whose parties may use it (repeatable; signer: every signer)")
+    k = seals.add_parser("list", help="list a tenant's seals and their uses (JSON)")
+    k.add_argument("--tenant", type=_tenant, required=True, help=SEAL_TENANT_HELP)
+    k.add_argument("--uses", type=int, default=100, help="the newest uses shown per seal (default 100)")
+    k = seals.add_parser("retire", help="retire a seal (lost or replaced): refused from now on; its uses stay")
+    k.add_argument("--tenant", type=_tenant, required=True, help=SEAL_TENANT_HELP)
+    k.add_argument("fingerprint")
 
     sub.add_parser("demo", help="create demo envelopes in every state and print their QR URLs; "
                                 "once they are there, print their current QR URLs again")
@@ -365,6 +389,8 @@ def _with_ledger(args: argparse.Namespace, led: Any) -> int:
         return _anchor(args, led)
     if args.command == "keys":
         return _keys(args, led)
+    if args.command == "seals":
+        return _seals(args, led)
     if args.command == "demo":
         from ledger.documents.qr import grouped
         from ledger.envelopes.demo import create_demo, demo_notary
@@ -395,6 +421,33 @@ def _keys(args: argparse.Namespace, led: Any) -> int:
         revoke_key(led.log, args.id)
         print(f"revoked {args.id}; a running `ledger serve` may still accept it for up to {KEY_CACHE_S:g} s "
               "(it caches keys it has checked)", file=sys.stderr)
+    return 0
+
+
+def _seals(args: argparse.Namespace, led: Any) -> int:
+    from ledger.envelopes import seals
+
+    if args.seals_command == "add":
+        def read(path: str | None, what: str) -> bytes | None:
+            if path is None:
+                return None
+            try:
+                return Path(path).read_bytes()
+            except OSError as e:
+                raise RefusedError(f"cannot read the {what} {path}: {e.strerror}", code="bad_arguments") from None
+
+        shown = seals.register(led.log, led.blobs, args.tenant, kind=args.kind, name=args.name,
+                               certificate=read(args.certificate, "certificate"), image=read(args.image, "image"),
+                               parties=args.party, roles=args.role)
+        print(json.dumps(shown, ensure_ascii=False))
+    elif args.seals_command == "list":
+        print(json.dumps(seals.list_seals(led.log.conn, args.tenant, limit=max(args.uses, 0)), ensure_ascii=False,
+                         indent=1))
+    else:
+        if not seals.is_fingerprint(args.fingerprint):
+            raise RefusedError("a seal's fingerprint is 64 lowercase hex characters", code="bad_arguments")
+        seals.retire(led.log, args.tenant, args.fingerprint)
+        print(f"retired {args.fingerprint}", file=sys.stderr)
     return 0
 
 

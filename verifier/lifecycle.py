@@ -335,7 +335,9 @@ def _scanned(s: EnvelopeState, d: dict[str, Any], t: str) -> EnvelopeState:
 
 def _seal(s: EnvelopeState, d: dict[str, Any], t: str) -> EnvelopeState:
     _need(s, "seal.used", "sent", "completed")
-    _signer(s, d, "seal.used")  # a party sealing the contract signs it; a cc only receives a copy
+    p = _signer(s, d, "seal.used")  # a party sealing the contract signs it; a cc only receives a copy
+    if not p.signed:  # the seal is part of a signature: by a party that authenticated and signed
+        raise _refuse("seal_before_signing", f"party {d['party']} must authenticate and sign before using a seal")
     return s
 
 

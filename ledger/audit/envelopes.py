@@ -23,7 +23,7 @@ from typing import Any
 
 from ledger.audit.report import AuditReport
 from ledger.documents.blobs import BlobStore
-from ledger.envelopes.core import version_of
+from ledger.envelopes.core import seal_use_of, version_of
 from ledger.storage.log import TileLog
 from verifier.entry import Entry
 from verifier.errors import VerificationError
@@ -69,6 +69,7 @@ class EnvelopeAudit:
     docs: dict[int, dict[str, Any]] = field(default_factory=dict)
     commitments: dict[bytes, tuple[str, int, str]] = field(default_factory=dict)  # -> (env, index, field)
     versions: dict[int, tuple[Any, ...]] = field(default_factory=dict)  # index -> `version_of` the entry
+    seal_uses: dict[int, tuple[Any, ...]] = field(default_factory=dict)  # index -> `seal_use_of` the entry
 
     def entry(self, idx: int, raw: bytes) -> None:
         rep = self.rep
@@ -109,6 +110,9 @@ class EnvelopeAudit:
         version = version_of(e)
         if version is not None:
             self.versions[idx] = version
+        use = seal_use_of(e)
+        if use is not None:
+            self.seal_uses[idx] = use
         if e.type == "copy.printed":
             self.copies[idx] = {"env": e.env, **e.data}
         elif e.type == "document.added":
@@ -123,6 +127,7 @@ class EnvelopeAudit:
         self._check_access_codes(log, openings)
         self._check_copies_and_documents(log)
         self._check_versions(log)
+        self._check_seal_uses(log)
         if blobs is not None:
             self._check_originals(blobs)
 
@@ -284,6 +289,24 @@ class EnvelopeAudit:
                         f"document {row[2]} of envelope {row[1]})")
         if seen != len(self.versions):
             rep.add(f"versions table holds {seen} rows; the log registers {len(self.versions)} versions")
+
+    def _check_seal_uses(self, log: TileLog) -> None:
+        """(1) The seal_uses projection, as the versions one; and (3) each seal used is in its tenant's
+        registry (a use whose seal row is gone names a deleted registration)."""
+        rep = self.rep
+        seen = 0
+        for idx, *row in log.conn.execute("SELECT idx, seal, env, party, kind, time FROM seal_uses"):
+            seen += 1
+            if self.seal_uses.get(idx) != tuple(row):
+                rep.add(f"seal_uses row idx={idx}: does not match the seal.used entry at that index")
+        if seen != len(self.seal_uses):
+            rep.add(f"seal_uses table holds {seen} rows; the log records {len(self.seal_uses)} seal uses")
+        registered = {(t, f) for t, f in log.conn.execute("SELECT tenant, fingerprint FROM seals")}
+        tenants = dict(log.conn.execute("SELECT env, tenant FROM envelopes"))
+        for idx, (seal, env, _party, _kind, _time) in sorted(self.seal_uses.items()):
+            if (tenants.get(env), seal) not in registered:
+                rep.add(f"entry {idx}: seal.used names seal {seal[:16]}…, which is not in tenant "
+                        f"{tenants.get(env)!r}'s registry (seals table)")
 
     def _check_originals(self, blobs: BlobStore) -> None:
         """(4) Every document the portal may serve (download policy other than "none") has its original

@@ -21,6 +21,7 @@ class AuditReport:
     anchors: int = 0
     cosignatures: int = 0
     api_keys: int = 0
+    seals: int = 0
     outside: int = 0  # checkpoints held outside the database, compared
     documents: int = 0  # stored originals checked
     unreferenced: int = 0  # stored files no document names (an upload refused after it was stored)
@@ -41,6 +42,7 @@ class AuditReport:
         return {"ok": self.ok, "size": self.size, "checkpoints": self.checkpoints, "records": self.records,
                 "tiles": self.tiles, "envelopes": self.envelopes, "openings": self.openings, "refs": self.refs,
                 "unbound_envelopes": self.unbound, "anchors": self.anchors, "cosignatures": self.cosignatures, "api_keys": self.api_keys,
+                "seals": self.seals,
                 "outside_checkpoints": self.outside, "documents": self.documents,
                 "unreferenced_files": self.unreferenced, "problems": self.problems,
                 "problems_not_listed": self.dropped}

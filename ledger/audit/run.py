@@ -20,6 +20,8 @@ from ledger.audit.report import AuditReport
 from ledger.config import LOCAL_TSA_NAME, Config, read_cert
 from ledger.documents.blobs import BlobStore
 from ledger.envelopes.core import TSA_DIR, Ledger
+from ledger.envelopes.seals import COLUMNS as SEAL_COLUMNS
+from ledger.envelopes.seals import row_problem
 from ledger.errors import RefusedError
 from ledger.storage.log import TileLog
 from verifier.note import CosignatureVerifier, Ed25519Verifier
@@ -51,6 +53,7 @@ def audit(log: TileLog, *, verifier: Ed25519Verifier | None = None, events: bool
     if witnesses is not None:
         check_cosignatures(log, rep, notes, witnesses)
     _check_api_keys(log, rep, verifier)
+    _check_seals(log, rep, verifier, blobs)
     return rep
 
 
@@ -61,6 +64,20 @@ def _check_api_keys(log: TileLog, rep: AuditReport, verifier: Ed25519Verifier) -
         problem = seal_problem(verifier, row)
         if problem is not None:
             rep.add(f"api_keys row id={row[0]}: {problem}; the key is refused")
+
+
+def _check_seals(log: TileLog, rep: AuditReport, verifier: Ed25519Verifier, blobs: BlobStore | None) -> None:
+    """Each registered seal's row against its note by the log key (`ledger.envelopes.seals`), and the stored
+    scan of a physical seal against its fingerprint."""
+    for row in log.conn.execute(f"SELECT {SEAL_COLUMNS} FROM seals ORDER BY tenant, fingerprint"):
+        rep.seals += 1
+        problem = row_problem(verifier, row)
+        if problem is not None:
+            rep.add(f"seals row tenant={row[0]} fingerprint={row[1][:16]}…: {problem}; the seal is refused")
+        image = row[4]
+        if blobs is not None and image is not None and (digest := blobs.digest(image)) != image:
+            rep.add(f"seals row tenant={row[0]} fingerprint={row[1][:16]}…: its image {image[:16]}… is "
+                    + ("not stored" if digest is None else "damaged (it no longer hashes to its name)"))
 
 
 def audit_home(home: Path, checkpoint_files: Sequence[Path] = ()) -> AuditReport:

@@ -35,6 +35,7 @@ from ledger.documents import qr
 from ledger.documents.blobs import BlobStore
 from ledger.documents.sealca import create_seal_ca
 from ledger.envelopes.events import InputEvent, parse_events
+from ledger.envelopes.seals import check_use
 from ledger.errors import NotFoundError, RefusedError, StorageError
 from ledger.storage.log import AppendResult, TileLog
 from ledger.storage.schema import DB_NAME
@@ -142,6 +143,7 @@ class _Batch:
     documents: list[tuple[str, int, str, int]] = field(default_factory=list)  # env, document, sha256, index
     versions: list[tuple[Any, ...]] = field(default_factory=list)  # index, then `version_of`'s fields
     access: list[tuple[str, int, str]] = field(default_factory=list)  # env, document, SHA-256 of its access code
+    seal_uses: list[tuple[Any, ...]] = field(default_factory=list)  # index, then `seal_use_of`'s fields
     absent: set[tuple[str, str]] = field(default_factory=set)  # (tenant, ref) known not to exist before this batch
     answers: dict[tuple[str, str], tuple[str, str, str]] = field(default_factory=dict)  # idempotent answers
     expired_before: str = ""  # idempotent answers made before this are dropped
@@ -178,6 +180,9 @@ class _Batch:
         if self.versions:
             c.executemany("INSERT INTO versions(idx, sha256, env, document, kind, party, copy) VALUES (?, ?, ?, ?, ?, ?, ?)",
                           self.versions)
+        if self.seal_uses:
+            c.executemany("INSERT INTO seal_uses(idx, seal, env, party, kind, time) VALUES (?, ?, ?, ?, ?, ?)",
+                          self.seal_uses)
         if self.access:  # private: the codes that open documents whose policy is "code"
             c.executemany("INSERT INTO access_codes(env, document, code_sha256) VALUES (?, ?, ?)", self.access)
         if self.answers:
@@ -200,20 +205,35 @@ def version_of(entry: Entry) -> tuple[str, str, int, str, int | None, int | None
     return None
 
 
-def _backfill_versions(log: TileLog) -> int:
-    """Fill the versions table of a ledger made before it existed, from the entries (once, when it is added)."""
-    rows = []
+def seal_use_of(entry: Entry) -> tuple[str, str, int, str, str] | None:
+    """The seal an entry says was used, if it is a `seal.used`: (seal, env, party, kind, time)."""
+    if entry.type != "seal.used":
+        return None
+    d = entry.data
+    return d["seal"].lower(), entry.env, d["party"], d["kind"], entry.time
+
+
+def _backfill(log: TileLog, tables: set[str]) -> int:
+    """Fill the projections (`versions`, `seal_uses`) of a ledger made before they existed, from the entries
+    (once, when they are added)."""
+    versions, uses = [], []
     for start in range(0, log.size, 65536):
         for k, raw in enumerate(log.entries(start, min(start + 65536, log.size))):
             if b'"party.signed"' in raw or b'"paper.scanned"' in raw or b'"document.sealed"' in raw:
                 version = version_of(Entry.from_bytes(raw))
-                if version is not None:
-                    rows.append((start + k, *version))
+                if version is not None and "versions" in tables:
+                    versions.append((start + k, *version))
+            elif b'"seal.used"' in raw and "seal_uses" in tables:
+                use = seal_use_of(Entry.from_bytes(raw))
+                if use is not None:
+                    uses.append((start + k, *use))
     log.conn.execute("BEGIN IMMEDIATE")
     log.conn.executemany("INSERT OR IGNORE INTO versions(idx, sha256, env, document, kind, party, copy)"
-                         " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                         " VALUES (?, ?, ?, ?, ?, ?, ?)", versions)
+    log.conn.executemany("INSERT OR IGNORE INTO seal_uses(idx, seal, env, party, kind, time) VALUES (?, ?, ?, ?, ?, ?)",
+                         uses)
     log.conn.execute("COMMIT")
-    return len(rows)
+    return len(versions) + len(uses)
 
 
 def _status(rec: _Env) -> str:
@@ -296,6 +316,8 @@ class _Request:
                 batch.documents.append((entry.env, entry.data["document"], entry.data["sha256"], first + k))
             elif (version := version_of(entry)) is not None:
                 batch.versions.append((first + k, *version))
+            elif (use := seal_use_of(entry)) is not None:
+                batch.seal_uses.append((first + k, *use))
         batch.copies.extend((code, env, d, n, first + pos) for code, env, d, n, pos in copies)
         batch.access.extend(access)
         batch.openings.extend(openings)
@@ -345,6 +367,14 @@ class _Request:
             raise RefusedError(f"event {i} ({ev.type} on {ev.envelope!r}): {why}", code=e.code, status=409) from None
         except FormatError as e:
             raise RefusedError(f"event {i}: {e}", code="invalid_event", status=422) from None
+        if ev.type == "seal.used":  # a legal use (a signer who signed): of a seal registered for it?
+            try:
+                state = rec.state
+                assert state is not None  # set by apply above
+                check_use(led.log.conn, led.verifier, self.tenant, ev.fields["seal"], ev.fields["kind"],
+                          ev.fields["party"], state.parties[data["party"] - 1].role)
+            except RefusedError as e:
+                raise RefusedError(f"event {i} (seal.used on {ev.envelope!r}): {e}", code=e.code, status=409) from None
         rec.seq += 1
         rec.last_leaf = entry.leaf.hex()
         touched[ev.envelope] = rec
@@ -513,8 +543,8 @@ class Ledger:
         log = TileLog.open(home / DB_NAME, signer, clock)
         if "api_keys.seal" in log.added_columns:  # keys made before seals: sealed once, as the column is added
             seal_unsealed(log)
-        if "versions" in log.added_columns:  # a ledger made before versions were kept: filled once
-            _backfill_versions(log)
+        if {"versions", "seal_uses"} & log.added_columns:  # a ledger made before they were kept: filled once
+            _backfill(log, log.added_columns)
         logged = log.latest_checkpoint.split("\n", 1)[0] if log.latest_checkpoint else config.origin
         if logged != config.origin:
             log.close()

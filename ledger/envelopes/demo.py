@@ -74,9 +74,27 @@ def _sign(ref: str, pid: str, sha: str, method: str = "face", channel: str = "ap
 _TWO = [("lessor", "Zhang San", 1), ("lessee", "Li Si", 2)]
 
 
+DEMO_SEAL = "Lessor Co., Ltd. 合同专用章"
+
+
+def demo_seal(ledger: Ledger) -> str:
+    """The demo tenant's physical contract seal (a drawn impression), registered once; its fingerprint."""
+    from ledger.documents.sealstamp import draw_seal, png_bytes
+    from ledger.envelopes import seals
+
+    image = png_bytes(draw_seal("Lessor Co., Ltd."))
+    fingerprint = hashlib.sha256(image).hexdigest()
+    if seals.seal_of(ledger.log.conn, TENANT, fingerprint) is None:
+        seals.register(ledger.log, ledger.blobs, TENANT, kind="physical", name=DEMO_SEAL, image=image,
+                       parties=["lessor"])
+    return fingerprint
+
+
 def _completed(ledger: Ledger, ref: str) -> list[dict[str, Any]]:
     ev, sha = _envelope(ledger, ref, "Office lease agreement", _TWO)
-    ev += _sign(ref, "lessor", sha, "ukey", "ukey", ledger) + _sign(ref, "lessee", sha, "sms", "h5", ledger)
+    ev += _sign(ref, "lessor", sha, "ukey", "ukey", ledger) + [
+        {"type": "seal.used", "envelope": ref, "party": "lessor", "seal": demo_seal(ledger), "kind": "physical"}]
+    ev += _sign(ref, "lessee", sha, "sms", "h5", ledger)
     return ev + [{"type": "envelope.completed", "envelope": ref},
                  {"type": "copy.printed", "envelope": ref, "document": "main"}]
 

@@ -17,6 +17,7 @@ from ledger.anchoring.witness import witnesses_after
 from ledger.config import LOCAL_TSA_NAME
 from ledger.documents import qr
 from ledger.envelopes.core import Ledger
+from ledger.envelopes.seals import seal_of
 from verifier.entry import Entry
 from verifier.lifecycle import EnvelopeState, LifecycleError, apply
 
@@ -91,6 +92,7 @@ def copy_view(ledger: Ledger, code_text: str, *, proofs: bool = True) -> dict[st
     title = ""
     document: dict[str, Any] = {}
     timeline: list[dict[str, Any]] = []
+    used: list[dict[str, Any]] = []
     for e in entries:
         d = e.data
         if e.type == "envelope.created":
@@ -114,7 +116,15 @@ def copy_view(ledger: Ledger, code_text: str, *, proofs: bool = True) -> dict[st
             item["document"], item["copy"] = d["document"], d["copy"]
         if "party" in d:
             item["party"] = names.get(d["party"], f"Party {d['party']}")
+        if e.type == "seal.used":  # which seal: the log names it by fingerprint, the registry by name
+            used.append({"index": item["index"], "party": item["party"], "kind": d["kind"],
+                         "fingerprint": d["seal"].lower()})
         timeline.append(item)
+    if used:
+        (tenant,) = r.execute("SELECT tenant FROM envelopes WHERE env = ?", (env,)).fetchone()
+        for u in used:
+            registered = seal_of(r, tenant, u["fingerprint"])
+            u["name"] = registered["name"] if registered else None
     last = idxs[-1] if idxs else 0
     anchors = [{"tsa": tsa, "gen_time": gen, "size": sz, "local": tsa == LOCAL_TSA_NAME}
                for tsa, sz, gen in r.execute(
@@ -137,6 +147,7 @@ def copy_view(ledger: Ledger, code_text: str, *, proofs: bool = True) -> dict[st
         "copy_index": copy_idx,
         "parties": parties,
         "timeline": timeline,
+        "seals": used,
         "times": state.get("times", {}),
         "anchors": anchors,
         "witnesses": witnesses_after(ledger, last),

@@ -89,6 +89,16 @@ CREATE TABLE IF NOT EXISTS idempotency (
     key_id TEXT NOT NULL, idem_key TEXT NOT NULL, fingerprint TEXT NOT NULL, acks TEXT NOT NULL, created TEXT NOT NULL,
     PRIMARY KEY (key_id, idem_key)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created);
+-- Each tenant's registered seals (ledger.envelopes.seals), each row sealed by the log key; and the
+-- seal.used entries by seal, a projection of the log that `ledger audit` rebuilds and compares.
+CREATE TABLE IF NOT EXISTS seals (
+    tenant TEXT NOT NULL, fingerprint TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, image_sha256 TEXT,
+    parties TEXT NOT NULL, roles TEXT NOT NULL, created TEXT NOT NULL, retired TEXT, seal TEXT NOT NULL,
+    certificate BLOB, PRIMARY KEY (tenant, fingerprint)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seal_uses (
+    idx INTEGER PRIMARY KEY, seal TEXT NOT NULL, env TEXT NOT NULL, party INTEGER NOT NULL, kind TEXT NOT NULL,
+    time TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS seal_uses_seal ON seal_uses (seal, idx);
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, tenant TEXT NOT NULL, scopes TEXT NOT NULL, secret_sha256 TEXT NOT NULL,
     label TEXT NOT NULL DEFAULT '', created TEXT NOT NULL, revoked TEXT, seal TEXT);
@@ -144,14 +154,15 @@ def create(conn: sqlite3.Connection) -> None:
 
 def ensure(conn: sqlite3.Connection) -> set[str]:
     """Bring an existing database up to the current schema (every statement is IF NOT EXISTS, and columns
-    added since are added); returns the columns and tables added now (`"api_keys.seal"`, `"versions"`),
+    added since are added); returns the columns and tables added now (`"api_keys.seal"`, `"versions"`,
+    `"seal_uses"`),
     for the caller to fill.
 
     Plain sqlite3 on purpose: opening a ledger stays fast (sqlite-utils loads its plugins on first use).
     """
-    had_versions = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'versions'").fetchone() is not None
+    had = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name IN ('versions', 'seal_uses')")}
     conn.executescript(SCHEMA + _triggers())
-    added = set() if had_versions else {"versions"}
+    added = {"versions", "seal_uses"} - had
     if "seal" not in {row[1] for row in conn.execute("PRAGMA table_info(api_keys)")}:
         conn.execute("ALTER TABLE api_keys ADD COLUMN seal TEXT")
         added.add("api_keys.seal")

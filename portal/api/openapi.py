@@ -208,6 +208,28 @@ SCHEMAS: dict[str, Any] = {
                                       "entry": {"type": "string", "contentEncoding": "base64"},
                                       "proof": {"type": "string", "description": "C2SP tlog-proof@v1"}}},
     "AnchoredProof": ANCHORED,
+    "Seals": {"type": "object", "additionalProperties": False, "required": ["seals"], "properties": {"seals": {
+        "type": "array", "items": {
+            "type": "object", "additionalProperties": False,
+            "required": ["fingerprint", "kind", "name", "image_sha256", "parties", "roles", "registered", "retired",
+                         "uses"],
+            "properties": {
+                "fingerprint": {"type": "string", "pattern": "^[0-9a-f]{64}$",
+                                "description": "SHA-256 of the certificate (DER) or of the impression's scan: the "
+                                               "`seal` of seal.used"},
+                "kind": {"enum": ["electronic", "physical"]}, "name": {"type": "string"},
+                "image_sha256": {"type": ["string", "null"]},
+                "parties": {"type": "array", "items": {"type": "string"}},
+                "roles": {"type": "array", "items": {"type": "string"}},
+                "registered": {"type": "string"}, "retired": {"type": ["string", "null"]},
+                "certificate": {"type": "object", "additionalProperties": False,
+                                "required": ["subject", "issuer", "serial", "not_after"],
+                                "properties": {k: {"type": "string"} for k in ("subject", "issuer", "serial",
+                                                                                "not_after")}},
+                "uses": {"type": "array", "items": {
+                    "type": "object", "additionalProperties": False, "required": ["envelope", "party", "index", "time"],
+                    "properties": {"envelope": {"type": "string"}, "party": {"type": ["string", "null"]},
+                                   "index": {"type": "integer"}, "time": {"type": "string"}}}}}}}}},
 }
 
 ACKS = {"application/json": {"schema": _ref("Acks")}}
@@ -240,6 +262,8 @@ DOCUMENT: dict[str, Any] = {
                 {"name": "created_before", "in": "query", "required": False,
                  "schema": {"type": "string", "format": "date-time"}, "description": "created before (RFC 3339)"},
                 _CURSOR, _LIMIT])},
+        "/api/v1/seals": {"get": _op("Your registered seals (`ledger seals add`) and their uses, newest first",
+                                     "read", _ok("Seals"), status="200", params=[_LIMIT])},
         "/api/v1/envelopes/{ref}": {"get": _op("Read an envelope's status", "read", _ok("Envelope"), params=[_REF],
                                                status="200")},
         "/api/v1/envelopes/{ref}/events": {

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from ledger.access.apikeys import KEY_CACHE_S, ApiKey, authenticate
 from ledger.documents import qr
-from ledger.envelopes import printing, queries, sealing
+from ledger.envelopes import printing, queries, sealing, seals
 from ledger.envelopes.core import Idempotency, uploaded
 from ledger.envelopes.events import REF, InputEvent, parse_events
 from ledger.errors import LedgerError, NotFoundError, RefusedError
@@ -187,6 +187,17 @@ async def list_envelopes(request: web.Request) -> web.Response:
                                    created_after=after, created_before=before, cursor=q.get("cursor"),
                                    limit=queries.page_size(q.get("limit")))
     return _json_response(page)
+
+
+@routes.get("/api/v1/seals")
+async def list_seals(request: web.Request) -> web.Response:
+    """The key's tenant's registered seals, each with its newest uses (`limit`, default 50)."""
+    key = await _key(request, "read")
+    q = _query(request, ("limit",))
+    limit = queries.page_size(q.get("limit"))
+    log = request.app[LEDGER].log
+    found = await asyncio.to_thread(lambda: seals.list_seals(log._reader(), key.tenant, limit=limit))
+    return _json_response({"seals": found})
 
 
 async def _strict_object(request: web.Request) -> dict[str, Any]:

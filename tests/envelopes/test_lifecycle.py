@@ -13,6 +13,7 @@ import pytest
 from ledger.audit.run import audit
 from ledger.envelopes.core import Ledger
 from ledger.errors import RefusedError
+from tests.envelopes.test_seal_registry import electronic_seal, physical_seal
 
 T = "tenant-a"
 H = hashlib.sha256(b"doc").hexdigest()
@@ -187,8 +188,9 @@ def test_only_export_after_void(led: Ledger, event: dict) -> None:
 
 
 def test_copies_seals_and_scans_after_completion(led: Ledger) -> None:
+    stamp = physical_seal(led, T)
     acks = led.append(T, completed() + [ev("copy.printed", document="d"), ev("copy.printed", document="d"),
-                                        ev("seal.used", party="b", seal=H, kind="physical"),
+                                        ev("seal.used", party="b", seal=stamp, kind="physical"),
                                         ev("paper.scanned", document="d", sha256=H, copy=1)])
     codes = [a["code"] for a in acks if "code" in a]
     assert len(codes) == 2 and len(set(codes)) == 2 and all(len(c) == 20 for c in codes)
@@ -199,8 +201,10 @@ def test_a_scan_is_of_a_printed_copy_and_a_seal_is_a_signers(led: Ledger) -> Non
     led.append(T, sent(cc=True) + [ev("copy.printed", document="d")])
     refused(led, [ev("paper.scanned", document="d", sha256=H, copy=2)], "unknown_copy")
     refused(led, [ev("seal.used", party="cc", seal=H, kind="physical")], "not_a_signer")
+    digital = electronic_seal(led, T)
+    refused(led, [ev("seal.used", party="a", seal=digital, kind="electronic")], "seal_before_signing")
     led.append(T, [ev("paper.scanned", document="d", sha256=H, copy=1), ev("paper.scanned", document="d", sha256=H),
-                   ev("seal.used", party="a", seal=H, kind="electronic")])
+                   *sign("a"), ev("seal.used", party="a", seal=digital, kind="electronic")])
 
 
 def test_unknown_references(led: Ledger) -> None:

@@ -171,6 +171,14 @@ CASES: dict[str, tuple[Mutation, str]] = {
                             "WHERE idx = (SELECT min(idx) FROM versions)"), "versions row idx="),
     "versions: a row deleted": (lambda c: c.execute("DELETE FROM versions WHERE idx = (SELECT max(idx) FROM versions)"),
                                 "versions table holds"),
+    "seal_uses: a use moved to another seal": (lambda c: c.execute(
+        f"UPDATE seal_uses SET seal = '{hashlib.sha256(b'other').hexdigest()}'"), "seal_uses row idx="),
+    "seal_uses: a row deleted": (lambda c: c.execute("DELETE FROM seal_uses"), "seal_uses table holds"),
+    "seals: another party allowed": (lambda c: c.execute("UPDATE seals SET parties = '[\"lessor\", \"lessee\"]'"),
+                                     "seals row tenant=demo"),
+    "seals: a registration deleted": (lambda c: c.execute("DELETE FROM seals"), "which is not in tenant 'demo'"),
+    "seals: the impression's scan replaced": (lambda c: c.execute(
+        f"UPDATE seals SET image_sha256 = '{hashlib.sha256(b'other').hexdigest()}'"), "seals row tenant=demo"),
     "access_codes: another code's hash": (new_access_code, "access_codes row env="),
     "access_codes: a row deleted": (lambda c: c.execute("DELETE FROM access_codes"), "has no access code row"),
     "api_keys: moved to another tenant": (lambda c: c.execute("UPDATE api_keys SET tenant = 'other'"),

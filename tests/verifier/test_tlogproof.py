@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.envelopes.core import Ledger
 from ledger.errors import NotFoundError
+from tests.envelopes.test_seal_registry import physical_seal
 from tests.naive_merkle import mth
 from verifier.checkpoint import Checkpoint
 from verifier.errors import FormatError, SignatureError, VerificationError
@@ -36,7 +37,7 @@ def ev(type: str, envelope: str, **fields: object) -> dict[str, object]:
     return {"type": type, "envelope": envelope, **fields}
 
 
-def _requests() -> list[list[dict[str, object]]]:
+def _requests(seal: str) -> list[list[dict[str, object]]]:
     """Requests of events, each one append (one published checkpoint), following ledger/events.py SCHEMA."""
     return [
         [ev("envelope.created", "E1", title="Lease"),
@@ -60,7 +61,7 @@ def _requests() -> list[list[dict[str, object]]]:
          ev("envelope.sent", "E3"),
          ev("party.declined", "E3", party="x", reason="no")],
         [ev("evidence.exported", "E1", by="legal"),
-         ev("seal.used", "E1", party="p1", seal=H3, kind="electronic")],
+         ev("seal.used", "E1", party="p1", seal=seal, kind="physical")],
     ]
 
 
@@ -76,7 +77,7 @@ class Fixture:
 def fx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fixture]:
     led = Ledger.init(tmp_path_factory.mktemp("ledger") / "home", clock=_clock)
     sizes = [led.log.size]
-    for req in _requests():
+    for req in _requests(physical_seal(led, "tenant-a")):
         acks = led.append("tenant-a", req)
         assert len(acks) == len(req)
         sizes.append(led.log.size)
@@ -242,7 +243,7 @@ def test_checkpoint_signed_by_another_key_is_refused(fx: Fixture, tmp_path: Path
         verify_tlog_proof(forged, fx.entries[2], fx.key)
     other = Ledger.init(tmp_path / "other", clock=_clock)
     try:
-        for req in _requests():
+        for req in _requests(physical_seal(other, "tenant-a")):
             other.append("tenant-a", req)
         theirs = other.prove(2).to_text()
         with pytest.raises(VerificationError):

@@ -222,7 +222,7 @@
     const head = await verifyHead(v.log.head, key, cp.size);
     const mine = await codeHash();
     let prevLeaf = "", seq = 0, env = null, status = null, lastIndex = -1, copy = null, voidedAt = null;
-    const docs = {}, parties = [], rows = [], versions = [];
+    const docs = {}, parties = [], rows = [], versions = [], seals = [];
     for (const item of v.proofs) {
       const entry = EL.b64(item.entry);
       const leaf = await EL.sha256(EL.concat(Uint8Array.of(0), entry));
@@ -244,6 +244,7 @@
       if (e.type === "paper.scanned") versions.push({ document: d.document, sha256: d.sha256, scan: d.copy || 0 });
       if (e.type === "document.sealed") versions.push({ document: d.document, sha256: d.sha256, sealed: true });
       if (e.type === "party.declined") parties[d.party - 1].declined = true;
+      if (e.type === "seal.used") seals.push({ party: d.party, kind: d.kind, fingerprint: d.seal.toLowerCase() });
       let detail = "";  // in the page's words; a party's kind is no method of anything: none
       if (e.type === "copy.printed") {
         detail = (d.code === mine ? t.copy_this : t.copy_row).replace("{n}", () => shown(d.copy))
@@ -285,6 +286,7 @@
     if (p.d && !docHash.startsWith(p.d)) fail("doc_pin");
     checkParties(parties, t, CLOSED.includes(status));
     checkTimeline(rows, t);
+    checkSeals(seals, t);
     const mineVersions = versions.filter((x) => x.document === copy.document);
     return { size: cp.size, pinned: Boolean(p.k), docHash, status, versions: mineVersions };
   }
@@ -324,6 +326,19 @@
           cells[1] !== said(t.events, row.type) || cells[2] !== party || cells[3] !== row.detail) {
         fail("timeline", { index: i + 1 });
       }
+    });
+  }
+
+  // The seals table: one row per seal.used event, in order, with the party, the kind in the page's words
+  // and the start of the fingerprint the event holds (the seal's name is the registry's, not the log's).
+  function checkSeals(seals, t) {
+    const trs = document.querySelectorAll("#seals tr");
+    const names = Array.from(document.querySelectorAll("#parties tr"), (tr) => text(tr.cells[0]));
+    if (trs.length !== seals.length) fail("seals");
+    seals.forEach((s, i) => {
+      const cells = Array.from(trs[i].cells, text);
+      if (!visible(trs[i]) || cells.length !== 4 || cells[0] !== names[s.party - 1] ||
+          cells[1] !== said(t.details, s.kind) || cells[3] !== s.fingerprint.slice(0, 16)) fail("seals");
     });
   }
 
