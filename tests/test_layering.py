@@ -158,6 +158,7 @@ def test_ledger_does_not_depend_on_the_portal() -> None:
 # orchestrating module to the ones it uses. A module's layer is that of the longest prefix naming it.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("verifier",),
+    ("notary",),
     ("ledger.errors", "ledger.clock", "ledger.config"),
     ("ledger.storage",),
     ("ledger.access",),
@@ -165,6 +166,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ledger.documents",),
     ("ledger.envelopes",),
     ("ledger.audit",),
+    ("ledger.evidence",),
     ("ledger.cli",),
     ("portal.keys", "portal.body", "portal.ratelimit", "portal.caching", "portal.pdfcheck"),
     ("portal.pages", "portal.api", "portal.tlog"),
@@ -172,7 +174,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("portal.serving",),
     ("portal.cli",),
 )
-PACKAGES = ("verifier", "ledger", "portal")
+PACKAGES = ("verifier", "notary", "ledger", "portal")
 MAX_MODULES_IN_A_FOLDER = 13  # "about a dozen": a folder that outgrows it gets sub-packages
 
 

@@ -1,0 +1,1 @@
+"""Court-ready evidence: the export bundle of an envelope, its VERIFY.md and its report. It may import ledger.envelopes, ledger.documents, ledger.storage, ledger.anchoring, ledger.audit and verifier."""
