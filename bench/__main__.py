@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-COMMANDS = {"log": "bench.log", "anchor": "bench.anchor", "portal": "bench.portal", "documents": "bench.documents"}
+COMMANDS = {"log": "bench.log", "anchor": "bench.anchor", "portal": "bench.portal", "documents": "bench.documents",
+            "tiles": "bench.tiles", "evidence": "bench.evidence"}
 
 
 def main(argv: list[str]) -> int:

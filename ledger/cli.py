@@ -24,7 +24,7 @@ from ledger.storage.homelock import check_not_serving
 from verifier.cli import ranged
 
 COMMANDS = ("init", "serve", "append", "import", "status", "prove", "checkpoint", "anchor", "audit", "keys", "demo",
-            "print", "seal", "seals")
+            "print", "seal", "seals", "export", "migrate")
 DEFAULT_TENANT = "default"
 SEAL_TENANT_HELP = "the tenant whose seal registry it is (each tenant registers its own seals)"
 TENANT_HELP = (f"the tenant the events' envelopes belong to (default: {DEFAULT_TENANT}); envelope references "
@@ -39,6 +39,15 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("init", help="create a ledger: database, log key, config; print the verifier key")
     s.add_argument("--origin", help="the log's origin (key name), e.g. ledger.example.com/log")
+    s.add_argument("--database", metavar="URL",
+                   help="keep the log in this PostgreSQL database (postgresql://user@host[:port]/dbname, no "
+                        "password: see database_password_env) instead of the SQLite file; written to config.toml")
+
+    s = sub.add_parser("migrate", help="copy this SQLite ledger into an empty PostgreSQL database, byte for byte; "
+                                       "audit the copy; then config.toml names it")
+    s.add_argument("--to", required=True, metavar="URL",
+                   help="postgresql://user@host[:port]/dbname (the password from the environment variable "
+                        "config.toml's database_password_env names)")
 
     s = sub.add_parser("serve", help="serve the portal, the log tiles and the API",
                        description="Each option is over its environment variable, which is over config.toml.")
@@ -138,6 +147,13 @@ def _parser() -> argparse.ArgumentParser:
     k = seals.add_parser("retire", help="retire a seal (lost or replaced): refused from now on; its uses stay")
     k.add_argument("--tenant", type=_tenant, required=True, help=SEAL_TENANT_HELP)
     k.add_argument("fingerprint")
+
+    s = sub.add_parser("export", help="the court-ready evidence bundle of an envelope (zip): entries, openings, proofs, "
+                                      "checkpoints, anchors, certificates, documents, sealed report, VERIFY.md")
+    s.add_argument("ref", metavar="REF", help="the envelope (your reference)")
+    s.add_argument("--tenant", type=_tenant, default=DEFAULT_TENANT, help=TENANT_HELP)
+    s.add_argument("--lang", choices=("zh-CN", "en"), default="zh-CN", help="the report's language (default zh-CN)")
+    s.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.zip", help="where to write the bundle")
 
     sub.add_parser("demo", help="create demo envelopes in every state and print their QR URLs; "
                                 "once they are there, print their current QR URLs again")
@@ -281,12 +297,14 @@ def _run(args: argparse.Namespace, home: Path) -> int | None:
     from ledger.envelopes.core import Ledger
 
     if args.command == "init":
-        led = Ledger.init(home, origin=args.origin)
+        led = Ledger.init(home, origin=args.origin, database=args.database)
         print(f"initialised a ledger in {home}", file=sys.stderr)
         print(f"origin: {led.config.origin}", file=sys.stderr)
         print(led.verifier_key)
         led.close()
         return 0
+    if args.command == "migrate":
+        return _migrate(home, args.to)
     if args.command == "audit":
         from ledger.audit.run import audit_home
 
@@ -297,6 +315,49 @@ def _run(args: argparse.Namespace, home: Path) -> int | None:
         return _with_ledger(args, led)
     finally:
         led.close()
+
+
+def _migrate(home: Path, url: str) -> int:
+    """`ledger migrate --to URL`: copy, check the root, audit the copy, and only then name it in config.toml."""
+    import re
+
+    from ledger.audit.run import audit_home
+    from ledger.config import database_problem, load_config
+    from ledger.storage.homelock import check_not_serving
+    from ledger.storage.migrate import copy_to_postgresql
+    from ledger.storage.schema import DB_NAME
+
+    config = load_config(home)
+    if config.database:
+        raise RefusedError(f"this ledger's database is {config.database} already (config.toml's database); "
+                           "migrate copies a SQLite ledger", code="not_sqlite")
+    if why := database_problem(url):
+        raise RefusedError(f"--to: {why}", code="bad_database")
+    if not (home / DB_NAME).exists():
+        raise NotFoundError(f"no ledger database at {home / DB_NAME}", code="no_ledger")
+    check_not_serving(home)  # what a server appended meanwhile would stay behind in the SQLite file
+    done = copy_to_postgresql(home / DB_NAME, url, config.database_password())
+    print(f"copied {sum(done.rows.values())} rows of {len(done.rows)} tables; tree size {done.size}, root "
+          f"{done.root.hex()} (the SQLite ledger's)", file=sys.stderr)
+    cfg = home / "config.toml"
+    before = cfg.read_text() if cfg.exists() else None
+    line = f"database = {json.dumps(url)}"
+    text = before or ""
+    text = (re.sub(r"(?m)^database = .*$", line, text, count=1) if re.search(r"(?m)^database = ", text)
+            else line + "\n" + text)  # first: top-level keys go before any [table]
+    cfg.write_text(text)
+    rep = audit_home(home)
+    if not rep.ok:
+        if before is None:
+            cfg.unlink()
+        else:
+            cfg.write_text(before)
+        print("the copy does not pass the audit: config.toml still names the SQLite file", file=sys.stderr)
+        return _audit_report(rep, False)
+    _audit_report(rep, False)
+    print(f"config.toml now names {url}; {home / DB_NAME} is no longer used (keep it as a backup)",
+          file=sys.stderr)
+    return 0
 
 
 def _print(args: argparse.Namespace, led: Any) -> int:
@@ -382,6 +443,15 @@ def _with_ledger(args: argparse.Namespace, led: Any) -> int:
             args.output.write_bytes(pdf)
         print(json.dumps(sealing.with_seal(ack, pdf), ensure_ascii=False))
         return 0
+    if args.command == "export":
+        from ledger.evidence.bundle import export, write_file
+
+        bundle = export(led, args.tenant, args.ref, lang=args.lang)
+        size = write_file(bundle, args.output)
+        print(json.dumps({"file": str(args.output), "bytes": size, "files": len(bundle.members),
+                          "status": bundle.manifest.envelope.status, "interim": bundle.manifest.interim,
+                          "self_check": "passed" if bundle.ok else "FAILED"}, ensure_ascii=False))
+        return 0 if bundle.ok else 1
     if args.command == "checkpoint":
         sys.stdout.write(led.log.latest_checkpoint)
         return 0

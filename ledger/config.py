@@ -293,12 +293,17 @@ class Config:
     organisation: str = "Evidence Ledger (demo)"  # the name on the platform's seal
     seal_on_completion: bool = True
     witnesses: tuple[str, ...] = ()
+    witness_urls: tuple[tuple[str, str], ...] = ()  # witness name -> base URL of its C2SP tlog-witness
     trusted_proxies: tuple[str, ...] = ()
     signature_roots: tuple[str, ...] = ()  # PEM files (relative to the ledger folder) the PDF signature check trusts
     header_timeout_s: float = 20.0
     idle_timeout_s: float = 75.0
     body_timeout_s: float = 300.0
     max_connections: int = 10_000
+    database: str = ""  # "": the SQLite file ledger.db in the ledger folder; else a postgresql:// URL
+    database_password_env: str = ""  # the environment variable holding the PostgreSQL password, if one is needed
+    tiles_folder: str = ""  # where the writer publishes tiles as files (`ledger.storage.publish`); "" = off
+    tiles_url: str = ""  # where the portal redirects full tiles and entry bundles; "" = serve them itself
     tsa: tuple[TsaConfig, ...] = ()
     printing: tuple[PrintConfig, ...] = ()
     seal: SealConfig = SealConfig()
@@ -318,6 +323,16 @@ class Config:
     def tsa_names(self) -> list[str]:
         """The TSAs configured to anchor this ledger: the local one (if on), then each [[tsa]]."""
         return ([LOCAL_TSA_NAME] if self.local_tsa else []) + [t.name for t in self.tsa]
+
+    def database_password(self) -> str | None:
+        """The PostgreSQL password: the environment variable `database_password_env` names (never the file)."""
+        if not self.database_password_env:
+            return None
+        value = os.environ.get(self.database_password_env)
+        if value is None:
+            raise _bad(f"environment variable {self.database_password_env} (database_password_env: the database "
+                       "password) is not set")
+        return value
 
     def printing_for(self, tenant: str) -> PrintConfig:
         """The tenant's `[[printing]]` table, else the `"*"` one, else the defaults."""
@@ -344,6 +359,8 @@ class Config:
                 continue
             if isinstance(v, bool):
                 out.append(f"{k} = {'true' if v else 'false'}")
+            elif k == "witness_urls":  # a table, inline: `[witness_urls]` would take the keys after it
+                out.append(f"{k} = {{{', '.join(f'{json.dumps(n)} = {json.dumps(u)}' for n, u in v)}}}")
             elif isinstance(v, tuple):
                 out.append(f"{k} = {json.dumps(list(v))}")
             else:
@@ -449,6 +466,19 @@ def _load_file(path: Path) -> Config:
     if len(set(names)) != len(names):
         raise _bad(f"{path}: two witnesses have the same name")
     raw["witnesses"] = tuple(witnesses)
+    urls = raw.pop("witness_urls", {})
+    if not isinstance(urls, dict) or not all(isinstance(u, str) for u in urls.values()):
+        raise _bad(f"{path}: witness_urls must be a table of witness name = URL, like [witness_urls] "
+                   '"notary.example/w1" = "https://witness.example"')
+    for name, url in urls.items():
+        if name not in names:
+            raise _bad(f"{path}: witness_urls names {name!r}, which is not the name of a key in witnesses "
+                       f"(named there: {', '.join(names) or 'none'})")
+        u = urlsplit(url)
+        if u.scheme not in ("http", "https") or not u.hostname or u.query or u.fragment or u.username is not None:
+            raise _bad(f"{path}: witness_urls: {url!r} of {name!r} must be an http:// or https:// address, without "
+                       "credentials, a query or a fragment (the witness serves <address>/add-checkpoint)")
+    raw["witness_urls"] = tuple(sorted(urls.items()))
     proxies = _strings(raw, "trusted_proxies", f"{path}: trusted_proxies must be a list of addresses or "
                                                "networks, like [\"10.0.0.0/8\"]")
     for p in proxies:
@@ -481,7 +511,46 @@ def _load_file(path: Path) -> Config:
     why = public_url_problem(raw.get("public_url", Config.public_url))
     if why:
         raise _bad(f"{path}: public_url: {why}")
+    if raw.get("database") and (why := database_problem(raw["database"])):
+        raise _bad(f"{path}: database: {why}")
+    if not re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)?", raw.get("database_password_env", "")):
+        raise _bad(f"{path}: database_password_env must be the name of an environment variable, like LEDGER_DB_PASSWORD")
+    _check_tiles(raw, path)
     return Config(**raw, tsa=parsed, printing=prints, seal=seal)
+
+
+def _check_tiles(raw: dict[str, Any], path: Path) -> None:
+    """`tiles_folder` is a folder other than the ledger's; `tiles_url` an http(s) address (kept without a
+    trailing slash), and only with `tiles_folder`: the portal redirects only what is published there."""
+    folder = raw.get("tiles_folder", "")
+    if folder and (path.parent / folder).resolve() == path.parent.resolve():
+        raise _bad(f"{path}: tiles_folder must be a folder of its own (like \"tiles\" or /srv/ledger-tiles), "
+                   "not the ledger folder")
+    url = raw.get("tiles_url", "")
+    if not url:
+        return
+    why = public_url_problem(url)
+    if why:
+        raise _bad(f"{path}: tiles_url: {why}")
+    if not folder:
+        raise _bad(f"{path}: tiles_url needs tiles_folder: the portal redirects only the tiles the writer has "
+                   "published there")
+    raw["tiles_url"] = url.rstrip("/")
+
+
+def database_problem(url: str) -> str | None:
+    """What is wrong with a `database` URL, or None: postgresql://user@host[:port]/dbname, no password."""
+    try:
+        u = urlsplit(url)
+        u.port  # noqa: B018  # raises on a port that is no number or out of range
+    except ValueError as e:
+        return f"{url!r} is not a URL ({e})"
+    if u.scheme not in ("postgresql", "postgres") or not u.path.strip("/") or any(c.isspace() for c in url):
+        return f"{url!r} must be a postgresql://user@host[:port]/dbname URL (or \"\" for the SQLite file)"
+    if u.password is not None or "password=" in u.query:
+        return ("the URL holds a password; take it out, and name the environment variable that holds it with "
+                "database_password_env (a password is never written in config.toml)")
+    return None
 
 
 def public_url_problem(url: str) -> str | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -18,8 +20,11 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ledger.anchoring.anchor import Anchorer, clients_for
+from ledger.anchoring.push import pushing
 from ledger.envelopes.core import Ledger
 from ledger.errors import LedgerError
+from ledger.storage.publish import publish_forever
+from portal.api import evidence as evidenceroutes
 from portal.api import openapi
 from portal.api import routes as api
 from portal.api import scans as scanroutes
@@ -69,6 +74,9 @@ def _failure(request: web.Request, status: int, code: str, message: str) -> web.
     return resp
 
 
+_unavailable_logged = -1e9  # time.monotonic() of the last warning that the database is unavailable
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -88,6 +96,13 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return resp
     except VerificationError as e:
         return error_response(400, e.code, str(e))
+    except sqlite3.OperationalError as e:  # a read found the database gone (PostgreSQL restarting, a disk error)
+        global _unavailable_logged
+        if time.monotonic() - _unavailable_logged > 10:  # once in a while, not once per request of an outage
+            _unavailable_logged = time.monotonic()
+            log.warning("the database is unavailable (%s %s): %s", request.method, _route(request), e)
+        return _failure(request, 503, "storage_unavailable", "the ledger's database is unavailable; nothing was "
+                        "written by this request: retry it")
     except asyncio.CancelledError:
         raise
     except ConnectionResetError:  # the client went away mid-request: nobody to answer, nothing to log
@@ -182,6 +197,15 @@ async def following(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(task, return_exceptions=True)
 
 
+async def publishing(app: web.Application) -> AsyncIterator[None]:
+    """The writer publishes each new checkpoint's tiles to `tiles_folder`, for nginx or a CDN to serve."""
+    led = app[LEDGER]
+    task = asyncio.create_task(publish_forever(led.log, led.home / led.config.tiles_folder), name="publishing")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 async def _close_pdf_checker(app: web.Application) -> None:
     await app[PDF_CHECKER].close()
 
@@ -228,11 +252,15 @@ def create_app(ledger: Ledger, *, anchor: bool = True, lookup_rate: float | None
     app.add_routes(pages.routes)
     app.add_routes(api.routes)
     app.add_routes(scanroutes.routes)
+    app.add_routes(evidenceroutes.routes)
     app.add_routes(openapi.routes)
     app.add_routes(texts.routes)
     app.router.add_static("/static", STATIC, append_version=False)
     if ledger.writer:
         app.cleanup_ctx.append(following)
+    if ledger.writer and cfg.tiles_folder:
+        app.cleanup_ctx.append(publishing)
     if anchor and ledger.writer:
         app.cleanup_ctx.append(anchoring)
+        app.cleanup_ctx.append(lambda _: pushing(ledger))  # checkpoints to the witnesses in `witness_urls`
     return app

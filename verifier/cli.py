@@ -153,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="the moment of judgment, RFC 3339: certificates must be valid then (for now: "
                         "--at $(date -u +%%FT%%TZ))")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
+    from verifier.evidence.command import add_commands
+
+    add_commands(sub, _moment, _minutes)  # `verify` (an evidence bundle) and `page` (a saved copy page)
     return p
 
 
@@ -199,9 +202,14 @@ _minutes = ranged(float, 0, MAX_AGE_MINUTES, f"a number of minutes more than 0 a
                   "(366 days); leave out --at to check no freshness", above=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, now: datetime | None = None) -> int:
+    """Run the command; `now`, if the caller read the clock, is the default moment of judgment of `verify`."""
     args = _parser().parse_args(argv)
     try:
+        if args.command in ("verify", "page"):
+            from verifier.evidence.command import run
+
+            return run(args, now)
         return _run(args)
     except VerificationError as e:
         print(f"NOT VERIFIED ({e.code}): {e}")

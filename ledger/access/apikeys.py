@@ -18,13 +18,13 @@ import hmac
 import logging
 import re
 import secrets
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from ledger.errors import LedgerError, RefusedError
+from ledger.storage.engine import Connection
 from ledger.storage.log import TileLog
 from verifier.errors import VerificationError
 from verifier.note import Ed25519Signer, Ed25519Verifier, parse_note, verify_note
@@ -125,12 +125,12 @@ def revoke_key(log: TileLog, kid: str) -> None:
                      (row[5], _seal(log.signer, row), kid))
 
 
-def list_keys(conn: sqlite3.Connection) -> list[dict[str, str | None]]:
+def list_keys(conn: Connection) -> list[dict[str, str | None]]:
     rows = conn.execute("SELECT id, tenant, scopes, label, created, revoked FROM api_keys ORDER BY created").fetchall()
     return [dict(zip(("id", "tenant", "scopes", "label", "created", "revoked"), r, strict=True)) for r in rows]
 
 
-def authenticate(conn: sqlite3.Connection, header: str | None, verifier: Ed25519Verifier) -> ApiKey:
+def authenticate(conn: Connection, header: str | None, verifier: Ed25519Verifier) -> ApiKey:
     """Check an `Authorization: Bearer el_...` header, and the key's row against its seal; raise AuthError
     with a reason otherwise."""
     if not header:

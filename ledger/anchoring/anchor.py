@@ -87,17 +87,20 @@ class _Store:
         # anchor of an older checkpoint: kept, but the health never goes back to a smaller size.
         ids: list[int | None] = []
         for row in self.rows:
-            cur = log.conn.execute(
-                "INSERT OR IGNORE INTO anchors(size, tsa, gen_time, serial, token, created, renews, cert_expires)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
-            ids.append(cur.lastrowid if cur.rowcount else None)
+            # ids run on without a gap (the audit checks): the next id given in the write transaction
+            got = log.conn.execute(
+                "INSERT INTO anchors(id, size, tsa, gen_time, serial, token, created, renews, cert_expires)"
+                " VALUES ((SELECT coalesce(max(id), 0) + 1 FROM anchors), ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING RETURNING id", row).fetchone()
+            ids.append(int(got[0]) if got else None)
         h = self.health
         if h is not None:
             log.conn.execute(
                 "INSERT INTO tsa_status(tsa, last_success, last_error, last_error_at, failures, anchored_size)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(tsa) DO UPDATE SET last_success = excluded.last_success,"
                 " last_error = excluded.last_error, last_error_at = excluded.last_error_at,"
-                " failures = excluded.failures, anchored_size = max(anchored_size, excluded.anchored_size)",
+                " failures = excluded.failures, anchored_size = CASE WHEN excluded.anchored_size > tsa_status.anchored_size"
+                " THEN excluded.anchored_size ELSE tsa_status.anchored_size END",
                 (h.name, h.last_success, h.last_error, h.last_error_at, h.failures, h.anchored_size))
 
         def finish(_: AppendResult) -> list[int | None]:

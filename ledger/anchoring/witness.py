@@ -119,8 +119,8 @@ def cosigned_checkpoint(ledger: LedgerContext, size: int) -> str:
 def witnesses_after(ledger: LedgerContext, index: int) -> list[dict[str, Any]]:
     """For each witness: the first checkpoint it cosigned that holds entry `index`, and when."""
     rows = ledger.log._reader().execute(
-        "SELECT witness, min(size), time FROM cosignatures WHERE size > ? GROUP BY witness ORDER BY witness",
-        (index,)).fetchall()
+        "SELECT c.witness, c.size, c.time FROM cosignatures c WHERE c.size = (SELECT min(size) FROM cosignatures"
+        " WHERE witness = c.witness AND size > ?) ORDER BY c.witness", (index,)).fetchall()
     return [{"witness": w, "size": size, "time": _utc_text(t)} for w, size, t in rows]
 
 

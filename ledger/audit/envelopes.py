@@ -23,7 +23,7 @@ from typing import Any
 
 from ledger.audit.report import AuditReport
 from ledger.documents.blobs import BlobStore
-from ledger.envelopes.core import seal_use_of, version_of
+from ledger.envelopes.core import held_sha256, seal_use_of, version_of
 from ledger.storage.log import TileLog
 from verifier.entry import Entry
 from verifier.errors import VerificationError
@@ -70,6 +70,8 @@ class EnvelopeAudit:
     commitments: dict[bytes, tuple[str, int, str]] = field(default_factory=dict)  # -> (env, index, field)
     versions: dict[int, tuple[Any, ...]] = field(default_factory=dict)  # index -> `version_of` the entry
     seal_uses: dict[int, tuple[Any, ...]] = field(default_factory=dict)  # index -> `seal_use_of` the entry
+    registers: dict[int, tuple[str, str]] = field(default_factory=dict)  # index -> (env, SHA-256 it registers)
+    seal_images: set[str] = field(default_factory=set)  # the registered seals' images (blob store files)
 
     def entry(self, idx: int, raw: bytes) -> None:
         rep = self.rep
@@ -113,6 +115,9 @@ class EnvelopeAudit:
         use = seal_use_of(e)
         if use is not None:
             self.seal_uses[idx] = use
+        held = held_sha256(e)
+        if held is not None:
+            self.registers[idx] = (e.env, held)
         if e.type == "copy.printed":
             self.copies[idx] = {"env": e.env, **e.data}
         elif e.type == "document.added":
@@ -128,7 +133,10 @@ class EnvelopeAudit:
         self._check_copies_and_documents(log)
         self._check_versions(log)
         self._check_seal_uses(log)
+        self._check_holdings(log)
         if blobs is not None:
+            self.seal_images = {sha for (sha,) in log.conn.execute(
+                "SELECT image_sha256 FROM seals WHERE image_sha256 IS NOT NULL")}
             self._check_originals(blobs)
 
     def _check_openings(self, log: TileLog) -> dict[bytes, Any]:
@@ -169,7 +177,7 @@ class EnvelopeAudit:
         seen = set()
         for env, tenant, ref, status, seq, last_leaf, first, last, created, updated, state in log.conn.execute(
                 "SELECT env, tenant, ref, status, seq, last_leaf, first_index, last_index, created, updated, state"
-                " FROM envelopes ORDER BY rowid"):
+                " FROM envelopes ORDER BY first_index, env"):
             seen.add(env)
             r = envs.get(env)
             if r is None or r.state is None:
@@ -290,6 +298,14 @@ class EnvelopeAudit:
         if seen != len(self.versions):
             rep.add(f"versions table holds {seen} rows; the log registers {len(self.versions)} versions")
 
+    def _check_holdings(self, log: TileLog) -> None:
+        """(3) Each file an envelope may serve is one an entry of that envelope registers (a row pointing at
+        other bytes would let the envelope print or export a file its tenant never sent)."""
+        for env, sha, idx in log.conn.execute("SELECT env, sha256, idx FROM holdings"):
+            if self.registers.get(idx) != (env, sha):
+                self.rep.add(f"holdings row env={env} sha256={sha[:16]}…: entry {idx} does not register these bytes "
+                             "for this envelope")
+
     def _check_seal_uses(self, log: TileLog) -> None:
         """(1) The seal_uses projection, as the versions one; and (3) each seal used is in its tenant's
         registry (a use whose seal row is gone names a deleted registration)."""
@@ -325,5 +341,5 @@ class EnvelopeAudit:
             if digest != d["sha256"]:
                 rep.add(f"the original of {where}, {blobs.path(d['sha256'])}, no longer hashes to {d['sha256']}: "
                         "it is damaged; restore it from a backup")
-        named = {d["sha256"] for d in self.docs.values()} | {v[0] for v in self.versions.values()}
+        named = {d["sha256"] for d in self.docs.values()} | {v[0] for v in self.versions.values()} | self.seal_images
         rep.unreferenced = sum(1 for sha in blobs.stored() if sha not in named)

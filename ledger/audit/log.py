@@ -93,7 +93,7 @@ def audit_log(log: TileLog, rep: AuditReport, verifier: Ed25519Verifier, origin:
                         "(the entry or the tile was changed)")
             for level, tidx, hashes, inner in full:
                 rep.tiles += 1
-                row = conn.execute("SELECT hashes, inner FROM tiles WHERE level = ? AND idx = ?", (level, tidx)).fetchone()
+                row = conn.execute('SELECT hashes, "inner" FROM tiles WHERE level = ? AND idx = ?', (level, tidx)).fetchone()
                 if row is None or bytes(row[0]) != hashes or bytes(row[1]) != inner:
                     rep.add(f"tiles row level={level} idx={tidx}: {'missing' if row is None else 'wrong hashes'} "
                             f"(recomputed from entries up to index {idx})")

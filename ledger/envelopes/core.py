@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -30,13 +29,14 @@ from ledger.access.apikeys import seal_unsealed
 from ledger.anchoring.tsa import LocalTsa, LocalTsaError, create_local_tsa
 from ledger.anchoring.witness import cosigned_checkpoint
 from ledger.clock import Clock, utc_now
-from ledger.config import Config, load_config
+from ledger.config import Config, database_problem, load_config
 from ledger.documents import qr
 from ledger.documents.blobs import BlobStore
 from ledger.documents.sealca import create_seal_ca
 from ledger.envelopes.events import InputEvent, parse_events
 from ledger.envelopes.seals import check_use
 from ledger.errors import NotFoundError, RefusedError, StorageError
+from ledger.storage.engine import Connection
 from ledger.storage.log import AppendResult, TileLog
 from ledger.storage.schema import DB_NAME
 from ledger.storage.sequencer import CatchUp, Finish, Sequencer
@@ -66,7 +66,7 @@ logger = logging.getLogger("ledger")
 
 def orphan_key(home: Path) -> str | None:
     """What to say of a folder that holds a log key but no database (init must not make a second key)."""
-    if (home / KEY_NAME).exists() and not (home / DB_NAME).exists():
+    if (home / KEY_NAME).exists() and not (home / DB_NAME).exists() and not load_config(home).database:
         return (f"{home / KEY_NAME} exists but no ledger database does: this folder holds (part of) another "
                 f"ledger; restore its {DB_NAME}, or init a new ledger in an empty folder")
     return None
@@ -144,6 +144,7 @@ class _Batch:
     versions: list[tuple[Any, ...]] = field(default_factory=list)  # index, then `version_of`'s fields
     access: list[tuple[str, int, str]] = field(default_factory=list)  # env, document, SHA-256 of its access code
     seal_uses: list[tuple[Any, ...]] = field(default_factory=list)  # index, then `seal_use_of`'s fields
+    holdings: list[tuple[str, str, int]] = field(default_factory=list)  # env, SHA-256 of bytes it holds, index
     absent: set[tuple[str, str]] = field(default_factory=set)  # (tenant, ref) known not to exist before this batch
     answers: dict[tuple[str, str], tuple[str, str, str]] = field(default_factory=dict)  # idempotent answers
     expired_before: str = ""  # idempotent answers made before this are dropped
@@ -152,7 +153,7 @@ class _Batch:
         """Is this envelope's state, or its absence, known without the database?"""
         return key in self.envs or key in self.absent
 
-    def write(self, c: sqlite3.Connection) -> None:
+    def write(self, c: Connection) -> None:
         # (executemany with an empty list still costs a statement: skip those)
         c.executemany("INSERT INTO envelope_entries(env, seq, idx) VALUES (?, ?, ?)", self.entries)
         new = [r for r in self.dirty.values() if r.new]
@@ -180,6 +181,8 @@ class _Batch:
         if self.versions:
             c.executemany("INSERT INTO versions(idx, sha256, env, document, kind, party, copy) VALUES (?, ?, ?, ?, ?, ?, ?)",
                           self.versions)
+        if self.holdings:  # (the same bytes registered twice, as two scans: held since the first)
+            c.executemany("INSERT OR IGNORE INTO holdings(env, sha256, idx) VALUES (?, ?, ?)", self.holdings)
         if self.seal_uses:
             c.executemany("INSERT INTO seal_uses(idx, seal, env, party, kind, time) VALUES (?, ?, ?, ?, ?, ?)",
                           self.seal_uses)
@@ -213,12 +216,26 @@ def seal_use_of(entry: Entry) -> tuple[str, str, int, str, str] | None:
     return d["seal"].lower(), entry.env, d["party"], d["kind"], entry.time
 
 
+def held_sha256(entry: Entry) -> str | None:
+    """The SHA-256 of the bytes an entry registers: a document, or a version of one."""
+    if entry.type == "document.added":
+        return str(entry.data["sha256"])
+    version = version_of(entry)
+    return None if version is None else version[0]
+
+
 def _backfill(log: TileLog, tables: set[str]) -> int:
     """Fill the projections (`versions`, `seal_uses`) of a ledger made before they existed, from the entries
-    (once, when they are added)."""
-    versions, uses = [], []
+    (once, when they are added); and `holdings` with what the log shows the ledger holds: originals that
+    may be downloaded (they were uploaded) and the versions it sealed."""
+    versions, uses, held = [], [], []
     for start in range(0, log.size, 65536):
         for k, raw in enumerate(log.entries(start, min(start + 65536, log.size))):
+            if "holdings" in tables and (b'"document.sealed"' in raw or (
+                    b'"document.added"' in raw and b'"download":"none"' not in raw)):
+                e = Entry.from_bytes(raw)
+                if e.type == "document.sealed" or (e.type == "document.added" and e.data.get("download") != "none"):
+                    held.append((e.env, str(e.data["sha256"]), start + k))
             if b'"party.signed"' in raw or b'"paper.scanned"' in raw or b'"document.sealed"' in raw:
                 version = version_of(Entry.from_bytes(raw))
                 if version is not None and "versions" in tables:
@@ -232,8 +249,9 @@ def _backfill(log: TileLog, tables: set[str]) -> int:
                          " VALUES (?, ?, ?, ?, ?, ?, ?)", versions)
     log.conn.executemany("INSERT OR IGNORE INTO seal_uses(idx, seal, env, party, kind, time) VALUES (?, ?, ?, ?, ?, ?)",
                          uses)
+    log.conn.executemany("INSERT OR IGNORE INTO holdings(env, sha256, idx) VALUES (?, ?, ?)", held)
     log.conn.execute("COMMIT")
-    return len(versions) + len(uses)
+    return len(versions) + len(uses) + len(held)
 
 
 def _status(rec: _Env) -> str:
@@ -318,6 +336,10 @@ class _Request:
                 batch.versions.append((first + k, *version))
             elif (use := seal_use_of(entry)) is not None:
                 batch.seal_uses.append((first + k, *use))
+        for k, (entry, ev) in enumerate(zip(entries, self.events, strict=True)):
+            # bytes this tenant sent, or the ledger made: the envelope may serve them (`printing`, exports)
+            if (ev.fields.get(UPLOADED) is True or ev.fields.get(SEALED) is True) and (sha := held_sha256(entry)):
+                batch.holdings.append((entry.env, sha, first + k))
         batch.copies.extend((code, env, d, n, first + pos) for code, env, d, n, pos in copies)
         batch.access.extend(access)
         batch.openings.extend(openings)
@@ -471,6 +493,8 @@ def _entry_data(i: int, ev: InputEvent, rec: _Env,
         d = {"document": n, "copy": done + 1, "code": qr.code_hash(code)}
     else:
         for k, v in f.items():
+            if k.startswith("_"):  # the ledger's own marks (UPLOADED): never entry data
+                continue
             if k == "party":
                 d[k] = _ordinal(i, rec, "party", v)
             elif k == "document":
@@ -505,23 +529,35 @@ class Ledger:
     # ---- lifecycle of the ledger itself -------------------------------------------------------
 
     @classmethod
-    def init(cls, home: Path, *, origin: str | None = None, clock: Clock = utc_now) -> Ledger:
+    def init(cls, home: Path, *, origin: str | None = None, clock: Clock = utc_now,
+             database: str | None = None) -> Ledger:
+        """A new ledger in `home`: its database the SQLite file there, or `database` (a postgresql:// URL,
+        written into config.toml; else config.toml's `database`)."""
         # Everything is checked before anything is written: a refused init leaves the folder as it was.
         home.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds openings, codes and keys: owner only
         if (home / DB_NAME).exists():
             raise RefusedError(f"a ledger already exists in {home}", code="exists", status=409)
+        if (home / KEY_NAME).exists() and (database or load_config(home).database):
+            raise RefusedError(f"{home / KEY_NAME} exists: this folder holds (part of) a ledger already; init a new "
+                               "ledger in an empty folder", code="exists", status=409)
         if (orphan := orphan_key(home)) is not None:
             raise RefusedError(orphan, code="exists", status=409)
         cfg_path = home / "config.toml"
         config = load_config(home)
         if origin:
-            config = Config(**{**{k: getattr(config, k) for k in Config.keys()}, "origin": origin})
+            config = config.replace(origin=origin)
+        if database:
+            if why := database_problem(database):
+                raise RefusedError(f"--database: {why}", code="bad_database")
+            config = config.replace(database=database)
+        if config.database:
+            TileLog.check_new(config.database, config.database_password())
         try:
             signer = LogSigner.generate(config.origin)  # the origin is the key's name: checked here
         except FormatError as e:
             raise RefusedError(f"origin {config.origin!r} cannot name a log: {e}", code="bad_origin") from None
         os.chmod(home, 0o700)  # a folder that was there already becomes the owner's only too
-        if not cfg_path.exists() or origin:
+        if not cfg_path.exists() or origin or database:
             cfg_path.write_text(config.to_toml())
         signer.save(home / KEY_NAME)
         (home / PUB_NAME).write_text(signer.verifier_key + "\n")
@@ -530,7 +566,8 @@ class Ledger:
         if not (home / SEAL_DIR).exists():  # the platform's e-seal, under a local CA (not accredited)
             create_seal_ca(home / SEAL_DIR, organisation=config.organisation, now=clock(),
                            crl_base_url=config.public_url.rstrip("/") + "/seal-ca/")
-        log = TileLog.create(home / DB_NAME, signer, clock)
+        log = TileLog.create(home / DB_NAME, signer, clock, database=config.database,
+                             password=config.database_password())
         for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):  # SQLite gives new files the database's mode
             if (home / name).exists():
                 os.chmod(home / name, 0o600)
@@ -540,10 +577,11 @@ class Ledger:
     def open(cls, home: Path, *, clock: Clock = utc_now) -> Ledger:
         config = load_config(home)
         signer = LogSigner.load(home / KEY_NAME, config.origin)
-        log = TileLog.open(home / DB_NAME, signer, clock)
+        log = TileLog.open(home / DB_NAME, signer, clock, database=config.database,
+                           password=config.database_password())
         if "api_keys.seal" in log.added_columns:  # keys made before seals: sealed once, as the column is added
             seal_unsealed(log)
-        if {"versions", "seal_uses"} & log.added_columns:  # a ledger made before they were kept: filled once
+        if {"versions", "seal_uses", "holdings"} & log.added_columns:  # a ledger made before they were kept: filled once
             _backfill(log, log.added_columns)
         logged = log.latest_checkpoint.split("\n", 1)[0] if log.latest_checkpoint else config.origin
         if logged != config.origin:
@@ -561,7 +599,7 @@ class Ledger:
             verifier = Ed25519Verifier.from_string((home / PUB_NAME).read_text())
         except FileNotFoundError:
             verifier = LogSigner.load(home / KEY_NAME, config.origin).verifier
-        log = TileLog.open_reader(home / DB_NAME)
+        log = TileLog.open_reader(home / DB_NAME, database=config.database, password=config.database_password())
         return cls(home, config, log, utc_now, verifier)
 
     def close(self) -> None:
@@ -737,7 +775,8 @@ class Ledger:
             # one pass over the envelope's rows (primary key (env, seq)): its events in the tree, and its
             # last index in the whole log
             events, last, newest = self.log._reader().execute(  # an aggregate: always one row
-                "SELECT sum(idx < ?), max(CASE WHEN idx < ? THEN idx END), max(idx) FROM envelope_entries"
+                "SELECT count(CASE WHEN idx < ? THEN 1 END), max(CASE WHEN idx < ? THEN idx END), max(idx)"
+                " FROM envelope_entries"
                 " WHERE env = ?", (size, size, env)).fetchone()
         if newest is not None and newest >= size:  # even if none is in the tree: it was made after it
             raise RefusedError(f"the envelope has events after tree size {size} (its last is at index {newest}); "

@@ -144,7 +144,8 @@ def create_demo(ledger: Ledger) -> list[dict[str, str]]:
     for ref, events in DEMOS:
         if _row(ledger, ref) is None:
             # the demo stored each document's bytes itself (ledger.blobs.put), as an upload does
-            parsed = [uploaded(e) if e.type == "document.added" else e for e in parse_events(events(ledger, ref))]
+            parsed = [uploaded(e) if e.type in ("document.added", "party.signed") else e
+                      for e in parse_events(events(ledger, ref))]
             access = next((a["access_code"] for a in ledger.append(TENANT, parsed) if "access_code" in a), "")
             if access:
                 codes[ref] = access

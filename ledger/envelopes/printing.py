@@ -54,13 +54,21 @@ def latest_version(led: Ledger, env: str, document: int) -> Source:
         raise RefusedError(f"the envelope has no document {document}", code="unknown_document", status=404)
     candidates = [(int(row[1]), str(row[0]))] + [(int(i), str(sha)) for sha, i in r.execute(
         "SELECT sha256, idx FROM versions WHERE env = ? AND document = ? AND kind != 'scan'", (env, document))]
+    held = held_by(led, env)
     for _, sha in sorted(candidates, reverse=True):
-        if led.blobs.path(sha).is_file():
+        if sha in held and led.blobs.path(sha).is_file():
             name = _name(led, env, int(row[1]))
             return Source(sha, name, led.blobs.open(sha).read_bytes())
     raise RefusedError("the ledger holds no bytes of this document: it was registered by its hash only; upload it "
                        "(POST /api/v1/envelopes/{ref}/documents) to print or download copies", code="no_bytes",
                        status=409)
+
+
+def held_by(led: Ledger, env: str) -> set[str]:
+    """The SHA-256s of the bytes an envelope may serve: those its tenant sent (an upload, a scan) or the
+    ledger made for it (a sealed version). Every hash in the log is public: another tenant's file that
+    happens to be in the shared blob store is never one of them."""
+    return {sha for (sha,) in led.log._reader().execute("SELECT sha256 FROM holdings WHERE env = ?", (env,))}
 
 
 def _name(led: Ledger, env: str, idx: int) -> str:

@@ -128,8 +128,10 @@ def copy_view(ledger: Ledger, code_text: str, *, proofs: bool = True) -> dict[st
     last = idxs[-1] if idxs else 0
     anchors = [{"tsa": tsa, "gen_time": gen, "size": sz, "local": tsa == LOCAL_TSA_NAME}
                for tsa, sz, gen in r.execute(
-                   "SELECT tsa, min(size), gen_time FROM anchors WHERE size > ? AND renews IS NULL GROUP BY tsa"
-                   " ORDER BY tsa", (last,))]
+                   # each TSA's first anchor after the envelope's last entry (one row per TSA and size)
+                   "SELECT a.tsa, a.size, a.gen_time FROM anchors a WHERE a.renews IS NULL AND a.size = (SELECT"
+                   " min(size) FROM anchors WHERE tsa = a.tsa AND size > ? AND renews IS NULL) ORDER BY a.tsa",
+                   (last,))]
     checkpoint = ledger.log.latest_checkpoint
     proof_list = [{"index": i, "entry": base64.b64encode(raw).decode(),
                    "proof": [base64.b64encode(h).decode() for h in ledger.log.inclusion_proof(i, size)]}

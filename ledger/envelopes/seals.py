@@ -31,6 +31,7 @@ from ledger.documents.blobs import BlobStore
 from ledger.documents.sealstamp import registered_image
 from ledger.envelopes.events import REF, control_character
 from ledger.errors import RefusedError
+from ledger.storage.engine import Connection
 from ledger.storage.log import TileLog
 from verifier.errors import VerificationError
 from verifier.lifecycle import ROLES, SEAL_KINDS
@@ -156,7 +157,7 @@ def retire(log: TileLog, tenant: str, fingerprint: str) -> None:
                      (row[8], _sign(log.signer, row), tenant, fingerprint))
 
 
-def check_use(conn: sqlite3.Connection, verifier: Ed25519Verifier, tenant: str, fingerprint: str, kind: str,
+def check_use(conn: Connection, verifier: Ed25519Verifier, tenant: str, fingerprint: str, kind: str,
               party_ref: str, role: str) -> None:
     """Refuse a `seal.used` whose seal the tenant has not registered (or retired, or of another kind), or
     that names a party the seal is not for.
@@ -193,7 +194,7 @@ def _shown(row: Sequence[Any]) -> dict[str, Any]:
     return out
 
 
-def list_seals(conn: sqlite3.Connection, tenant: str, *, uses: bool = True, limit: int = 1000) -> list[dict[str, Any]]:
+def list_seals(conn: Connection, tenant: str, *, uses: bool = True, limit: int = 1000) -> list[dict[str, Any]]:
     """The tenant's seals, each with its uses (newest first, at most `limit` each): the envelope's
     reference, the party's reference, the log index and time."""
     seals = [_shown(r) for r in conn.execute(f"SELECT {COLUMNS} FROM seals WHERE tenant = ? ORDER BY created, "
@@ -209,7 +210,7 @@ def list_seals(conn: sqlite3.Connection, tenant: str, *, uses: bool = True, limi
     return seals
 
 
-def seal_of(conn: sqlite3.Connection, tenant: str, fingerprint: str) -> dict[str, Any] | None:
+def seal_of(conn: Connection, tenant: str, fingerprint: str) -> dict[str, Any] | None:
     """One registered seal, as `list_seals` shows it (without its uses), or None."""
     row = conn.execute(f"SELECT {COLUMNS} FROM seals WHERE tenant = ? AND fingerprint = ?",
                        (tenant, fingerprint)).fetchone()

@@ -11,7 +11,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from ledger.errors import RefusedError
+from ledger.config import load_config
+from ledger.errors import LedgerError, RefusedError
 from ledger.storage.schema import DB_NAME
 
 LOCK_NAME = "serve.lock"
@@ -20,7 +21,7 @@ LOCK_NAME = "serve.lock"
 def lock_serving(home: Path) -> int | None:
     """Take the lock for this process's life (the open descriptor, to close at the end); refused if
     another `ledger serve` holds it. None when the folder holds no ledger (opening it says what is missing)."""
-    if not (home / DB_NAME).exists():
+    if not (home / DB_NAME).exists() and not _names_database(home):
         return None
     path = home / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -35,6 +36,14 @@ def lock_serving(home: Path) -> int | None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _names_database(home: Path) -> bool:
+    """Does the folder's config.toml name a PostgreSQL database (a ledger whose database is elsewhere)?"""
+    try:
+        return bool(load_config(home).database)
+    except LedgerError:
+        return False  # opening the ledger says what is wrong with config.toml
 
 
 def check_not_serving(home: Path) -> None:

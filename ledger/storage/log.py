@@ -1,4 +1,4 @@
-"""The Merkle log on SQLite, stored as C2SP tlog-tiles.
+"""The Merkle log on SQLite or PostgreSQL, stored as C2SP tlog-tiles.
 
 Tables (all log tables refuse UPDATE and DELETE by trigger, see `ledger.storage.schema`):
 - `entry_chunks(start, count, data)`: the exact leaf bytes in C2SP entry-bundle encoding (uint16
@@ -18,6 +18,14 @@ then is anything acknowledged. Memory stays flat: the writer keeps only the comp
 edge tiles; opening reads the edge and the last checkpoint, nothing O(n). Another process may write
 the same database (`ledger append` while `ledger serve` runs): each transaction, once it holds
 SQLite's write lock, compares the latest checkpoint with the one in memory and reloads on a change.
+
+On PostgreSQL (`database` is a postgresql:// URL; `ledger.storage.engine`) any number of hosts may
+write: a write transaction first locks the row of `log_head(size, root)` (`SELECT ... FOR UPDATE`), the
+tree every writer extends, so writers take turns a whole batch at a time; it catches up as above, checks
+that the head is the tree it holds, and at commit moves the head on only from that tree (an UPDATE that
+names the old size and root: a writer that would fork the tree changes no row and fails, before COMMIT).
+A host killed mid-batch leaves an open transaction the server rolls back; nothing is acknowledged
+before COMMIT returns, and COMMIT is durable (`synchronous_commit = on`).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from ledger.clock import Clock, utc_now
 from ledger.errors import IntegrityError, NotFoundError, RefusedError, StorageError
 from ledger.storage import schema
 from ledger.storage.checkpointer import Checkpointer
+from ledger.storage.engine import Connection, PgConnection, check_url, is_postgresql, redact
 from ledger.storage.records import CheckpointRecord
 from ledger.storage.signer import LogSigner
 from verifier.checkpoint import Checkpoint, parse_checkpoint
@@ -106,6 +115,17 @@ def iter_bundle(data: bytes) -> list[bytes]:
     if pos != len(data):
         raise IntegrityError("an entry chunk is truncated")
     return out
+
+
+def _connect_pg(database: str, password: str | None, *, readonly: bool = False,
+                role: str = "writer") -> PgConnection:
+    check_url(database)
+    if not is_postgresql(database):
+        raise StorageError(f"database {database!r} is not a postgresql:// URL", code="bad_config")
+    try:
+        return schema.connect_pg(database, password=password, readonly=readonly, role=role)
+    except sqlite3.Error as e:
+        raise StorageError(f"cannot connect to the database {redact(database)}: {e}", code="database_unavailable") from e
 
 
 def _read_text(path: Path) -> str | None:
@@ -212,15 +232,42 @@ def integrate(t: _Tree, entries: Sequence[bytes], full: list[tuple[int, int, byt
     return leaves
 
 
-class TileLog:
-    """One SQLite database holding the log. One writer per process (the caller serialises its writes;
-    writers of other processes take turns through SQLite's write lock, see `begin`); many readers."""
+def load_tree(conn: Connection) -> _Tree:
+    """The tree the edge tiles hold: its size and compact range (the interior nodes are left to the writer)."""
+    rows = conn.execute("SELECT level, idx, hashes FROM tile_edge ORDER BY level").fetchall()
+    edges = [_split(bytes(h)) for _, _, h in rows]
+    size = rows[0][1] * TILE_WIDTH + len(edges[0]) if rows else 0
+    stack: list[bytes] = []
+    for level in range(len(edges) - 1, -1, -1):
+        hashes, pos = edges[level], 0
+        for b in range(7, -1, -1):
+            if len(hashes) >> b & 1:
+                stack.append(root_of_hashes(hashes[pos : pos + (1 << b)]))
+                pos += 1 << b
+    if not edges:
+        return _Tree(0, [], [[]], [_empty_inner()])
+    # the interior nodes of the edge tiles are only needed by the writer: built at the first begin()
+    return _Tree(size, stack, edges, [])
 
-    def __init__(self, path: Path, signer: LogSigner | None, conn: sqlite3.Connection, clock: Clock) -> None:
+
+class TileLog:
+    """One database holding the log. One writer per process (the caller serialises its writes; writers of
+    other processes take turns through SQLite's write lock, or PostgreSQL's lock of the head row, see
+    `begin`); many readers.
+
+    `path` is the SQLite file; on PostgreSQL (`database`, a URL) the files beside it are still this
+    host's own (`ledger.checkpoint`).
+    """
+
+    def __init__(self, path: Path, signer: LogSigner | None, conn: Connection, clock: Clock, *,
+                 database: str = "", password: str | None = None) -> None:
         self.path = path
         self._signer = signer
         self.conn = conn
         self.clock = clock
+        self.database, self._password = database, password
+        self.postgresql = bool(database)
+        self._head: tuple[int, bytes] | None = None  # PostgreSQL: the head row this write transaction locked
         self.checkpoint_file = path.with_suffix(".checkpoint")
         self._local = threading.local()
         self._tile_cache: OrderedDict[tuple[int, int], tuple[bytes, bytes | None]] = OrderedDict()
@@ -228,7 +275,7 @@ class TileLog:
         self._cache_lock = threading.Lock()
         # a reader keeps no tree state: it only serves what checkpoints publish. The tree and the latest
         # checkpoint are read in one read transaction: another process may commit between two reads.
-        conn.execute("BEGIN")
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ" if self.postgresql else "BEGIN")  # one snapshot
         try:
             self._tree = self._load_tree() if signer is not None else _Tree(0, [], [[]], [_empty_inner()])
             self._published: tuple[int, bytes, str] = self._load_latest()
@@ -237,10 +284,10 @@ class TileLog:
         self._work: _Tree | None = None
         self._cp_fd: int | None = None
         self.transactions = 0
-        self._checkpointer = Checkpointer(path) if signer is not None else None
+        self._checkpointer = Checkpointer(path) if signer is not None and not self.postgresql else None
         self._staged: list[bytes] = []
         self._deferred: list[bytes] = []  # sequenced in the open transaction, integrated at commit
-        self._hooks: list[Callable[[sqlite3.Connection], None]] = []
+        self._hooks: list[Callable[[Connection], None]] = []
         self._full_tiles: list[tuple[int, int, bytes, bytes]] = []
         self.on_publish: Callable[[int], None] | None = None  # told each new size, after its COMMIT
         self.added_columns: set[str] = set()  # columns this open added to an older database
@@ -255,26 +302,55 @@ class TileLog:
     # ---- opening -------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: Path, signer: LogSigner, clock: Clock = utc_now) -> TileLog:
-        if path.exists():
-            raise RefusedError(f"{path} already exists; refusing to overwrite a log", code="exists")
-        conn = schema.connect(path)
-        schema.create(conn)
-        log = cls(path, signer, conn, clock)
+    def create(cls, path: Path, signer: LogSigner, clock: Clock = utc_now, *, database: str = "",
+               password: str | None = None) -> TileLog:
+        """A new, empty log: in the SQLite file `path`, or in the PostgreSQL database `database` (a URL)."""
+        conn: Connection
+        if database:
+            conn = pg = _connect_pg(database, password)
+            try:
+                if schema.pg_is_ledger(pg):
+                    raise RefusedError(f"the database {redact(database)} already holds a ledger; refusing to "
+                                       "overwrite a log", code="exists")
+                schema.ensure_pg(pg)
+                pg.execute("INSERT INTO log_head(id, size, root) VALUES (1, 0, ?) ON CONFLICT DO NOTHING",
+                           (EMPTY_ROOT,))
+            except BaseException:
+                pg.close()
+                raise
+        else:
+            if path.exists():
+                raise RefusedError(f"{path} already exists; refusing to overwrite a log", code="exists")
+            conn = lite = schema.connect(path)
+            schema.create(lite)
+        log = cls(path, signer, conn, clock, database=database, password=password)
         log.begin()
         log.commit()  # the empty tree's checkpoint, so a log always has one
         return log
 
     @classmethod
-    def open(cls, path: Path, signer: LogSigner, clock: Clock = utc_now) -> TileLog:
-        if not path.exists():
-            raise NotFoundError(f"no ledger database at {path}; run `ledger init` first", code="no_ledger")
-        conn = schema.connect(path)
-        added = schema.ensure(conn)
+    def open(cls, path: Path, signer: LogSigner, clock: Clock = utc_now, *, database: str = "",
+             password: str | None = None) -> TileLog:
+        conn: Connection
+        if database:
+            conn = pg = _connect_pg(database, password)
+            try:
+                if not schema.pg_is_ledger(pg):
+                    raise NotFoundError(f"no ledger in the database {redact(database)}; run `ledger init "
+                                        "--database URL` first", code="no_ledger")
+                added = schema.ensure_pg(pg)
+            except BaseException:
+                pg.close()
+                raise
+        else:
+            if not path.exists():
+                raise NotFoundError(f"no ledger database at {path}; run `ledger init` first", code="no_ledger")
+            conn = lite = schema.connect(path)
+            added = schema.ensure(lite)
         # the file before the database: it is written after each COMMIT, so read in this order an
         # honest database is never behind it, even while another process writes
         outside = _read_text(path.with_suffix(".checkpoint"))
-        log = cls(path, signer, conn, clock)
+        log = cls(path, signer, conn, clock, database=database, password=password)
         log.added_columns = added  # filled in by the layer that owns them (ledger.access.apikeys: seals)
         try:
             log._check_against_outside_checkpoint(outside)
@@ -285,16 +361,37 @@ class TileLog:
         return log
 
     @classmethod
-    def open_reader(cls, path: Path) -> TileLog:
+    def open_reader(cls, path: Path, *, database: str = "", password: str | None = None) -> TileLog:
         """Open for reading only (a portal process or replica): no key, no writes, no schema changes.
 
         It serves what the writer has published; `refresh()` picks up newer checkpoints.
         """
+        if database:
+            conn = _connect_pg(database, password, readonly=True, role="reader")
+            try:
+                if not schema.pg_is_ledger(conn):
+                    raise NotFoundError(f"no ledger in the database {redact(database)}; run `ledger init "
+                                        "--database URL` first", code="no_ledger")
+            except BaseException:
+                conn.close()
+                raise
+            return cls(path, None, conn, utc_now, database=database, password=password)
         if not path.exists():
             raise NotFoundError(f"no ledger database at {path}; run `ledger init` first", code="no_ledger")
         return cls(path, None, schema.connect(path, readonly=True), utc_now)
 
-    def newest_size(self, conn: sqlite3.Connection | None = None) -> int | None:
+    @staticmethod
+    def check_new(database: str, password: str | None) -> None:
+        """Refuse, before anything is written, a PostgreSQL database that cannot be reached or holds a ledger."""
+        conn = _connect_pg(database, password, role="init")
+        try:
+            if schema.pg_is_ledger(conn):
+                raise RefusedError(f"the database {redact(database)} already holds a ledger; refusing to overwrite "
+                                   "a log (init a new ledger in an empty database)", code="exists", status=409)
+        finally:
+            conn.close()
+
+    def newest_size(self, conn: Connection | None = None) -> int | None:
         """The largest tree size among the database's checkpoints, another process's included (None
         before the first); read through `conn`, or this thread's reader."""
         (size,) = (conn or self._reader()).execute("SELECT max(size) FROM checkpoints").fetchone()
@@ -307,20 +404,7 @@ class TileLog:
             self._published = (int(row[0]), bytes(row[1]), str(row[2]))
 
     def _load_tree(self) -> _Tree:
-        rows = self.conn.execute("SELECT level, idx, hashes FROM tile_edge ORDER BY level").fetchall()
-        edges = [_split(h) for _, _, h in rows]
-        size = rows[0][1] * TILE_WIDTH + len(edges[0]) if rows else 0
-        stack: list[bytes] = []
-        for level in range(len(edges) - 1, -1, -1):
-            hashes, pos = edges[level], 0
-            for b in range(7, -1, -1):
-                if len(hashes) >> b & 1:
-                    stack.append(root_of_hashes(hashes[pos : pos + (1 << b)]))
-                    pos += 1 << b
-        if not edges:
-            return _Tree(0, [], [[]], [_empty_inner()])
-        # the interior nodes of the edge tiles are only needed by the writer: built at the first begin()
-        return _Tree(size, stack, edges, [])
+        return load_tree(self.conn)
 
     def _load_latest(self) -> tuple[int, bytes, str]:
         row = self.conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
@@ -439,7 +523,11 @@ class TileLog:
                 self._checkpointer.failed()
             raise StorageError(f"cannot start a write transaction: {e}") from e
         try:
+            if self.postgresql:
+                self._lock_head()
             self._catch_up()
+            if self.postgresql:
+                self._check_head()
         except BaseException as e:
             self.rollback()
             if isinstance(e, sqlite3.Error):
@@ -449,6 +537,24 @@ class TileLog:
             self._tree.inner = [_inner_of(e) for e in self._tree.edges]
         self._work = self._tree.copy()
         self.transactions += 1
+
+    def _lock_head(self) -> None:
+        """PostgreSQL: lock the head row for this transaction; another host's writer waits here for it, and
+        reads, once it has it, everything committed before (READ COMMITTED: a snapshot per statement)."""
+        row = self.conn.execute("SELECT size, root FROM log_head WHERE id = 1 FOR UPDATE").fetchone()
+        if row is None:
+            raise IntegrityError("the ledger database has no log_head row; it is damaged (run `ledger audit`)",
+                                 code="damaged")
+        self._head = (int(row[0]), bytes(row[1]))
+
+    def _check_head(self) -> None:
+        """PostgreSQL, after catching up: the stored head is the tree this writer extends."""
+        assert self._head is not None
+        if self._head != (self._tree.size, self._tree.root()):
+            raise IntegrityError(
+                f"the log's head row says tree size {self._head[0]}, but the tiles and checkpoints hold a tree of "
+                f"size {self._tree.size} (or another root); refusing to extend either (run `ledger audit`)",
+                code="damaged")
 
     def _catch_up(self) -> None:
         """Under the write lock: take in what another process (`ledger append` beside `ledger serve`)
@@ -498,7 +604,7 @@ class TileLog:
         self._deferred.extend(entries)
         return first
 
-    def before_commit(self, hook: Callable[[sqlite3.Connection], None]) -> None:
+    def before_commit(self, hook: Callable[[Connection], None]) -> None:
         """Run `hook(conn)` inside this transaction just before it commits (once; forgotten on rollback)."""
         if self._work is None:
             raise StorageError("before_commit() outside a transaction")
@@ -531,7 +637,7 @@ class TileLog:
             if chunks:
                 c.executemany("INSERT INTO entry_chunks(start, count, data) VALUES (?, ?, ?)", chunks)
             if full:
-                c.executemany("INSERT INTO tiles(level, idx, hashes, inner) VALUES (?, ?, ?, ?)", full)
+                c.executemany('INSERT INTO tiles(level, idx, hashes, "inner") VALUES (?, ?, ?, ?)', full)
             c.executemany("INSERT INTO tile_edge(level, idx, hashes) VALUES (?, ?, ?) ON CONFLICT(level) "
                           "DO UPDATE SET idx = excluded.idx, hashes = excluded.hashes", edges)
             if new_checkpoint:
@@ -541,6 +647,13 @@ class TileLog:
                 c.execute("INSERT INTO checkpoints(size, root, note, created) VALUES (?, ?, ?, ?)",
                           (t.size, root, note, created))
                 c.execute("INSERT INTO checkpoint_records(size, note) VALUES (?, ?)", (t.size, record))
+            if self._head is not None and self._head[0] != t.size:
+                # moves on only from the tree it extends (locked at begin): else no row changes, and no COMMIT
+                moved = c.execute("UPDATE log_head SET size = ?, root = ? WHERE id = 1 AND size = ? AND root = ?",
+                                  (t.size, root, *self._head)).rowcount
+                if moved != 1:
+                    raise StorageError("the log's head moved while this writer held it locked; nothing was "
+                                       "acknowledged (send the request again)", code="head_moved")
             c.execute("COMMIT")
         except BaseException as e:
             self.rollback()
@@ -614,10 +727,12 @@ class TileLog:
 
     # ---- reading -------------------------------------------------------------------------------
 
-    def _reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+    def _reader(self) -> Connection:
+        """This thread's connection for reading (autocommit: each statement sees what is committed)."""
+        conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = schema.connect(self.path, readonly=True)
+            conn = (_connect_pg(self.database, self._password, readonly=True, role="reader") if self.postgresql
+                    else schema.connect(self.path, readonly=True))
             self._local.conn = conn
         return conn
 
@@ -634,14 +749,14 @@ class TileLog:
                 self._tile_cache.move_to_end(key)
                 return hit
         r = self._reader()
-        row = r.execute("SELECT hashes, inner FROM tiles WHERE level = ? AND idx = ?", key).fetchone()
+        row = r.execute('SELECT hashes, "inner" FROM tiles WHERE level = ? AND idx = ?', key).fetchone()
         if row is not None:
             found: tuple[bytes, bytes | None] = (bytes(row[0]), bytes(row[1]))
         else:
             row = r.execute("SELECT hashes FROM tile_edge WHERE level = ? AND idx = ?", key).fetchone()
             if row is None:
                 # the edge may have just moved on to the next index: the full tile is there now
-                row = r.execute("SELECT hashes, inner FROM tiles WHERE level = ? AND idx = ?", key).fetchone()
+                row = r.execute('SELECT hashes, "inner" FROM tiles WHERE level = ? AND idx = ?', key).fetchone()
                 if row is None:
                     raise NotFoundError(f"tile {level}/{index} of width {min_width} is not in the log")
                 found = (bytes(row[0]), bytes(row[1]))

@@ -1,9 +1,13 @@
-"""The SQLite schema: log tables (append-only, enforced by triggers) and projections.
+"""The schema: log tables (append-only, enforced by triggers) and projections, on SQLite or PostgreSQL.
 
 Log tables: entry_chunks, tiles, tile_edge (grow-only), checkpoints, anchors. Projections (envelopes,
 parties, documents, copies) are rebuilt from the log by `ledger audit`; `tsa_status` is the anchoring
 loop's view of each TSA's health. Private tables (openings, api_keys, tenants' references) hold what
 must never enter the public log.
+
+PostgreSQL gets the same tables (`SCHEMA` through `engine.ddl`), the same refusals as plpgsql triggers
+(TRUNCATE refused too), and one table more: `log_head(size, root)`, the tree every writer extends, whose
+row a write transaction locks first (`ledger.storage.log`); it may only grow.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from ledger.storage import engine
 from ledger.storage.checkpointer import WAL_HARD_LIMIT, WAL_THRESHOLD
 
 DB_NAME = "ledger.db"  # the database file in the ledger folder
@@ -22,7 +27,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entry_chunks (start INTEGER PRIMARY KEY, count INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tiles (
-    level INTEGER NOT NULL, idx INTEGER NOT NULL, hashes BLOB NOT NULL, inner BLOB NOT NULL,
+    level INTEGER NOT NULL, idx INTEGER NOT NULL, hashes BLOB NOT NULL, "inner" BLOB NOT NULL,
     PRIMARY KEY (level, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tile_edge (level INTEGER PRIMARY KEY, idx INTEGER NOT NULL, hashes BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -99,6 +104,11 @@ CREATE TABLE IF NOT EXISTS seal_uses (
     idx INTEGER PRIMARY KEY, seal TEXT NOT NULL, env TEXT NOT NULL, party INTEGER NOT NULL, kind TEXT NOT NULL,
     time TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS seal_uses_seal ON seal_uses (seal, idx);
+-- The bytes each envelope may serve (print, download, export): the files its own tenant sent (uploads,
+-- scans) or the ledger made for it (sealed versions), by the entry that registered them. Every SHA-256 in
+-- the log is public, so a hash alone must never open a file another tenant stored.
+CREATE TABLE IF NOT EXISTS holdings (
+    env TEXT NOT NULL, sha256 TEXT NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (env, sha256)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, tenant TEXT NOT NULL, scopes TEXT NOT NULL, secret_sha256 TEXT NOT NULL,
     label TEXT NOT NULL DEFAULT '', created TEXT NOT NULL, revoked TEXT, seal TEXT);
@@ -160,10 +170,89 @@ def ensure(conn: sqlite3.Connection) -> set[str]:
 
     Plain sqlite3 on purpose: opening a ledger stays fast (sqlite-utils loads its plugins on first use).
     """
-    had = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name IN ('versions', 'seal_uses')")}
+    had = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name IN ('versions', 'seal_uses', 'holdings')")}
     conn.executescript(SCHEMA + _triggers())
-    added = {"versions", "seal_uses"} - had
+    added = {"versions", "seal_uses", "holdings"} - had
     if "seal" not in {row[1] for row in conn.execute("PRAGMA table_info(api_keys)")}:
         conn.execute("ALTER TABLE api_keys ADD COLUMN seal TEXT")
         added.add("api_keys.seal")
     return added
+
+
+# ---- PostgreSQL ------------------------------------------------------------------------------------
+
+PG_HEAD = """
+CREATE TABLE IF NOT EXISTS log_head (id INTEGER PRIMARY KEY CHECK (id = 1), size BIGINT NOT NULL, root BYTEA NOT NULL);
+CREATE OR REPLACE FUNCTION ledger_head_grows() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.id = OLD.id AND NEW.size >= OLD.size THEN RETURN NEW; END IF;
+    RAISE EXCEPTION 'log table log_head may only grow: % refused', TG_OP;
+END $$;
+CREATE OR REPLACE TRIGGER log_head_grows BEFORE UPDATE OR DELETE ON log_head
+    FOR EACH ROW EXECUTE FUNCTION ledger_head_grows();
+CREATE OR REPLACE TRIGGER log_head_no_truncate BEFORE TRUNCATE ON log_head
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_head_grows();
+"""
+
+
+def _pg_triggers() -> str:
+    out = ["""CREATE OR REPLACE FUNCTION ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'log table % is append-only: % refused', TG_TABLE_NAME, TG_OP;
+END $$;
+CREATE OR REPLACE FUNCTION ledger_tile_edge_grows() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.level = OLD.level AND (
+        (NEW.idx = OLD.idx AND length(NEW.hashes) >= length(OLD.hashes)
+         AND substring(NEW.hashes FROM 1 FOR length(OLD.hashes)) = OLD.hashes)
+        OR (NEW.idx > OLD.idx AND EXISTS (SELECT 1 FROM tiles WHERE level = OLD.level AND idx = OLD.idx))) THEN
+        RETURN NEW;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN RAISE EXCEPTION 'log table tile_edge may only grow'; END IF;
+    RAISE EXCEPTION 'log table tile_edge is append-only: % refused', TG_OP;
+END $$;"""]
+    for t in APPEND_ONLY:
+        out.append(f"CREATE OR REPLACE TRIGGER {t}_no_change BEFORE UPDATE OR DELETE ON {t} "
+                   "FOR EACH ROW EXECUTE FUNCTION ledger_append_only();")
+        out.append(f"CREATE OR REPLACE TRIGGER {t}_no_truncate BEFORE TRUNCATE ON {t} "
+                   "FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only();")
+    out.append("CREATE OR REPLACE TRIGGER tile_edge_grow_only BEFORE UPDATE OR DELETE ON tile_edge "
+               "FOR EACH ROW EXECUTE FUNCTION ledger_tile_edge_grows();")
+    out.append("CREATE OR REPLACE TRIGGER tile_edge_no_truncate BEFORE TRUNCATE ON tile_edge "
+               "FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only();")
+    return "\n".join(out)
+
+
+def pg_schema() -> str:
+    """The whole PostgreSQL schema: SQLite's tables translated, the head row, the triggers."""
+    return engine.ddl(SCHEMA) + PG_HEAD + _pg_triggers()
+
+
+# Every host runs `ensure` when it opens the ledger: one at a time (DDL of two sessions at once may fail).
+_SCHEMA_LOCK = 0x6C6564676572  # "ledger": the advisory lock key
+
+
+def connect_pg(url: str, *, password: str | None = None, readonly: bool = False,
+               role: str = "ledger") -> engine.PgConnection:
+    """A session on the ledger's PostgreSQL database (see `engine.PgConnection`)."""
+    return engine.PgConnection(url, password=password, readonly=readonly, role=role)
+
+
+def pg_is_ledger(conn: engine.PgConnection) -> bool:
+    """Does this PostgreSQL database hold a ledger already (its head row)?"""
+    (name,) = conn.execute("SELECT to_regclass('log_head')::text").fetchone()
+    return name is not None and conn.execute("SELECT 1 FROM log_head").fetchone() is not None
+
+
+def ensure_pg(conn: engine.PgConnection) -> set[str]:
+    """Create or bring up to date the PostgreSQL schema, in one transaction under an advisory lock (so
+    hosts opening the ledger at once take turns). Nothing to fill: PostgreSQL ledgers began with it all."""
+    conn.execute("BEGIN")
+    try:
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+        conn.executescript(pg_schema())
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return set()

@@ -305,6 +305,14 @@ DOCUMENT: dict[str, Any] = {
             "version (document.sealed)", "append", ACKS,
             params=[_REF, {"name": "document", "in": "path", "required": True,
                            "schema": {"type": "string", "pattern": REF_PATTERN}}])},
+        "/api/v1/envelopes/{ref}/evidence": {"get": _op(
+            "The envelope's court-ready evidence bundle (zip, streamed): entries, openings, tlog-proofs, checkpoints, "
+            "RFC 3161 anchors, certificates, documents, the sealed report and VERIFY.md; records evidence.exported. "
+            "`verifier verify BUNDLE.zip` checks it offline", "export",
+            {"application/zip": {"schema": {"type": "string", "format": "binary"}}}, status="200",
+            params=[_REF, {"name": "lang", "in": "query", "required": False,
+                           "schema": {"type": "string", "enum": ["zh-CN", "en"], "default": "zh-CN"},
+                           "description": "the report's language"}])},
         "/api/v1/entries/{index}/proof": {"get": _op(
             "A C2SP tlog-proof of one of your entries (text); with ?entry=1, JSON with the entry's bytes", "read",
             {"text/plain": {"schema": {"type": "string"}}, "application/json": {"schema": _ref("EntryWithProof")}},

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from ledger.documents import scans
-from ledger.envelopes.core import Ledger
+from ledger.envelopes.core import Ledger, uploaded
 from ledger.envelopes.events import parse_events
 from ledger.errors import RefusedError
 from portal.api.routes import _acks_response, _idempotency, _key, _query, _ref, _stored, _submit
@@ -91,5 +91,5 @@ async def upload_scan(request: web.Request) -> web.Response:
         up.abort()
         raise
     await asyncio.to_thread(up.finish)
-    acks = await _submit(request, key, [event], idem)
+    acks = await _submit(request, key, [uploaded(event)], idem)  # its bytes are this tenant's: it may print them
     return _acks_response(request, [await asyncio.to_thread(_with_scan, led, acks[0])])

@@ -1,21 +1,25 @@
 """C2SP log endpoints: /checkpoint, /tile/<L>/<N>[.p/<W>], /tile/entries/<N>[.p/<W>], /log-key; and
-for notaries (`ledger.anchoring.witness`): /checkpoint/<size> with its cosignatures, /proof/consistency/<old>/<new>,
-and POST /witness/cosign."""
+for notaries (`ledger.anchoring.witness`, `ledger.anchoring.push`): /checkpoint/<size> with its cosignatures,
+/checkpoint/cosigned, /proof/consistency/<old>/<new>, /anchors/<size>, and POST /witness/cosign."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+from pathlib import Path
 
 from aiohttp import web
 
-from ledger.anchoring import witness
+from ledger.anchoring import push, witness
+from ledger.envelopes.core import Ledger
 from ledger.errors import NotFoundError, RefusedError
+from ledger.storage.publish import published_size
 from portal.body import read_limited
+from portal.caching import TtlCache
 from portal.keys import LEDGER, LOOKUP_LIMIT, WORKERS
 from verifier.errors import FormatError
 from verifier.note import MAX_NOTE_SIZE
-from verifier.tiles import parse_tile_path
+from verifier.tiles import parse_tile_path, tile_path
 
 routes = web.RouteTableDef()
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -49,6 +53,8 @@ async def tile(request: web.Request) -> web.Response:
     except FormatError as e:
         raise NotFoundError(f"not a tile path: {e}", code="bad_tile_path") from None
     log = led.log
+    if tp.width == 256 and led.config.tiles_url and TILES_FALLBACK not in request.headers:
+        _redirect_if_published(led, tp.level, tp.index)
     if tp.level is None:
         body = await asyncio.to_thread(log.entry_bundle, tp.index, tp.width)
     else:
@@ -75,6 +81,30 @@ async def tile(request: web.Request) -> web.Response:
     return resp
 
 
+# Tiles as files (`tiles_url`, `ledger.storage.publish`): a full tile or entry bundle never changes, so
+# once the writer has published it to `tiles_folder` the portal sends its reader there (302). Partial tiles
+# and /checkpoint stay here, fresh: the folder's lag behind the database (up to a poll of the writer) must
+# not hold a reader back from the latest tree, and a partial tile of a checkpoint the folder skipped is not
+# there. nginx's example configuration asks the portal for a file it does not have, with this header: the
+# portal then answers itself, so a folder that lost files is no redirect loop.
+TILES_FALLBACK = "X-Ledger-Tiles"
+TILES_REDIRECT_CACHE = "public, max-age=3600"
+_PUBLISHED: TtlCache[Path, int] = TtlCache(16)
+
+
+def _redirect_if_published(led: Ledger, level: int | None, index: int) -> None:
+    """Raise 302 Found to `<tiles_url>/tile/...` when that full tile is in the tree published in `tiles_folder`."""
+    end = (index + 1) << (8 * ((level or 0) + 1))  # the tile's end index (tlog-tiles)
+    folder = led.home / led.config.tiles_folder
+    size = _PUBLISHED.get(folder, 0.5)
+    if size is None or (size < end and _PUBLISHED.get(folder, 0.05) is None):  # a tile just published, perhaps
+        size = published_size(folder)
+        _PUBLISHED.put(folder, size)
+    if end <= size:
+        raise web.HTTPFound(f"{led.config.tiles_url}/{tile_path(level, index)}",
+                            headers={"Cache-Control": TILES_REDIRECT_CACHE})
+
+
 def _sizes(request: web.Request, *names: str) -> list[int]:
     size = request.app[LEDGER].log.size
     out = [int(request.match_info[n]) for n in names]
@@ -90,6 +120,23 @@ async def checkpoint_at(request: web.Request) -> web.Response:
     (size,) = _sizes(request, "size")
     note = await asyncio.to_thread(witness.cosigned_checkpoint, request.app[LEDGER], size)
     return web.Response(text=note, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-cache"})
+
+
+@routes.get("/checkpoint/cosigned")
+async def checkpoint_cosigned(request: web.Request) -> web.Response:
+    """The latest checkpoint a witness cosigned, with every cosignature kept for it (404 while there is none)."""
+    note = await asyncio.to_thread(push.latest_cosigned, request.app[LEDGER])
+    return web.Response(text=note, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-cache"})
+
+
+@routes.get(r"/anchors/{size:\d{1,19}}")
+async def anchors(request: web.Request) -> web.Response:
+    """The RFC 3161 anchors (and renewals) kept for the checkpoint of that size, as JSON: a list of
+    `{"id", "tsa", "renews", "gen_time", "serial", "token"}` (the token base64 DER), `[]` while there is none.
+    An anchor time-stamps the checkpoint's body; a renewal, the token it renews (`verifier.anchored`)."""
+    (size,) = _sizes(request, "size")
+    records = await asyncio.to_thread(push.anchors_at, request.app[LEDGER], size)
+    return web.json_response([r.to_json() for r in records], headers={"Cache-Control": "no-cache"})
 
 
 @routes.get(r"/proof/consistency/{old:\d{1,19}}/{new:\d{1,19}}")

@@ -127,8 +127,8 @@ def test_every_tenant_option_says_what_it_is() -> None:
                     yield from parsers(sub)
 
     tenants = [(name, a) for name, sub in parsers(_parser()) for a in sub._actions if "--tenant" in a.option_strings]
-    assert sorted(name for name, _ in tenants) == ["add", "append", "create", "import", "list", "print",
-                                                  "retire", "seal", "status"]
+    assert sorted(name for name, _ in tenants) == ["add", "append", "create", "export", "import", "list",
+                                                  "print", "retire", "seal", "status"]
     for name, a in tenants:
         assert a.help and "tenant" in a.help, f"`{name} --tenant` has no help"
     r = subprocess.run([str(BIN / "ledger"), "status", "--help"], capture_output=True, text=True, timeout=60)

@@ -3,8 +3,10 @@ the VOID mark: the QR code on the paper opens the copy's page, with its pins."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import subprocess
+import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -134,3 +136,40 @@ def test_ledger_print_writes_print_ready_copies(tmp_path: Path) -> None:
     bad = subprocess.run([str(BIN / "ledger"), "--home", str(home), "print", "DEMO-COMPLETED", "--tenant", "demo",
                           "--document", "nope", "-o", str(out)], capture_output=True, text=True)
     assert bad.returncode == 2 and "no document 'nope'" in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+async def test_a_hash_never_opens_another_tenants_file(aiohttp_client: Client, ledger: Ledger, tmp_path: Path) -> None:
+    """Every SHA-256 in the log is public. A tenant who registers another tenant's document by its hash, as
+    its own document or as a party's signed version, prints and exports only its own bytes, never theirs."""
+    from ledger.evidence.bundle import export, write_file
+
+    owner, other = create_key(ledger.log, "owner", ["append", "read"]), create_key(ledger.log, "other", ["append", "read"])
+    client = await aiohttp_client(create_app(ledger, anchor=False))
+    secret = PDF + b"\n% owner's confidential contract\n"
+    r = await client.post("/api/v1/envelopes", json={"envelope": "O1", "title": "t"}, headers=auth(owner))
+    r = await client.post("/api/v1/envelopes/O1/documents?document=main&name=secret.pdf&download=none",
+                          data=secret, headers=auth(owner, **{"Content-Type": "application/pdf"}))
+    assert r.status == 201, await r.text()
+    sha = hashlib.sha256(secret).hexdigest()
+    # the other tenant registers the same hash, by an event, as its document ...
+    await client.post("/api/v1/envelopes", json={"envelope": "X1", "title": "t"}, headers=auth(other))
+    r = await client.post("/api/v1/envelopes/X1/events", headers=auth(other), json=[
+        {"type": "document.added", "document": "main", "sha256": sha, "size": len(secret), "name": "x.pdf"},
+        {"type": "party.added", "party": "a", "role": "signer", "name": "A"}, {"type": "envelope.sent"},
+        {"type": "party.authenticated", "party": "a", "method": "sms"},
+        {"type": "party.signed", "party": "a", "channel": "web", "document": "main", "signed_sha256": sha}])
+    assert r.status == 201, await r.text()
+    r = await client.post("/api/v1/envelopes/X1/copies", json={"document": "main"},
+                          headers=auth(other, Accept="application/pdf"))
+    assert r.status == 409 and (await r.json())["error"]["code"] == "no_bytes"
+    # ... and its evidence export lists the versions without their bytes
+    out = tmp_path / "x1.zip"
+    write_file(await asyncio.to_thread(export, ledger, "other", "X1", lang="en"), out)
+    with zipfile.ZipFile(out) as z:
+        assert not any(secret == z.read(n) for n in z.namelist()), "another tenant's file is in the bundle"
+    # the owner prints its own document
+    r = await client.post("/api/v1/envelopes/O1/events", headers=auth(owner), json=[
+        {"type": "party.added", "party": "a", "role": "signer", "name": "A"}, {"type": "envelope.sent"}])
+    r = await client.post("/api/v1/envelopes/O1/copies", json={"document": "main"},
+                          headers=auth(owner, Accept="application/pdf"))
+    assert r.status == 201 and (await r.read()).startswith(secret)

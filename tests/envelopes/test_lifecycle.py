@@ -20,8 +20,9 @@ H = hashlib.sha256(b"doc").hexdigest()
 
 
 @pytest.fixture
-def led(tmp_path: Path) -> Iterator[Ledger]:
-    ledger = Ledger.init(tmp_path / "home")
+def led(tmp_path: Path, database: str) -> Iterator[Ledger]:
+    """A new ledger on each engine (SQLite, PostgreSQL), audited at the end."""
+    ledger = Ledger.init(tmp_path / "home", database=database or None)
     yield ledger
     assert audit(ledger.log).ok, audit(ledger.log).problems
     ledger.close()

@@ -179,6 +179,9 @@ CASES: dict[str, tuple[Mutation, str]] = {
     "seals: a registration deleted": (lambda c: c.execute("DELETE FROM seals"), "which is not in tenant 'demo'"),
     "seals: the impression's scan replaced": (lambda c: c.execute(
         f"UPDATE seals SET image_sha256 = '{hashlib.sha256(b'other').hexdigest()}'"), "seals row tenant=demo"),
+    "holdings: another envelope's file": (lambda c: c.execute(
+        "UPDATE holdings SET sha256 = (SELECT sha256 FROM documents d WHERE d.env != holdings.env LIMIT 1) "
+        "WHERE idx = (SELECT min(idx) FROM holdings)"), "holdings row env="),
     "access_codes: another code's hash": (new_access_code, "access_codes row env="),
     "access_codes: a row deleted": (lambda c: c.execute("DELETE FROM access_codes"), "has no access code row"),
     "api_keys: moved to another tenant": (lambda c: c.execute("UPDATE api_keys SET tenant = 'other'"),

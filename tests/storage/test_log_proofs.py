@@ -1,4 +1,6 @@
-"""Proofs computed from tile storage equal the naive RFC 6962 reference; mutated proofs never verify."""
+"""Proofs computed from tile storage equal the naive RFC 6962 reference; mutated proofs never verify.
+
+On both engines (SQLite and PostgreSQL): the same entries give the same tiles, roots and proofs."""
 
 from __future__ import annotations
 
@@ -15,16 +17,18 @@ from ledger.errors import StorageError
 from ledger.storage.log import TileLog
 from ledger.storage.signer import LogSigner
 from tests.naive_merkle import consistency, mth, path
+from tests.pg import ENGINES, database_for
 from verifier.errors import VerificationError
 from verifier.merkle import leaf_hash, verify_consistency, verify_inclusion
 
 N = 3000
 
 
-@pytest.fixture(scope="module")
-def big(tmp_path_factory: pytest.TempPathFactory) -> tuple[TileLog, list[bytes]]:
+@pytest.fixture(scope="module", params=ENGINES)
+def big(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> tuple[TileLog, list[bytes]]:
     rng = random.Random(7)
-    log = TileLog.create(tmp_path_factory.mktemp("log") / "l.db", LogSigner.generate("test.example/log"))
+    log = TileLog.create(tmp_path_factory.mktemp("log") / "l.db", LogSigner.generate("test.example/log"),
+                         database=database_for(request.param))
     entries: list[bytes] = []
     while len(entries) < N:
         batch = [rng.randbytes(rng.randrange(0, 40)) for _ in range(rng.choice([1, 2, 7, 255, 256, 257, 600]))]
@@ -109,12 +113,15 @@ def test_mutated_consistency_proofs_fail(big: tuple[TileLog, list[bytes]], data:
         verify_consistency(size1, size2, r1, r2, proof + [os.urandom(32)])
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @given(st.lists(st.integers(1, 300), min_size=1, max_size=8))
-def test_any_batching_gives_the_same_tree(tmp_path_factory: pytest.TempPathFactory, batches: list[int]) -> None:
+def test_any_batching_gives_the_same_tree(tmp_path_factory: pytest.TempPathFactory, engine: str,
+                                          batches: list[int]) -> None:
     """However entries are split into commits, the tiles, roots and reopened state agree with the reference."""
     path_ = tmp_path_factory.mktemp("b") / "l.db"
     signer = LogSigner.generate("test.example/log")
-    log = TileLog.create(path_, signer)
+    database = database_for(engine)
+    log = TileLog.create(path_, signer, database=database)
     entries: list[bytes] = []
     for n in batches:
         batch = [os.urandom(8) for _ in range(n)]
@@ -122,19 +129,21 @@ def test_any_batching_gives_the_same_tree(tmp_path_factory: pytest.TempPathFacto
         entries += batch
         assert res.root == mth(entries)
     log.close()
-    log = TileLog.open(path_, signer)
+    log = TileLog.open(path_, signer, database=database)
     assert log.size == len(entries) and log.root_at(len(entries)) == mth(entries)
     more = [b"after reopen"]
     assert log.append_batch(more).root == mth(entries + more)
     log.close()
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @given(st.lists(st.tuples(st.booleans(), st.integers(1, 70)), min_size=1, max_size=10))
-def test_deferred_and_staged_entries_keep_their_order(tmp_path_factory: pytest.TempPathFactory,
+def test_deferred_and_staged_entries_keep_their_order(tmp_path_factory: pytest.TempPathFactory, engine: str,
                                                       runs: list[tuple[bool, int]]) -> None:
     """Entries sequenced with defer() (hashed at commit) and stage() (hashed now), mixed in one
     transaction, get consecutive indexes in call order and give the reference tree."""
-    log = TileLog.create(tmp_path_factory.mktemp("d") / "l.db", LogSigner.generate("test.example/log"))
+    log = TileLog.create(tmp_path_factory.mktemp("d") / "l.db", LogSigner.generate("test.example/log"),
+                         database=database_for(engine))
     entries: list[bytes] = []
     log.begin()
     for deferred, n in runs:
@@ -148,8 +157,8 @@ def test_deferred_and_staged_entries_keep_their_order(tmp_path_factory: pytest.T
     log.close()
 
 
-def test_commit_hooks_run_once_inside_the_transaction_and_rollback_forgets(tmp_path: Path) -> None:
-    log = TileLog.create(tmp_path / "l.db", LogSigner.generate("test.example/log"))
+def test_commit_hooks_run_once_inside_the_transaction_and_rollback_forgets(tmp_path: Path, database: str) -> None:
+    log = TileLog.create(tmp_path / "l.db", LogSigner.generate("test.example/log"), database=database)
     log.conn.execute("CREATE TABLE side (n INTEGER)")
     calls: list[int] = []
 
@@ -224,15 +233,15 @@ def test_opening_reads_only_the_newest_bundle(tmp_path: Path) -> None:
     assert sum("FROM tiles " in st for st in statements) <= 8
 
 
-def test_a_reader_serves_what_the_writer_publishes(tmp_path: Path) -> None:
+def test_a_reader_serves_what_the_writer_publishes(tmp_path: Path, database: str) -> None:
     """A read-only process needs no key, refuses writes, and follows the writer with refresh()."""
     from ledger.errors import StorageError
 
     signer = LogSigner.generate("test.example/log")
-    writer = TileLog.create(tmp_path / "l.db", signer)
+    writer = TileLog.create(tmp_path / "l.db", signer, database=database)
     entries = [os.urandom(10) for _ in range(300)]
     writer.append_batch(entries)
-    reader = TileLog.open_reader(tmp_path / "l.db")
+    reader = TileLog.open_reader(tmp_path / "l.db", database=database)
     assert reader.size == 300 and reader.origin == "test.example/log"
     assert reader.inclusion_proof(5, 300) == path(5, entries)
     with pytest.raises(StorageError, match="reading only"):
@@ -266,12 +275,13 @@ def test_the_c_extension_is_built_here() -> None:
     assert L._leaf_hashes is not L._leaf_hashes_py, "ledger.storage._hashing was not built; see setup.py"
 
 
-def test_pure_python_integration_gives_the_same_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pure_python_integration_gives_the_same_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    database: str) -> None:
     from ledger.storage import log as L
 
     monkeypatch.setattr(L, "_leaf_hashes", L._leaf_hashes_py)
     monkeypatch.setattr(L, "_pair_hashes", L._pair_hashes_py)
-    log = TileLog.create(tmp_path / "l.db", LogSigner.generate("test.example/log"))
+    log = TileLog.create(tmp_path / "l.db", LogSigner.generate("test.example/log"), database=database)
     entries = [os.urandom(5) for _ in range(700)]
     log.append_batch(entries[:300])
     log.append_batch(entries[300:])

@@ -1,0 +1,288 @@
+"""The two database engines behind one connection interface: SQLite (the embedded default) and PostgreSQL.
+
+The ledger speaks one dialect, SQLite's, through the API of Python's `sqlite3` (`execute(sql, params)`
+returning a cursor, `executemany`, `in_transaction`, explicit `BEGIN`/`COMMIT`, autocommit otherwise).
+On PostgreSQL, `PgConnection` gives that same API over psycopg 3, and the few SQLite-isms the queries
+keep are translated here and nowhere else (`translate`):
+
+- `?` placeholders become `%s` (and a literal `%` becomes `%%`);
+- `INSERT OR IGNORE INTO t ...` becomes `INSERT INTO t ... ON CONFLICT DO NOTHING`;
+- `BEGIN IMMEDIATE` becomes `BEGIN` (writers take turns on the log's head row instead, see
+  `TileLog.begin`);
+- `json_each(?)` becomes `json_array_elements_text(?::json)` (a list of keys in one parameter).
+
+The schema is translated once (`ddl`): BLOB is BYTEA, INTEGER is BIGINT, TEXT is TEXT COLLATE "C" (so
+text sorts by bytes, as in SQLite), and WITHOUT ROWID goes. Everything else is written to run on both:
+quoted `"inner"`, no bare columns beside an aggregate, `RETURNING` for generated ids.
+
+Errors: psycopg's are raised as sqlite3's, chained (`IntegrityError` for a constraint or a trigger's
+refusal, `OperationalError` for a server that is down or a connection that was lost, `DatabaseError`
+otherwise), so each `except sqlite3.Error` of the ledger means "the database failed" on either engine.
+
+A lost connection is made again at the next statement outside a transaction (a read-only session
+sends the statement that found it lost again, once: a read is safe to repeat); inside a transaction,
+every statement fails until the caller's ROLLBACK (nothing of it was committed, and it must not go on
+in a new session as if it had been).
+
+Not here: the log's locking protocol (`ledger.storage.log`) and the PostgreSQL schema's triggers
+(`ledger.storage.schema`). psycopg is imported only when a PostgreSQL database is opened.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ledger.config import database_problem
+from ledger.errors import LedgerError
+
+if TYPE_CHECKING:
+    import psycopg
+
+SQLITE = "sqlite"
+POSTGRESQL = "postgresql"
+
+
+class Cursor(Protocol):
+    """What the ledger uses of a cursor (sqlite3's and psycopg's both are one)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """What the ledger uses of a connection: `sqlite3.Connection`, or `PgConnection`."""
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
+
+    def close(self) -> None: ...
+
+
+def is_postgresql(database: str) -> bool:
+    """Does this `database` setting name a PostgreSQL database (rather than the SQLite file)?"""
+    return database.startswith(("postgresql://", "postgres://"))
+
+
+def check_url(url: str) -> None:
+    """Refuse a PostgreSQL URL that is not one, or that holds a password (config.toml is no place for it).
+
+    Raises:
+        LedgerError: code "bad_config", saying what to do instead.
+    """
+    why = database_problem(url)
+    if why:
+        raise LedgerError(f"database: {why}", code="bad_config")
+
+
+def redact(url: str) -> str:
+    """The URL as a message may show it (it holds no password, see `check_url`; the query is dropped)."""
+    return url.split("?", 1)[0]
+
+
+_INSERT_OR_IGNORE = re.compile(r"^\s*INSERT\s+OR\s+IGNORE\s+INTO\b", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=2048)
+def translate(sql: str) -> str:
+    """A statement of the ledger's SQLite dialect, in PostgreSQL's (see the module's docstring)."""
+    if sql == "BEGIN IMMEDIATE":
+        return "BEGIN"
+    q = sql.replace("%", "%%")
+    if _INSERT_OR_IGNORE.match(q):
+        q = _INSERT_OR_IGNORE.sub("INSERT INTO", q, count=1).rstrip().rstrip(";") + " ON CONFLICT DO NOTHING"
+    q = q.replace("json_each(?)", "json_array_elements_text(?::json)")
+    return q.replace("?", "%s")
+
+
+_DDL = [
+    (re.compile(r"\bBLOB\b"), "BYTEA"),
+    (re.compile(r"\bINTEGER\b"), "BIGINT"),
+    (re.compile(r"\bTEXT\b"), 'TEXT COLLATE "C"'),
+    (re.compile(r"\s+WITHOUT ROWID\b"), ""),
+]
+
+
+def ddl(script: str) -> str:
+    """The schema's SQLite DDL in PostgreSQL's (tables and indexes; the triggers are written for each)."""
+    for pattern, replacement in _DDL:
+        script = pattern.sub(replacement, script)
+    return script
+
+
+def _as_sqlite_error(e: Exception) -> sqlite3.Error:
+    """psycopg's error as the sqlite3 error the ledger's handlers expect (the original is its cause)."""
+    import psycopg
+
+    message = str(e).strip().split("\n", 1)[0]
+    if isinstance(e, psycopg.errors.IntegrityError) or getattr(e, "sqlstate", None) == "P0001":
+        return sqlite3.IntegrityError(message)  # a constraint, or a trigger's RAISE EXCEPTION (SQLite: ABORT)
+    if isinstance(e, psycopg.OperationalError | psycopg.errors.AdminShutdown | psycopg.errors.CannotConnectNow):
+        return sqlite3.OperationalError(f"PostgreSQL: {message}")
+    if isinstance(e, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable
+                  | psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
+        return sqlite3.OperationalError(f"PostgreSQL: {message}")
+    return sqlite3.DatabaseError(f"PostgreSQL: {message}")
+
+
+class _Empty:
+    """The cursor of a statement that did nothing (ROLLBACK on a lost connection)."""
+
+    rowcount = 0
+
+    def fetchone(self) -> Any:
+        return None
+
+    def fetchall(self) -> list[Any]:
+        return []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+
+def _numeric_loader() -> type:
+    """A loader of NUMERIC (what PostgreSQL's sum() of BIGINTs gives) as int when whole, as SQLite does."""
+    from psycopg.adapt import Loader
+
+    class IntNumericLoader(Loader):
+        def load(self, data: Any) -> Any:
+            d = Decimal(bytes(data).decode())
+            return int(d) if d == d.to_integral_value() else float(d)
+
+    return IntNumericLoader
+
+
+class PgConnection:
+    """A PostgreSQL session with the API of an autocommit `sqlite3.Connection` (see the module's docstring).
+
+    Args:
+        url: postgresql://user@host[:port]/dbname (no password: see `check_url`).
+        password: from the environment variable `database_password_env` names, if any.
+        readonly: every transaction read-only (readers, the audit).
+        role: a name for the session, shown by pg_stat_activity (writer, reader, migrate).
+    """
+
+    engine = POSTGRESQL
+
+    def __init__(self, url: str, *, password: str | None = None, readonly: bool = False,
+                 role: str = "ledger") -> None:
+        self.url, self._password, self.readonly, self.role = url, password, readonly, role
+        self._in_txn = False
+        self._trace: Callable[[str], object] | None = None
+        self._raw: psycopg.Connection[Any] = self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        import psycopg
+
+        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": 10, "application_name": f"ledger-{self.role}"}
+        if self._password is not None:
+            kwargs["password"] = self._password
+        try:
+            raw = psycopg.connect(self.url, **kwargs)
+        except psycopg.Error as e:
+            raise _as_sqlite_error(e) from e
+        raw.adapters.register_loader("numeric", _numeric_loader())
+        # every COMMIT waits for its WAL to be flushed (the default, made sure of): acknowledged means durable.
+        # A session idle inside a transaction (a host that hangs mid-batch) gives its locks back after a minute.
+        raw.execute("SET synchronous_commit = on")
+        raw.execute("SET idle_in_transaction_session_timeout = '60s'")
+        if self.readonly:
+            raw.execute("SET default_transaction_read_only = on")
+        return raw
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._in_txn
+
+    def set_trace_callback(self, trace: Callable[[str], object] | None) -> None:
+        """As sqlite3's: `trace(sql)` before each statement (as the ledger wrote it, untranslated)."""
+        self._trace = trace
+
+    @property
+    def raw(self) -> psycopg.Connection[Any]:
+        """The psycopg connection (for COPY), made again first if it was lost."""
+        self._ready("")
+        return self._raw
+
+    def _ready(self, q: str) -> bool:
+        """Is the session there for statement q? Makes a lost one again outside a transaction; False for a
+        ROLLBACK of a transaction that died with its connection."""
+        if not (self._raw.closed or self._raw.broken):
+            return True
+        if self._in_txn:
+            if q == "ROLLBACK":
+                self._in_txn = False
+                return False
+            raise sqlite3.OperationalError("PostgreSQL: the connection was lost in the middle of a transaction; "
+                                           "nothing of it was committed")
+        self._raw = self._connect()
+        return True
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
+        import psycopg
+
+        q = translate(sql)
+        if self._trace is not None:
+            self._trace(sql)
+        if not self._ready(q):
+            return _Empty()
+        try:
+            cur = self._raw.execute(q, parameters)
+        except psycopg.Error as e:
+            if q in ("COMMIT", "ROLLBACK"):
+                self._in_txn = False
+            if not (self.readonly and not self._in_txn and self._raw.broken):
+                raise _as_sqlite_error(e) from e
+            # a reader's session died (a server restart, a failover): a read is safe to send again, once
+            self._raw = self._connect()
+            try:
+                cur = self._raw.execute(q, parameters)
+            except psycopg.Error as e2:
+                raise _as_sqlite_error(e2) from e2
+        if q.startswith("BEGIN"):
+            self._in_txn = True
+        elif q in ("COMMIT", "ROLLBACK"):
+            self._in_txn = False
+        return cur
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
+        import psycopg
+
+        q = translate(sql)
+        if self._trace is not None:
+            self._trace(sql)
+        self._ready(q)
+        cur = self._raw.cursor()
+        try:
+            cur.executemany(q, parameters)
+        except psycopg.Error as e:
+            raise _as_sqlite_error(e) from e
+        return cur
+
+    def executescript(self, script: str) -> None:
+        """Run DDL as it is (no placeholders, no translation), in one round trip."""
+        import psycopg
+
+        self._ready("")
+        try:
+            self._raw.execute(script.encode())
+        except psycopg.Error as e:
+            raise _as_sqlite_error(e) from e
+
+    def close(self) -> None:
+        self._raw.close()
+

@@ -1,0 +1,1 @@
+"""Tests of what only PostgreSQL does (the shared suites run on both engines: the `engine` fixture)."""
