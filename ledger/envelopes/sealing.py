@@ -177,7 +177,7 @@ def seal_bytes(led: Ledger, pdf: bytes, *, visible: bool = True) -> tuple[bytes,
 
 
 def seal_report(led: Ledger, pdf: bytes) -> bytes:
-    """An evidence report sealed with the platform's seal (shown on its first page's corner)."""
+    """An evidence report sealed with the platform's seal (shown in the corner of its last page)."""
     return seal_bytes(led, pdf)[0]
 
 
