@@ -20,14 +20,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.sign import fields, signers
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
 from ledger.anchoring.tsa import LocalTsa, create_local_tsa
 from ledger.documents.seal import LocalTsaTimeStamper, Sealer, ValidationData, seal_pdf
 from ledger.documents.sealca import create_seal_ca
+from verifier._cms import quiet_pyhanko
+
+with quiet_pyhanko():  # pyHanko's signers import DSA, which cryptography warns of on every run
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import fields, signers
 from ledger.documents.sealstamp import SealAppearance
 
 TARGET_RATIO = 1.2
