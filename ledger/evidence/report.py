@@ -54,7 +54,7 @@ from reportlab.platypus import (
 
 from ledger.documents.marks import FONT_NAME, FONT_PATH, MM, qr_matrix
 from ledger.errors import LedgerError, RefusedError
-from ledger.evidence.reporttext import DETAILS, EVENTS, KEEPING, LANGS, STATUS, TEXT, VERIFYING
+from ledger.evidence.reporttext import CHECKS, DETAILS, EVENTS, KEEPING, LANGS, STATUS, TEXT, VERIFYING
 
 MONO_NAME = "LedgerWqyMicroHeiMono"
 DASH = "—"
@@ -438,7 +438,7 @@ class _Report:
         out += [self.p(escape(t["checks_title"]), st.h2)]
         if not checks:
             return [*out, self.p(escape(t["no_checks"]), st.body)]
-        rows2 = [[self.p(_x(c.get("name"))),
+        rows2 = [[self.p(_x(CHECKS[self.lang].get(str(c.get("name")), c.get("name")))),
                   self.p(escape(t["passed"]) if c.get("ok") else f"<font color='#b3261e'>{escape(t['failed'])}</font>"),
                   self.p(_x(c.get("detail")))] for c in checks]
         return [*out, _table(self.heads("col_check", "col_result", "col_detail"), rows2,

@@ -258,6 +258,20 @@ TEXT: dict[str, dict[str, str]] = {
 assert set(TEXT["en"]) == set(TEXT["zh-CN"])
 
 # The contract's status in words (the envelope's lifecycle, DESIGN.md §3).
+# The names of the checks `verifier verify` makes (verifier/evidence), in the report's words; their details
+# stay as the verifier wrote them (hashes, file names, sizes), in English.
+CHECKS: dict[str, dict[str, str]] = {
+    "en": {},
+    "zh-CN": {
+        "manifest": "文件清单", "log key": "日志密钥", "checkpoint": "检查点", "events": "事件",
+        "all events": "全部事件", "envelope head": "合同末事件声明", "cosignatures": "见证联署",
+        "anchor": "可信时间戳", "anchors": "可信时间戳", "anchor renewal": "时间戳续期", "lifecycle": "生命周期重放",
+        "status": "状态", "document": "文件", "document seal": "文件印章", "document signatures": "文件签名",
+        "report": "报告", "report manifest": "报告内嵌清单", "report seal": "报告印章", "parties": "参与方",
+        "timeline": "时间线", "times": "时间", "this copy": "本份副本", "page": "页面",
+    },
+}
+
 STATUS: dict[str, dict[str, str]] = {
     "en": {
         "draft": "DRAFT - not sent for signing yet",

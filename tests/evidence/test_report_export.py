@@ -46,6 +46,7 @@ def test_the_exported_report_is_sealed_and_readable(world: World, tmp_path: Path
     assert "Signature is Valid" in out, out
     text = text_of(pdf)
     assert verdict in text
+    assert ("生命周期重放" in text) == (lang == "zh-CN"), "the self-check's names are in the reader's words"
     for name in ("Zhang San", "Example Trading Co., Ltd.", "Li Si"):
         assert name in text, name
     # every event of the envelope, in the reader's words, with its log index
