@@ -1,4 +1,5 @@
-"""`python -m bench COMMAND [options]`; commands: `log`, `anchor`, `portal` (see the modules of the same names)."""
+"""`python -m bench COMMAND [options]`; commands: `log`, `anchor`, `portal`, ... (see the modules of the same
+names; `tiles` and `scale` are in `bench.scale`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import importlib
 import sys
 
 COMMANDS = {"log": "bench.log", "anchor": "bench.anchor", "portal": "bench.portal", "documents": "bench.documents",
-            "tiles": "bench.tiles", "evidence": "bench.evidence"}
+            "tiles": "bench.scale.tiles", "evidence": "bench.evidence", "scale": "bench.scale.run"}
 
 
 def main(argv: list[str]) -> int:

@@ -302,6 +302,8 @@ class Config:
     max_connections: int = 10_000
     database: str = ""  # "": the SQLite file ledger.db in the ledger folder; else a postgresql:// URL
     database_password_env: str = ""  # the environment variable holding the PostgreSQL password, if one is needed
+    read_database: str = ""  # a streaming replica of `database` the portal's pages read from; "" = none
+    replica_max_lag_s: float = 5.0  # pages read the primary while the replica lags more than this
     tiles_folder: str = ""  # where the writer publishes tiles as files (`ledger.storage.publish`); "" = off
     tiles_url: str = ""  # where the portal redirects full tiles and entry bundles; "" = serve them itself
     tsa: tuple[TsaConfig, ...] = ()
@@ -515,6 +517,12 @@ def _load_file(path: Path) -> Config:
         raise _bad(f"{path}: database: {why}")
     if not re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)?", raw.get("database_password_env", "")):
         raise _bad(f"{path}: database_password_env must be the name of an environment variable, like LEDGER_DB_PASSWORD")
+    if raw.get("read_database"):
+        if why := database_problem(raw["read_database"]):
+            raise _bad(f"{path}: read_database: {why}")
+        if not raw.get("database"):
+            raise _bad(f"{path}: read_database names a replica of a PostgreSQL database: set database = "
+                       "\"postgresql://...\" (the primary) too, or leave read_database out")
     _check_tiles(raw, path)
     return Config(**raw, tsa=parsed, printing=prints, seal=seal)
 
@@ -594,6 +602,7 @@ _RANGES: dict[str, tuple[float, float, bool, str]] = {
     "idle_timeout_s": (0, _DAY_S, True, f"a positive number of seconds, at most {_DAY_S}"),
     "body_timeout_s": (0, _DAY_S, True, f"a positive number of seconds, at most {_DAY_S}"),
     "max_connections": (1, 1_000_000, False, "from 1 to 1000000 connections"),
+    "replica_max_lag_s": (0, 3600, True, "a positive number of seconds, at most 3600"),
 }
 assert {k for k in Config.keys() if type(getattr(Config, k)) in (int, float)} == set(_RANGES)
 

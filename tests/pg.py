@@ -3,126 +3,29 @@
 The storage tests run on SQLite and on PostgreSQL (the `engine` fixture of tests/conftest.py). The
 cluster is started once per test session, the first time a test asks for it, and stopped at the end
 (atexit too, should the session die). Each test gets a database of its own, made from an empty template
-(`fresh_database`), so tests never see each other's rows.
+(`fresh_database`), so tests never see each other's rows; `copy_database` copies one (a module's ledger,
+made once, for each test that changes it: `tests.conftest.copy_home`).
 
-The tests run as root and PostgreSQL refuses to: as root the data folder belongs to the user `postgres`
-and initdb and pg_ctl run as that user (`runuser`). The server listens on 127.0.0.1 only, and on a unix
-socket in the temporary folder; `fsync` is on (what the ledger's durability claims rest on). The user
-`ledger` is trusted on loopback; the user `ledger_pw` needs its password (`PASSWORD`), for the tests of
-`database_password_env`.
+The cluster itself (`Cluster`: initdb and pg_ctl run as the user `postgres` when the tests run as root,
+127.0.0.1 only, `fsync` on, the users `ledger` and `ledger_pw`) is in `bench.scale.servers`, which
+`./scripts/bench scale` starts too.
+
+`replicated()` starts a primary of its own and a hot standby of it (pg_basebackup -R: streaming
+replication over loopback), for the tests of `read_database`, and stops both at the end.
 """
 
 from __future__ import annotations
 
 import atexit
-import glob
 import itertools
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import threading
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
-USER = "ledger"
-PASSWORD_USER = "ledger_pw"
-PASSWORD = "pw-only-for-tests"
-TEMPLATE = "ledger_template"
-
-
-def bin_dir() -> Path | None:
-    """Debian's PostgreSQL server binaries (15 preferred), or None."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: (p.split("/")[3] != "15", p))
-    return Path(found[0]).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Cluster:
-    """One PostgreSQL server in a temporary folder."""
-
-    def __init__(self) -> None:
-        binaries = bin_dir()
-        if binaries is None:
-            raise RuntimeError("PostgreSQL's server binaries are not installed (/usr/lib/postgresql/*/bin); "
-                               "run ./scripts/system-deps (Debian package postgresql)")
-        self.bin = binaries
-        self.dir = Path(tempfile.mkdtemp(prefix="ledger-pg-"))
-        self.data = self.dir / "data"
-        self.port = _free_port()
-        self._as: list[str] = []
-        if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres", "postgres")
-            os.chmod(self.dir, 0o700)
-            self._as = ["runuser", "-u", "postgres", "--"]
-        self._counter = itertools.count()
-        self._lock = threading.Lock()
-        self.running = False
-
-    def _run(self, *args: str) -> None:
-        subprocess.run([*self._as, *args], check=True, cwd=self.dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-    def start(self) -> None:
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", USER, "--auth-local=trust",
-                  "--auth-host=trust", "--locale=C", "-E", "UTF8", "--no-sync")
-        with open(self.data / "postgresql.conf", "a") as f:
-            f.write(f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.dir}'\n"
-                    "fsync = on\nsynchronous_commit = on\nmax_connections = 300\nshared_buffers = 64MB\n"
-                    "log_min_messages = warning\n")
-        hba = (self.data / "pg_hba.conf").read_text()
-        # the password user first: its line must win over the trust lines below it
-        (self.data / "pg_hba.conf").write_text(f"host all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\n" + hba)
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "server.log"), "-w",
-                  "-t", "60", "start")
-        self.running = True
-        atexit.register(self.stop)
-        self.sql("postgres", f"CREATE ROLE {PASSWORD_USER} LOGIN SUPERUSER PASSWORD '{PASSWORD}'",
-                 f"CREATE DATABASE {TEMPLATE}")
-
-    def restart(self) -> None:
-        """Stop the server (fast: open connections are cut) and start it again, same data."""
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "server.log"), "-w",
-                  "-t", "60", "start")
-
-    def stop_server(self) -> None:
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
-
-    def start_server(self) -> None:
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "server.log"), "-w",
-                  "-t", "60", "start")
-
-    def stop(self) -> None:
-        if self.running:
-            self.running = False
-            try:
-                self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
-            except subprocess.CalledProcessError:
-                pass
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def url(self, database: str, user: str = USER) -> str:
-        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
-
-    def sql(self, database: str, *statements: str) -> None:
-        import psycopg
-
-        with psycopg.connect(self.url(database), autocommit=True) as conn:
-            for s in statements:
-                conn.execute(s.encode())
-
-    def fresh_database(self) -> str:
-        """A new, empty database (from the empty template: a few milliseconds); its URL."""
-        with self._lock:
-            name = f"t{os.getpid()}_{next(self._counter)}"
-        self.sql("postgres", f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
-        return self.url(name)
-
+from bench.scale.servers import PASSWORD as PASSWORD  # the tests of `database_password_env` log in with it
+from bench.scale.servers import PASSWORD_USER as PASSWORD_USER
+from bench.scale.servers import USER, Cluster
 
 _cluster: Cluster | None = None
 
@@ -150,3 +53,66 @@ def database_for(engine: str) -> str:
         return ""
     assert engine == "postgresql", engine
     return cluster().fresh_database()
+
+
+_copies = itertools.count()
+
+
+def copy_database(url: str) -> str:
+    """A new database holding everything the database at `url` holds (CREATE DATABASE ... TEMPLATE: a copy
+    made by the server, in milliseconds); its URL. Nobody may be connected to the one copied."""
+    c = cluster()
+    name = f"c{os.getpid()}_{next(_copies)}"
+    c.sql("postgres", f"CREATE DATABASE {name} TEMPLATE {url.rsplit('/', 1)[1]}")
+    return c.url(name)
+
+
+def start_replica(primary: Cluster) -> Cluster:
+    """A hot standby of `primary`, in a folder of its own on a port of its own, streaming from it; started
+    (and stopped at exit, should the session die).
+
+    initdb's defaults are what streaming needs: `wal_level = replica`, `max_wal_senders = 10`, and (with
+    `--auth-host=trust`) a `host replication all 127.0.0.1/32 trust` line in pg_hba.conf. pg_basebackup -R
+    copies the primary's folder and writes standby.signal and primary_conninfo; the copied
+    postgresql.conf still names the primary's port and socket folder, so the replica's lines follow them.
+    """
+    r = Cluster()
+    try:
+        r._run(str(r.bin / "pg_basebackup"), "-D", str(r.data), "-R", "-X", "stream", "-c", "fast",
+               "-h", "127.0.0.1", "-p", str(primary.port), "-U", USER, "--no-sync")
+        with open(r.data / "postgresql.conf", "a") as f:
+            f.write(f"\nport = {r.port}\nunix_socket_directories = '{r.dir}'\nhot_standby = on\n")
+        r.start_server()
+        r.running = True
+        atexit.register(r.stop)
+    except BaseException:
+        r.stop()
+        raise
+    return r
+
+
+@dataclass
+class Replicated:
+    """A primary and its streaming replica, and the URLs of one database on each."""
+
+    primary: Cluster
+    replica: Cluster
+    primary_dsn: str
+    replica_dsn: str
+
+
+@contextmanager
+def replicated(database: str = "ledger") -> Iterator[Replicated]:
+    """A new primary (not the session's cluster: a test may pause or stop its replica) holding an empty
+    `database`, and a hot standby of it; both stopped, and their folders removed, at the end."""
+    primary = Cluster()
+    replica: Cluster | None = None
+    try:
+        primary.start()
+        primary.sql("postgres", f"CREATE DATABASE {database}")
+        replica = start_replica(primary)
+        yield Replicated(primary, replica, primary.url(database), replica.url(database))
+    finally:
+        if replica is not None:
+            replica.stop()
+        primary.stop()

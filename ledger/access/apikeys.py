@@ -126,7 +126,7 @@ def revoke_key(log: TileLog, kid: str) -> None:
 
 
 def list_keys(conn: Connection) -> list[dict[str, str | None]]:
-    rows = conn.execute("SELECT id, tenant, scopes, label, created, revoked FROM api_keys ORDER BY created").fetchall()
+    rows = conn.execute("SELECT id, tenant, scopes, label, created, revoked FROM api_keys ORDER BY created, id").fetchall()
     return [dict(zip(("id", "tenant", "scopes", "label", "created", "revoked"), r, strict=True)) for r in rows]
 
 

@@ -12,6 +12,9 @@ decision reads.
    named; and a document's access code hash is the one its entry commits to (`access`). Envelopes made
    before these commitments existed are counted as unbound;
 4. every stored original the portal may serve is in the blob store and still has its registered hash.
+
+Every table is read in the order of its key (or of the log), so that the same damage is reported in
+the same order on SQLite and on PostgreSQL (whose rows come in no order unless asked).
 """
 
 from __future__ import annotations
@@ -144,7 +147,8 @@ class EnvelopeAudit:
         rep = self.rep
         opened: set[bytes] = set()
         values: dict[bytes, Any] = {}
-        for env, commitment, salt, value in log.conn.execute("SELECT env, commitment, salt, value FROM openings"):
+        for env, commitment, salt, value in log.conn.execute(
+                "SELECT env, commitment, salt, value FROM openings ORDER BY env, commitment"):
             rep.openings += 1
             where = f"openings row env={env} commitment={str(commitment)[:16]}…"
             try:
@@ -220,7 +224,8 @@ class EnvelopeAudit:
         """(3) Each reference of a document or party: its ordinal exists, and its entry commits to it."""
         rep = self.rep
         seen: set[tuple[str, str, int]] = set()
-        for env, kind, ref, ordinal in log.conn.execute("SELECT env, kind, ref, ordinal FROM refs"):
+        for env, kind, ref, ordinal in log.conn.execute(
+                "SELECT env, kind, ref, ordinal FROM refs ORDER BY env, kind, ref"):
             rep.refs += 1
             where = f"refs row env={env} {kind} {ref!r}"
             r = self.envs.get(env)
@@ -248,7 +253,8 @@ class EnvelopeAudit:
         policy is "code" have one."""
         rep = self.rep
         seen: set[tuple[str, int]] = set()
-        for env, document, code_sha256 in log.conn.execute("SELECT env, document, code_sha256 FROM access_codes"):
+        for env, document, code_sha256 in log.conn.execute(
+                "SELECT env, document, code_sha256 FROM access_codes ORDER BY env, document"):
             where = f"access_codes row env={env} document={document}"
             r = self.envs.get(env)
             if r is None or document not in r.access:
@@ -269,7 +275,8 @@ class EnvelopeAudit:
     def _check_copies_and_documents(self, log: TileLog) -> None:
         rep = self.rep
         stored_docs = 0
-        for env, doc, sha, idx in log.conn.execute("SELECT env, document, sha256, idx FROM documents"):
+        for env, doc, sha, idx in log.conn.execute(
+                "SELECT env, document, sha256, idx FROM documents ORDER BY env, document"):
             stored_docs += 1
             d = self.docs.get(idx)
             if d is None or (d["env"], d["document"], d["sha256"]) != (env, doc, sha):
@@ -277,7 +284,8 @@ class EnvelopeAudit:
         if stored_docs != len(self.docs):
             rep.add(f"documents table holds {stored_docs} rows; the log added {len(self.docs)} documents")
         stored_copies = 0
-        for code, env, doc, copy, idx in log.conn.execute("SELECT code, env, document, copy, idx FROM copies"):
+        for code, env, doc, copy, idx in log.conn.execute(
+                "SELECT code, env, document, copy, idx FROM copies ORDER BY idx"):  # in log order, as SQLite's rowid
             stored_copies += 1
             c = self.copies.get(idx)
             if c is None or c["env"] != env or c["document"] != doc or c["copy"] != copy or \
@@ -290,7 +298,8 @@ class EnvelopeAudit:
         """(1) The versions projection: each row is the version its entry registers, and none is missing."""
         rep = self.rep
         seen = 0
-        for idx, *row in log.conn.execute("SELECT idx, sha256, env, document, kind, party, copy FROM versions"):
+        for idx, *row in log.conn.execute(
+                "SELECT idx, sha256, env, document, kind, party, copy FROM versions ORDER BY idx"):
             seen += 1
             if self.versions.get(idx) != tuple(row):
                 rep.add(f"versions row idx={idx}: does not match the version its entry registers ({row[3]} of "
@@ -301,7 +310,7 @@ class EnvelopeAudit:
     def _check_holdings(self, log: TileLog) -> None:
         """(3) Each file an envelope may serve is one an entry of that envelope registers (a row pointing at
         other bytes would let the envelope print or export a file its tenant never sent)."""
-        for env, sha, idx in log.conn.execute("SELECT env, sha256, idx FROM holdings"):
+        for env, sha, idx in log.conn.execute("SELECT env, sha256, idx FROM holdings ORDER BY env, sha256"):
             if self.registers.get(idx) != (env, sha):
                 self.rep.add(f"holdings row env={env} sha256={sha[:16]}…: entry {idx} does not register these bytes "
                              "for this envelope")
@@ -311,7 +320,7 @@ class EnvelopeAudit:
         registry (a use whose seal row is gone names a deleted registration)."""
         rep = self.rep
         seen = 0
-        for idx, *row in log.conn.execute("SELECT idx, seal, env, party, kind, time FROM seal_uses"):
+        for idx, *row in log.conn.execute("SELECT idx, seal, env, party, kind, time FROM seal_uses ORDER BY idx"):
             seen += 1
             if self.seal_uses.get(idx) != tuple(row):
                 rep.add(f"seal_uses row idx={idx}: does not match the seal.used entry at that index")

@@ -79,7 +79,8 @@ def check_anchors(log: TileLog, rep: AuditReport, notes: Mapping[int, str], trus
             rep.add(f"{where}: cert_expires is {cert_expires}, but the TSA certificate expires "
                     f"{_text(certificate_expiry(report.signer_cert_der))}")
     anchored = {(tsa, size) for _, size, tsa, _, _, _, renews, _ in rows if renews is None}
-    for tsa, size in log.conn.execute("SELECT tsa, anchored_size FROM tsa_status WHERE anchored_size > 0"):
+    for tsa, size in log.conn.execute(
+            "SELECT tsa, anchored_size FROM tsa_status WHERE anchored_size > 0 ORDER BY tsa"):
         if (tsa, size) not in anchored:
             rep.add(f"anchors: TSA {tsa} anchored the checkpoint of size {size} (tsa_status), but no anchor of it is "
                     "stored (the row was deleted)")

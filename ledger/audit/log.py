@@ -3,7 +3,8 @@ held outside the database.
 
 Streams the entries once, in order, with flat memory:
 1. every chunk starts where the previous ended and never crosses a bundle boundary;
-2. every leaf, full tile (with its inner nodes) and edge tile is recomputed and compared;
+2. every leaf, full tile (with its inner nodes) and edge tile is recomputed and compared (and on
+   PostgreSQL the head row writers extend, `log_head`, is the latest checkpoint's tree);
 3. every checkpoint is signed by the log key, names the log's origin, has the root recomputed at its
    size, and is consistent with the previous checkpoint (an RFC 9162 proof from storage, checked by the
    verifier);
@@ -104,6 +105,8 @@ def audit_log(log: TileLog, rep: AuditReport, verifier: Ed25519Verifier, origin:
     for size, *_ in checkpoints[cp_pos:]:
         rep.add(f"checkpoints row size={size}: beyond the {tree.size} entries stored")
     _check_edges(log, rep, tree)
+    if log.postgresql:
+        _check_head(log, rep)
     for size1, root1, size2, root2 in pairs:
         # (3) consistency from storage, checked by the verifier: only now, after the tiles were checked
         try:
@@ -152,6 +155,19 @@ def _check_edges(log: TileLog, rep: AuditReport, tree: _Tree) -> None:
     for level in stored:
         if level >= len(tree.edges):
             rep.add(f"tile_edge row level={level}: the log has no such level")
+
+
+def _check_head(log: TileLog, rep: AuditReport) -> None:
+    """PostgreSQL: the head row every writer extends (`log_head`) is the tree of the latest checkpoint (both
+    are written in one transaction). Read in one statement, so a commit between two reads is no difference."""
+    row = log.conn.execute("SELECT h.size, h.root, c.size, c.root FROM log_head h LEFT JOIN checkpoints c"
+                           " ON c.size = (SELECT max(size) FROM checkpoints) WHERE h.id = 1").fetchone()
+    if row is None:
+        rep.add("log_head: the row is missing (every writer refuses to append until it is put back)")
+    elif row[2] is None or int(row[0]) != int(row[2]) or bytes(row[1]) != bytes(row[3]):
+        rep.add(f"log_head row: tree size {row[0]}, root {bytes(row[1]).hex()[:16]}…, but the latest checkpoint is "
+                f"of size {row[2]}" + ("" if row[3] is None else f", root {bytes(row[3]).hex()[:16]}…")
+                + " (every writer refuses to extend it)")
 
 
 def _check_records(log: TileLog, rep: AuditReport, verifier: Ed25519Verifier, origin: str,

@@ -511,6 +511,8 @@ class Ledger:
                  verifier: Ed25519Verifier | None = None) -> None:
         self.home, self.config, self.log, self.clock = home, config, log, clock
         self.verifier = verifier or log.signer.verifier
+        if config.read_database and log.replica is None:  # pages read the replica while it is fit to
+            log.read_from(config.read_database, config.replica_max_lag_s)
         self.writer = log._signer is not None
         self.blobs = BlobStore(home / "blobs", max_size=config.max_document_bytes)
         self.local_tsa: LocalTsa | None = None

@@ -1,7 +1,8 @@
 """What the holder of a QR code may see: one printed copy, its envelope's status and its evidence.
 
 `copy_view(ledger, code)` gathers the facts behind a code from the log itself (entries, openings
-of the commitments the holder may see, proofs against the latest checkpoint). People's names are
+of the commitments the holder may see, proofs against the latest checkpoint), all read as of one
+checkpoint (`TileLog.reading`: on a streaming replica, if one is configured and fit). People's names are
 masked; an organisation's name, a public fact on a contract, is not. Contact details, reasons and
 other tenants' data never appear. Unknown codes return None: the caller says UNKNOWN CODE without
 telling whether anything similar exists.
@@ -52,19 +53,28 @@ def copy_version(ledger: Ledger, code: str) -> tuple[int, int, int, int] | None:
     """What a copy's page depends on: the envelope's last entry, the newest anchor, the newest
     cosigned checkpoint, the log size.
 
-    One indexed query: a page cache keyed by this never serves a stale status.
+    One indexed query: a page cache keyed by this never serves a stale status (a page is kept under the
+    version read in the same `reading()` as the page).
     """
-    row = ledger.log._reader().execute(
-        "SELECT e.last_index, (SELECT coalesce(max(id), 0) FROM anchors),"
-        " (SELECT coalesce(max(size), 0) FROM cosignatures) FROM copies c"
-        " JOIN envelopes e ON e.env = c.env WHERE c.code = ?", (code,)).fetchone()
-    return (int(row[0]), int(row[1]), int(row[2]), ledger.log.size) if row else None
+    with ledger.log.reading():
+        row = ledger.log._reader().execute(
+            "SELECT e.last_index, (SELECT coalesce(max(id), 0) FROM anchors),"
+            " (SELECT coalesce(max(size), 0) FROM cosignatures) FROM copies c"
+            " JOIN envelopes e ON e.env = c.env WHERE c.code = ?", (code,)).fetchone()
+        return (int(row[0]), int(row[1]), int(row[2]), ledger.log.size) if row else None
 
 
-def copy_view(ledger: Ledger, code_text: str, *, proofs: bool = True) -> dict[str, Any] | None:
+def copy_view(ledger: Ledger, code_text: str, *, proofs: bool = True, min_size: int = 0) -> dict[str, Any] | None:
+    """The page of a printed copy, as of one checkpoint (of `min_size` or more, if the replica has one; see
+    `TileLog.reading`): its size, its checkpoint and the proofs against it are of one tree."""
     code = qr.normalise(code_text)
     if code is None:
         return None
+    with ledger.log.reading(min_size):
+        return _copy_view(ledger, code, proofs)
+
+
+def _copy_view(ledger: Ledger, code: str, proofs: bool) -> dict[str, Any] | None:
     r = ledger.log._reader()
     row = r.execute("SELECT env, document, copy, idx FROM copies WHERE code = ?", (code,)).fetchone()
     if row is None:

@@ -174,13 +174,15 @@ class PgConnection:
         password: from the environment variable `database_password_env` names, if any.
         readonly: every transaction read-only (readers, the audit).
         role: a name for the session, shown by pg_stat_activity (writer, reader, migrate).
+        connect_timeout: seconds to wait for the server to answer a connection (libpq's least is 2).
     """
 
     engine = POSTGRESQL
 
     def __init__(self, url: str, *, password: str | None = None, readonly: bool = False,
-                 role: str = "ledger") -> None:
+                 role: str = "ledger", connect_timeout: int = 10) -> None:
         self.url, self._password, self.readonly, self.role = url, password, readonly, role
+        self._connect_timeout = connect_timeout
         self._in_txn = False
         self._trace: Callable[[str], object] | None = None
         self._raw: psycopg.Connection[Any] = self._connect()
@@ -188,7 +190,8 @@ class PgConnection:
     def _connect(self) -> psycopg.Connection[Any]:
         import psycopg
 
-        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": 10, "application_name": f"ledger-{self.role}"}
+        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": self._connect_timeout,
+                                  "application_name": f"ledger-{self.role}"}
         if self._password is not None:
             kwargs["password"] = self._password
         try:
@@ -211,6 +214,11 @@ class PgConnection:
     def set_trace_callback(self, trace: Callable[[str], object] | None) -> None:
         """As sqlite3's: `trace(sql)` before each statement (as the ledger wrote it, untranslated)."""
         self._trace = trace
+
+    @property
+    def lost(self) -> bool:
+        """Is the session gone (the server went away, or the connection was closed)?"""
+        return bool(self._raw.closed or self._raw.broken)
 
     @property
     def raw(self) -> psycopg.Connection[Any]:

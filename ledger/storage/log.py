@@ -26,6 +26,12 @@ that the head is the tree it holds, and at commit moves the head on only from th
 names the old size and root: a writer that would fork the tree changes no row and fails, before COMMIT).
 A host killed mid-batch leaves an open transaction the server rolls back; nothing is acknowledged
 before COMMIT returns, and COMMIT is durable (`synchronous_commit = on`).
+
+Reading one checkpoint: `reading()` pins, for one request on one thread, the connection its reads go to
+and the checkpoint they are bounded by (`size`, `latest_checkpoint`, `entry`, proofs and tiles all follow
+it there). With a streaming replica (`read_from`, `ledger.storage.replica`) that is fit to read, that is
+the replica's latest checkpoint, read in the REPEATABLE READ transaction the request's reads then share;
+else this process's own tree on the primary, as every other read (`_reader()` outside `reading()`) is.
 """
 
 from __future__ import annotations
@@ -35,8 +41,10 @@ import logging
 import os
 import sqlite3
 import threading
+import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +55,7 @@ from ledger.storage import schema
 from ledger.storage.checkpointer import Checkpointer
 from ledger.storage.engine import Connection, PgConnection, check_url, is_postgresql, redact
 from ledger.storage.records import CheckpointRecord
+from ledger.storage.replica import Replica
 from ledger.storage.signer import LogSigner
 from verifier.checkpoint import Checkpoint, parse_checkpoint
 from verifier.merkle import (
@@ -232,6 +241,17 @@ def integrate(t: _Tree, entries: Sequence[bytes], full: list[tuple[int, int, byt
     return leaves
 
 
+class _ThreadToken:
+    """Held in a thread's local storage only: collected when the thread ends (see `TileLog._track`)."""
+
+
+def _close_reader(readers: dict[int, Connection], lock: threading.Lock, key: int) -> None:
+    with lock:
+        conn = readers.pop(key, None)
+    if conn is not None:
+        conn.close()
+
+
 def load_tree(conn: Connection) -> _Tree:
     """The tree the edge tiles hold: its size and compact range (the interior nodes are left to the writer)."""
     rows = conn.execute("SELECT level, idx, hashes FROM tile_edge ORDER BY level").fetchall()
@@ -270,6 +290,10 @@ class TileLog:
         self._head: tuple[int, bytes] | None = None  # PostgreSQL: the head row this write transaction locked
         self.checkpoint_file = path.with_suffix(".checkpoint")
         self._local = threading.local()
+        # every thread's readers, to close them all with the log (or when their thread ends, as before): on
+        # PostgreSQL each is a server session, which must not outlive the log
+        self._readers: dict[int, Connection] = {}
+        self._readers_lock = threading.Lock()
         self._tile_cache: OrderedDict[tuple[int, int], tuple[bytes, bytes | None]] = OrderedDict()
         self._node_cache: dict[tuple[int, int], bytes] = {}
         self._cache_lock = threading.Lock()
@@ -292,6 +316,7 @@ class TileLog:
         self.on_publish: Callable[[int], None] | None = None  # told each new size, after its COMMIT
         self.added_columns: set[str] = set()  # columns this open added to an older database
         self.origin = signer.name if signer else self._published[2].split("\n", 1)[0]
+        self.replica: Replica | None = None  # where `reading()` reads, when it is fit to (`read_from`)
 
     @property
     def signer(self) -> LogSigner:
@@ -480,6 +505,15 @@ class TileLog:
                 code="forked",
             )
 
+    def read_from(self, url: str, max_lag_s: float) -> None:
+        """Let `reading()` read from the streaming replica `url` of this PostgreSQL database while it lags at
+        most `max_lag_s` seconds (nothing is connected before the first read)."""
+        check_url(url)
+        if not self.postgresql:
+            raise StorageError("read_database names a PostgreSQL replica; this ledger is kept in SQLite",
+                               code="bad_config")
+        self.replica = Replica(url, self.database, self._password, max_lag_s)
+
     def close(self) -> None:
         if self._cp_fd is not None:
             os.close(self._cp_fd)
@@ -492,20 +526,30 @@ class TileLog:
             except sqlite3.Error:
                 pass  # another process is reading; its next checkpoint will do
         self.conn.close()
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
+        for name in ("conn", "replica_conn"):
+            conn = getattr(self._local, name, None)
+            if conn is not None:
+                conn.close()
+        with self._readers_lock:
+            readers = list(self._readers.values())
+            self._readers.clear()
+        for reader in readers:  # other threads' (an executor's): their sessions end with the log
+            reader.close()
+        if self.replica is not None:
+            self.replica.close()
 
     # ---- writing -------------------------------------------------------------------------------
 
     @property
     def size(self) -> int:
-        """The size of the latest published (committed) tree."""
-        return self._published[0]
+        """The size of the latest published (committed) tree (inside `reading()`: of the checkpoint read)."""
+        view: tuple[int, bytes, str] | None = getattr(self._local, "view", None)
+        return (view or self._published)[0]
 
     @property
     def latest_checkpoint(self) -> str:
-        return self._published[2]
+        view: tuple[int, bytes, str] | None = getattr(self._local, "view", None)
+        return (view or self._published)[2]
 
     @property
     def pending_size(self) -> int:
@@ -728,13 +772,82 @@ class TileLog:
     # ---- reading -------------------------------------------------------------------------------
 
     def _reader(self) -> Connection:
-        """This thread's connection for reading (autocommit: each statement sees what is committed)."""
+        """This thread's connection for reading (autocommit: each statement sees what is committed); inside
+        `reading()`, the one it chose."""
+        pinned: Connection | None = getattr(self._local, "pinned", None)
+        if pinned is not None:
+            return pinned
         conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = (_connect_pg(self.database, self._password, readonly=True, role="reader") if self.postgresql
                     else schema.connect(self.path, readonly=True))
             self._local.conn = conn
+            self._track(conn)
         return conn
+
+    def _track(self, conn: Connection) -> None:
+        """Keep `conn`, this thread's, for `close()`; it is closed when the thread ends, too (with a token in
+        the thread's local storage, which goes then)."""
+        token = _ThreadToken()
+        with self._readers_lock:
+            self._readers[id(token)] = conn
+        self._local.tokens = [*getattr(self._local, "tokens", ()), token]
+        weakref.finalize(token, _close_reader, self._readers, self._readers_lock, id(token))
+
+    @contextmanager
+    def reading(self, min_size: int = 0) -> Iterator[int]:
+        """One request's reads, all of one checkpoint: on this thread, until the block ends, `_reader()` is one
+        connection and `size`, `latest_checkpoint`, `entry`, the proofs and tiles are those of one checkpoint.
+
+        On the replica (`read_from`) while it is fit to read and holds a tree of `min_size` or more: its
+        latest checkpoint, read in the REPEATABLE READ transaction every read of the block then shares (the
+        replica may be a little behind, never a mix). Else on the primary: this process's own tree, which the
+        primary holds (the rows read after it may be newer; the log's are bounded by its size). Nested, the
+        outer block holds. Yields the size. Synchronous code only: a coroutine that awaited inside would
+        share the pin with others on its thread.
+        """
+        if getattr(self._local, "view", None) is not None:
+            yield self.size
+            return
+        conn, view = self._choose(min_size)
+        self._local.pinned, self._local.view = conn, view
+        try:
+            yield view[0]
+        except sqlite3.OperationalError as e:
+            if (self.replica is not None and conn is getattr(self._local, "replica_conn", None)
+                    and getattr(conn, "lost", False)):
+                self.replica.failed(e)  # it went away mid-request: the next ones read the primary
+            raise
+        finally:
+            self._local.pinned = self._local.view = None
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")  # read only: nothing to keep
+                except sqlite3.Error:
+                    pass
+
+    def _choose(self, min_size: int) -> tuple[Connection, tuple[int, bytes, str]]:
+        """`reading()`'s connection and checkpoint: the replica's if it is fit and recent enough, else ours."""
+        if self.replica is not None and self.replica.usable():
+            conn: Connection | None = getattr(self._local, "replica_conn", None)
+            try:
+                if conn is None:
+                    conn = self._local.replica_conn = self.replica.connect()
+                    self._track(conn)
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                row = conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+            except sqlite3.Error as e:
+                self.replica.failed(e)
+                row = None
+            if row is not None and int(row[0]) >= min_size:
+                assert conn is not None
+                return conn, (int(row[0]), bytes(row[1]), str(row[2]))
+            if conn is not None and conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+        return self._reader(), self._published
 
     def tile(self, level: int, index: int, min_width: int = TILE_WIDTH) -> tuple[bytes, bytes | None]:
         """The hashes of tile (level, index) with at least min_width hashes, and its inner nodes if full.

@@ -17,7 +17,8 @@ Restartable: where it is comes from the folder itself. The checkpoint on disk sa
 published in full; `publish()` starts from there, and what a crash left beyond it is found in place and
 compared. A checkpoint on disk that this log never published (another log's folder, or a database
 restored from an old backup) is refused. Memory does not grow with the log: one tile at a time.
-One publisher per folder (a lock file, `.lock`).
+One publisher per folder (a lock file, `.lock`): hosts of one PostgreSQL log that share a folder take turns,
+and one that takes over behind the folder's tree publishes once it has taken that tree in.
 
 It does not serve anything, and it does not decide *when* to publish: `publish_forever` does that in
 the writer process (after each new checkpoint), see `portal.app`.
@@ -145,6 +146,10 @@ class Publisher:
         if size == self.size and (self.folder / CHECKPOINT).exists():
             return 0
         if size < self.size:
+            if (self.log.newest_size() or 0) >= self.size:
+                # another process (a host that published here before this one took the lock) is further on in
+                # the same database: this one takes its appends in within a second (`following`), then publishes
+                return 0
             raise IntegrityError(f"the log's latest tree has {size} entries, fewer than the {self.size} published in "
                                  f"{self.folder}; this database looks restored from an old backup (see `ledger audit`)",
                                  code="restored_backup")

@@ -239,9 +239,11 @@ def connect_pg(url: str, *, password: str | None = None, readonly: bool = False,
 
 
 def pg_is_ledger(conn: engine.PgConnection) -> bool:
-    """Does this PostgreSQL database hold a ledger already (its head row)?"""
-    (name,) = conn.execute("SELECT to_regclass('log_head')::text").fetchone()
-    return name is not None and conn.execute("SELECT 1 FROM log_head").fetchone() is not None
+    """Does this PostgreSQL database hold a ledger already (its head row, or a checkpoint: a ledger whose head
+    row was deleted is a damaged ledger, which `ledger audit` names, not an empty database to init again)?"""
+    head, checkpoints = conn.execute("SELECT to_regclass('log_head')::text, to_regclass('checkpoints')::text").fetchone()
+    return ((head is not None and conn.execute("SELECT 1 FROM log_head").fetchone() is not None)
+            or (checkpoints is not None and conn.execute("SELECT 1 FROM checkpoints LIMIT 1").fetchone() is not None))
 
 
 def ensure_pg(conn: engine.PgConnection) -> set[str]:

@@ -169,14 +169,21 @@ async def copy_page(request: web.Request) -> web.Response:
     cache = request.app[PAGES]
     body = cache.get(key, version)
     if body is None:
-        v = await asyncio.to_thread(copy_view, led, code, proofs=False)
-        if v is None:
+        version, v = await asyncio.to_thread(_versioned_view, led, code)
+        if v is None or version is None:
             return _unknown(request, code)
         resp = render(request, "copy.html", v=v, closed=CLOSED)
         assert resp.body is not None
         cache.put(key, version, bytes(resp.body))  # type: ignore[arg-type]
         return resp
     return _html(request, lang, body)
+
+
+def _versioned_view(led: Ledger, code: str) -> tuple[tuple[int, int, int, int] | None, dict[str, Any] | None]:
+    """A copy's page and the version it is kept under, read as of one checkpoint (a page read from a
+    replica is kept under the replica's version, never under a newer one it does not show)."""
+    with led.log.reading():
+        return copy_version(led, code), copy_view(led, code, proofs=False)
 
 
 HEAD_CACHE_S = 30.0  # a served envelope head is at most this old (browsers accept HEAD_MAX_AGE)
@@ -204,10 +211,10 @@ async def _catch_up(led: Ledger) -> None:
 async def _version(led: Ledger, code: str) -> tuple[int, int, int, int] | None:
     """`copy_version`, after taking in the tree that holds the copy's events if this process's is older
     (a copy printed a moment ago, or by a CLI process beside the server)."""
-    version = copy_version(led, code)
+    version = await asyncio.to_thread(copy_version, led, code)  # a thread: it may measure the replica's lag
     if version is not None and version[0] >= version[3]:
         await _catch_up(led)
-        version = copy_version(led, code)
+        version = await asyncio.to_thread(copy_version, led, code)
     return version
 
 
@@ -260,8 +267,9 @@ async def copy_json(request: web.Request) -> web.Response:
     code = qr.normalise(request.match_info["code"])
     if code is not None:
         await _version(led, code)
+    newer = 0  # after a refusal as stale: a view of a newer tree (the primary's, if the replica has none)
     for _ in range(HEAD_TRIES):
-        v = await asyncio.to_thread(copy_view, led, request.match_info["code"])
+        v = await asyncio.to_thread(copy_view, led, request.match_info["code"], min_size=newer)
         if v is None:
             return web.json_response({"error": {"code": "unknown_code", "message": "no contract has this code"}},
                                      status=404)
@@ -270,6 +278,7 @@ async def copy_json(request: web.Request) -> web.Response:
         if head is not None:
             v["log"]["head"] = head
             return web.json_response(v, headers={"Cache-Control": "no-store"})
+        newer = v["log"]["size"] + 1
     return web.json_response(
         {"error": {"code": "stale_size", "message": "the envelope's events kept changing while this answer was "
                    "made; try again"}}, status=503, headers={"Cache-Control": "no-store", "Retry-After": "1"})
@@ -345,9 +354,9 @@ def registered_versions(led: Ledger, sha: str, limit: int = 10) -> list[dict[str
     signed PDF, a scan of a paper copy (ordinals only: nothing names an envelope or a person)."""
     r = led.log._reader()
     out: list[dict[str, Any]] = [{"kind": "original", "document": int(n)} for (n,) in r.execute(
-        "SELECT document FROM documents WHERE sha256 = ? LIMIT ?", (sha, limit))]
+        "SELECT document FROM documents WHERE sha256 = ? ORDER BY idx LIMIT ?", (sha, limit))]
     for document, kind, party, copy in r.execute(
-            "SELECT document, kind, party, copy FROM versions WHERE sha256 = ? LIMIT ?", (sha, limit)):
+            "SELECT document, kind, party, copy FROM versions WHERE sha256 = ? ORDER BY idx LIMIT ?", (sha, limit)):
         out.append({"kind": kind, "document": int(document),
                     **({"party": int(party)} if party is not None else {}),
                     **({"copy": int(copy)} if copy is not None else {})})

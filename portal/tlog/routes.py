@@ -13,13 +13,14 @@ from aiohttp import web
 from ledger.anchoring import push, witness
 from ledger.envelopes.core import Ledger
 from ledger.errors import NotFoundError, RefusedError
+from ledger.storage.log import TileLog
 from ledger.storage.publish import published_size
 from portal.body import read_limited
 from portal.caching import TtlCache
 from portal.keys import LEDGER, LOOKUP_LIMIT, WORKERS
 from verifier.errors import FormatError
 from verifier.note import MAX_NOTE_SIZE
-from verifier.tiles import parse_tile_path, tile_path
+from verifier.tiles import TilePath, parse_tile_path, tile_path
 
 routes = web.RouteTableDef()
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -39,9 +40,12 @@ async def log_key(request: web.Request) -> web.Response:
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    body: dict[str, object] = {"ok": True, "size": request.app[LEDGER].log.size}
+    log = request.app[LEDGER].log
+    body: dict[str, object] = {"ok": True, "size": log.size}
     if WORKERS in request.app:  # under `ledger serve`: how many of its processes serve the port
         body["workers"] = request.app[WORKERS]()
+    if log.replica is not None:  # where pages read, and why: its lag (measured at most once a second)
+        body["replica"] = (await asyncio.to_thread(log.replica.status)).to_json()
     return web.json_response(body)
 
 
@@ -52,24 +56,9 @@ async def tile(request: web.Request) -> web.Response:
         tp = parse_tile_path(request.match_info["path"])
     except FormatError as e:
         raise NotFoundError(f"not a tile path: {e}", code="bad_tile_path") from None
-    log = led.log
     if tp.width == 256 and led.config.tiles_url and TILES_FALLBACK not in request.headers:
         _redirect_if_published(led, tp.level, tp.index)
-    if tp.level is None:
-        body = await asyncio.to_thread(log.entry_bundle, tp.index, tp.width)
-    else:
-        size = log.size
-        level_size = size >> (8 * tp.level)
-        if (tp.index + 1) * 256 <= level_size:
-            want = 256
-        elif tp.index * 256 + tp.width <= level_size:
-            want = tp.width
-        else:
-            raise NotFoundError(f"tile {tp.level}/{tp.index} of width {tp.width} is not in the log")
-        hashes, _ = await asyncio.to_thread(log.tile, tp.level, tp.index, tp.width)
-        body = hashes[: 32 * tp.width] if want == tp.width else hashes
-        if tp.width < 256 and len(body) != 32 * tp.width:
-            raise NotFoundError("partial tile is not available")
+    body = await asyncio.to_thread(_tile_bytes, led.log, tp)
     # immutable, partial ones too: a path names one width of one tile, whose hashes never change
     resp = web.Response(body=body, content_type="application/octet-stream", headers={"Cache-Control": IMMUTABLE})
     if tp.level is None:
@@ -79,6 +68,26 @@ async def tile(request: web.Request) -> web.Response:
         if "gzip" in request.headers.get("Accept-Encoding", "").lower():
             resp.enable_compression(web.ContentCoding.gzip)
     return resp
+
+
+def _tile_bytes(log: TileLog, tp: TilePath) -> bytes:
+    """A tile's or entry bundle's bytes, read where `reading()` finds a tree that holds them (a replica
+    that has not got them yet leaves them to the primary)."""
+    with log.reading(min_size=(tp.index * 256 + tp.width) << (8 * (tp.level or 0))):
+        if tp.level is None:
+            return log.entry_bundle(tp.index, tp.width)
+        level_size = log.size >> (8 * tp.level)
+        if (tp.index + 1) * 256 <= level_size:
+            want = 256
+        elif tp.index * 256 + tp.width <= level_size:
+            want = tp.width
+        else:
+            raise NotFoundError(f"tile {tp.level}/{tp.index} of width {tp.width} is not in the log")
+        hashes, _ = log.tile(tp.level, tp.index, tp.width)
+    body = hashes[: 32 * tp.width] if want == tp.width else hashes
+    if tp.width < 256 and len(body) != 32 * tp.width:
+        raise NotFoundError("partial tile is not available")
+    return body
 
 
 # Tiles as files (`tiles_url`, `ledger.storage.publish`): a full tile or entry bundle never changes, so

@@ -30,6 +30,7 @@ from ledger.anchoring.tsa import LocalTsa, create_local_tsa
 from ledger.config import TsaConfig, load_config
 from ledger.envelopes.core import Ledger
 from ledger.errors import LedgerError, NotFoundError
+from tests.conftest import new_ledger
 from tests.pki import OpenSslTsa, make_root, make_tsa_cert, write_tsa_dir
 from verifier import cli as verifier_cli
 from verifier.anchored import AnchoredBundle, AnchorRecord, parse_anchored, verify_anchored
@@ -113,8 +114,8 @@ def body_of(led: Ledger, size: int) -> bytes:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    Ledger.init(tmp_path / "home").close()
+def home(tmp_path: Path, engine: str) -> Path:
+    new_ledger(tmp_path / "home", engine).close()
     return tmp_path / "home"
 
 

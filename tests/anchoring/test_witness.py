@@ -20,6 +20,7 @@ from ledger.errors import LedgerError
 from ledger.storage.signer import LogSigner
 from portal.app import create_app
 from portal.pages.i18n import TEXT
+from tests.conftest import new_ledger
 from verifier.checkpoint import verify_checkpoint
 from verifier.merkle import verify_consistency
 from verifier.note import CosignatureSigner, parse_note, sign_note
@@ -30,8 +31,8 @@ STRANGER = CosignatureSigner("stranger.example/w", Ed25519PrivateKey.generate())
 
 
 @pytest.fixture
-def led(tmp_path: Path) -> Iterator[Ledger]:
-    ledger = Ledger.init(tmp_path / "home")
+def led(tmp_path: Path, engine: str) -> Iterator[Ledger]:
+    ledger = new_ledger(tmp_path / "home", engine)
     ledger.config = ledger.config.replace(witnesses=(NOTARY.verifier.to_string(),))
     yield ledger
     ledger.close()

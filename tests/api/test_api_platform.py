@@ -28,6 +28,7 @@ from ledger.envelopes.demo import demo_pdf
 from portal.api.openapi import DOCUMENT
 from portal.app import create_app
 from tests.browser_util import BIN, free_port, start_serve, stop_serve
+from tests.conftest import init_database
 from verifier.anchored import verify_anchored
 from verifier.merkle import leaf_hash
 from verifier.note import Ed25519Verifier
@@ -273,11 +274,12 @@ async def test_a_retry_with_an_idempotency_key_appends_nothing(client: TestClien
     assert bad.status == 400 and (await bad.json())["error"]["code"] == "bad_idempotency_key"
 
 
-def test_a_retry_through_the_writer_link_appends_nothing(tmp_path: Path) -> None:
+def test_a_retry_through_the_writer_link_appends_nothing(tmp_path: Path, engine: str) -> None:
     """With `ledger serve --workers 2` the key travels with the events to the writer, and its answer is
     kept in the transaction that makes them durable."""
     home = tmp_path / "home"
-    subprocess.run([str(BIN / "ledger"), "--home", str(home), "init"], check=True, capture_output=True)
+    subprocess.run([str(BIN / "ledger"), "--home", str(home), "init", *init_database(engine)], check=True,
+                   capture_output=True)
     key = subprocess.run([str(BIN / "ledger"), "--home", str(home), "keys", "create", "--tenant", "t",
                           "--scopes", "append,read"], check=True, capture_output=True, text=True).stdout.strip()
     port = free_port()

@@ -19,6 +19,7 @@ from ledger.envelopes.core import Ledger
 from ledger.envelopes.demo import demo_pdf
 from portal.app import create_app
 from tests.browser_util import BIN
+from tests.conftest import init_database, new_ledger
 from tests.documents.test_stamp import decoded, render
 
 Client = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -88,9 +89,10 @@ async def test_a_document_registered_by_hash_only_prints_nothing(aiohttp_client:
     assert ledger.log.size == size, "no copy is logged that cannot be printed"
 
 
-async def test_watermarks_on_copies_and_downloads_and_void_on_downloads(aiohttp_client: Client, tmp_path: Path) -> None:
+async def test_watermarks_on_copies_and_downloads_and_void_on_downloads(aiohttp_client: Client, tmp_path: Path,
+                                                                        engine: str) -> None:
     home = tmp_path / "home"
-    Ledger.init(home).close()
+    new_ledger(home, engine).close()
     with open(home / "config.toml", "a") as f:
         f.write('\n[[printing]]\ntenant = "t"\nwatermark = "机密 CONFIDENTIAL"\nwatermark_tiled = false\n'
                 'watermark_angle = 0.0\npages = "last"\n')
@@ -121,9 +123,10 @@ async def test_watermarks_on_copies_and_downloads_and_void_on_downloads(aiohttp_
         led.close()
 
 
-def test_ledger_print_writes_print_ready_copies(tmp_path: Path) -> None:
+def test_ledger_print_writes_print_ready_copies(tmp_path: Path, engine: str) -> None:
     home = tmp_path / "home"
-    subprocess.run([str(BIN / "ledger"), "--home", str(home), "init"], check=True, capture_output=True)
+    subprocess.run([str(BIN / "ledger"), "--home", str(home), "init", *init_database(engine)], check=True,
+                   capture_output=True)
     subprocess.run([str(BIN / "ledger"), "--home", str(home), "demo"], check=True, capture_output=True)
     out = tmp_path / "out"
     run = subprocess.run([str(BIN / "ledger"), "--home", str(home), "print", "DEMO-COMPLETED", "--tenant", "demo",

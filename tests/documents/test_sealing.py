@@ -18,6 +18,7 @@ from ledger.audit.run import audit_home
 from ledger.envelopes.core import Ledger
 from portal.app import create_app
 from tests.browser_util import BIN
+from tests.conftest import init_database
 from tests.documents.test_printing import PDF, auth, completed
 from verifier.documents.pdfsig import check_pdf
 
@@ -65,9 +66,10 @@ async def test_document_sealed_is_refused_from_a_platform(aiohttp_client: Client
     assert r.status == 404
 
 
-def test_ledger_seal_from_the_command_line(tmp_path: Path) -> None:
+def test_ledger_seal_from_the_command_line(tmp_path: Path, engine: str) -> None:
     home = tmp_path / "home"
-    subprocess.run([str(BIN / "ledger"), "--home", str(home), "init"], check=True, capture_output=True)
+    subprocess.run([str(BIN / "ledger"), "--home", str(home), "init", *init_database(engine)], check=True,
+                   capture_output=True)
     subprocess.run([str(BIN / "ledger"), "--home", str(home), "demo"], check=True, capture_output=True)
     out = tmp_path / "sealed.pdf"
     r = subprocess.run([str(BIN / "ledger"), "--home", str(home), "seal", "DEMO-COMPLETED", "--tenant", "demo",

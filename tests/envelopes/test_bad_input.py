@@ -24,6 +24,7 @@ from ledger.audit.run import audit
 from ledger.envelopes.core import Ledger
 from ledger.envelopes.events import SCHEMA
 from ledger.errors import RefusedError
+from tests.conftest import new_ledger
 
 H = "ab" * 32
 T = "tenant-a"
@@ -39,10 +40,10 @@ def ev(type: str, envelope: str = "E1", **fields: Any) -> dict[str, Any]:
     return {"type": type, "envelope": envelope, **fields}
 
 
-def _make_ledger(home: Path) -> Ledger:
+def _make_ledger(home: Path, engine: str) -> Ledger:
     home.mkdir(parents=True)
     (home / "config.toml").write_text(f"max_events_per_request = {MAX_EVENTS}\nmax_request_bytes = {MAX_BYTES}\n")
-    led = Ledger.init(home, clock=_clock)
+    led = new_ledger(home, engine, clock=_clock)
     assert led.config.max_events_per_request == MAX_EVENTS and led.config.max_request_bytes == MAX_BYTES
     # E1: a draft with one document and one signer.
     led.append(T, [ev("envelope.created", title="Lease"),
@@ -52,8 +53,8 @@ def _make_ledger(home: Path) -> Ledger:
 
 
 @pytest.fixture(scope="module")
-def led(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
-    ledger = _make_ledger(tmp_path_factory.mktemp("bad-input") / "home")
+def led(tmp_path_factory: pytest.TempPathFactory, engine: str) -> Iterator[Ledger]:
+    ledger = _make_ledger(tmp_path_factory.mktemp("bad-input") / "home", engine)
     yield ledger
     ledger.close()
 
@@ -345,9 +346,9 @@ def _check_outcome(led: Ledger, payload: Any) -> bool:
     return True
 
 
-def test_random_bytes_are_accepted_or_refused(tmp_path: Path) -> None:
+def test_random_bytes_are_accepted_or_refused(tmp_path: Path, engine: str) -> None:
     """Random bytes (and near-JSON bytes) never raise anything but RefusedError; the audit stays clean."""
-    ledger = _make_ledger(tmp_path / "home")
+    ledger = _make_ledger(tmp_path / "home", engine)
     try:
         @given(st.one_of(st.binary(max_size=200),
                          st.builds(lambda a, b: a + b, st.sampled_from([b"[", b"{", b'{"type":', VALID[:30]]),
@@ -361,9 +362,9 @@ def test_random_bytes_are_accepted_or_refused(tmp_path: Path) -> None:
         ledger.close()
 
 
-def test_random_json_is_accepted_or_refused(tmp_path: Path) -> None:
+def test_random_json_is_accepted_or_refused(tmp_path: Path, engine: str) -> None:
     """Random JSON values, as bytes and as parsed values, are accepted or refused; the audit stays clean."""
-    ledger = _make_ledger(tmp_path / "home")
+    ledger = _make_ledger(tmp_path / "home", engine)
     try:
         @given(st.one_of(_JSON, st.lists(st.dictionaries(_KEYS, _SCALARS, max_size=6), max_size=4)))
         def run(value: Any) -> None:
@@ -377,9 +378,9 @@ def test_random_json_is_accepted_or_refused(tmp_path: Path) -> None:
         ledger.close()
 
 
-def test_random_event_sequences_keep_the_log_consistent(tmp_path: Path) -> None:
+def test_random_event_sequences_keep_the_log_consistent(tmp_path: Path, engine: str) -> None:
     """Random requests of mostly valid events on a few envelopes: success or RefusedError only, a clean audit."""
-    ledger = _make_ledger(tmp_path / "home")
+    ledger = _make_ledger(tmp_path / "home", engine)
     # R1 a draft, R2 sent to two signers in order and a cc; R3 does not exist yet.
     for ref in ("R1", "R2"):
         ledger.append(T, [ev("envelope.created", ref, title="t"),

@@ -25,6 +25,7 @@ from ledger.envelopes import seals
 from ledger.envelopes.core import Ledger
 from ledger.errors import RefusedError
 from tests.browser_util import BIN
+from tests.conftest import init_database, new_ledger
 
 T = "tenant-a"
 H = hashlib.sha256(b"doc").hexdigest()
@@ -79,8 +80,8 @@ def signed_envelope(env: str = "E1") -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def led(tmp_path: Path) -> Iterator[Ledger]:
-    ledger = Ledger.init(tmp_path / "home")
+def led(tmp_path: Path, engine: str) -> Iterator[Ledger]:
+    ledger = new_ledger(tmp_path / "home", engine)
     yield ledger
     report = audit(ledger.log, blobs=ledger.blobs)
     assert report.ok, report.problems
@@ -163,8 +164,8 @@ def test_registering_twice_is_refused(led: Ledger) -> None:
     assert exc.value.code == "seal_exists" and exc.value.status == 409
 
 
-def test_audit_names_a_changed_or_deleted_registration(tmp_path: Path) -> None:
-    led = Ledger.init(tmp_path / "home")
+def test_audit_names_a_changed_or_deleted_registration(tmp_path: Path, engine: str) -> None:
+    led = new_ledger(tmp_path / "home", engine)
     try:
         led.append(T, signed_envelope())
         stamp = physical_seal(led, parties=("a",), roles=())
@@ -185,10 +186,10 @@ def test_audit_names_a_changed_or_deleted_registration(tmp_path: Path) -> None:
         led.close()
 
 
-def test_ledger_seals_from_the_command_line(tmp_path: Path) -> None:
+def test_ledger_seals_from_the_command_line(tmp_path: Path, engine: str) -> None:
     home = tmp_path / "home"
     ledger = [str(BIN / "ledger"), "--home", str(home)]
-    subprocess.run([*ledger, "init"], check=True, capture_output=True)
+    subprocess.run([*ledger, "init", *init_database(engine)], check=True, capture_output=True)
     (tmp_path / "stamp.png").write_bytes(impression())
     (tmp_path / "seal.pem").write_bytes(certificate())
 
@@ -215,12 +216,12 @@ def test_ledger_seals_from_the_command_line(tmp_path: Path) -> None:
     assert {s["kind"]: s for s in json.loads(run("list", "--tenant", T).stdout)}["physical"]["retired"]
 
 
-async def test_seals_over_the_api_and_on_the_copy_page(aiohttp_client: Any, tmp_path: Path) -> None:
+async def test_seals_over_the_api_and_on_the_copy_page(aiohttp_client: Any, tmp_path: Path, engine: str) -> None:
     from ledger.access.apikeys import create_key
     from portal.app import create_app
     from tests.api.test_api_platform import auth, checked
 
-    led = Ledger.init(tmp_path / "home")
+    led = new_ledger(tmp_path / "home", engine)
     try:
         key, other = create_key(led.log, T, ["append", "read"]), create_key(led.log, "tenant-b", ["read"])
         client = await aiohttp_client(create_app(led, anchor=False))

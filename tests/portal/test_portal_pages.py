@@ -25,6 +25,7 @@ from portal.app import create_app
 from portal.pages import i18n
 from portal.pages.i18n import DETAILS, EVENTS, LANGS, TEXT
 from portal.pages.routes import ASSETS, attachment
+from tests.conftest import new_ledger
 from verifier.entry import EVENT_TYPES
 from verifier.lifecycle import AUTH_METHODS, CHANNELS, PARTY_KINDS, SEAL_KINDS
 
@@ -32,8 +33,8 @@ Client = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ledger, dict[str, str]]]:
-    led = Ledger.init(tmp_path_factory.mktemp("pages") / "home")
+def demo(tmp_path_factory: pytest.TempPathFactory, engine: str) -> Iterator[tuple[Ledger, dict[str, str]]]:
+    led = new_ledger(tmp_path_factory.mktemp("pages") / "home", engine)
     codes = {d["status"]: d["code"] for d in create_demo(led)}
     yield led, codes
     led.close()
@@ -145,8 +146,8 @@ async def test_json_carries_verifiable_proofs(client: TestClient[Any, Any], demo
     assert head.last_leaf == leaf_hash(base64.b64decode(last["entry"]))
 
 
-async def test_titles_are_escaped(aiohttp_client: Client, tmp_path: Path) -> None:
-    led = Ledger.init(tmp_path / "home")
+async def test_titles_are_escaped(aiohttp_client: Client, tmp_path: Path, engine: str) -> None:
+    led = new_ledger(tmp_path / "home", engine)
     try:
         sha = led.blobs.put(b"%PDF-1.4 x")[0]
         acks = led.append(TENANT, [
@@ -300,9 +301,9 @@ async def test_file_hash_lookup(client: TestClient[Any, Any], demo: Any) -> None
     assert (await (await client.get("/d/" + "0" * 64)).json())["registered"] is False
 
 
-async def test_download_with_an_access_code(aiohttp_client: Client, tmp_path: Path) -> None:
+async def test_download_with_an_access_code(aiohttp_client: Client, tmp_path: Path, engine: str) -> None:
     """Policy "code": the document.added acknowledgement carries an access code; only it opens the file."""
-    led = Ledger.init(tmp_path / "home")
+    led = new_ledger(tmp_path / "home", engine)
     try:
         codes = {d["status"]: d for d in create_demo(led)}
         item = codes["sent"]  # the in-progress demo's document has the "code" policy
@@ -351,12 +352,12 @@ def test_every_reason_verify_js_gives_is_translated() -> None:
             assert set(re.findall(r"\{(\w+)\}", text)) == set(re.findall(r"\{(\w+)\}", i18n.REASONS["en"][code]))
 
 
-def test_a_view_is_of_one_moment_even_when_the_database_is_ahead_of_its_tree(tmp_path: Path) -> None:
+def test_a_view_is_of_one_moment_even_when_the_database_is_ahead_of_its_tree(tmp_path: Path, engine: str) -> None:
     """A process whose tree is a moment behind the database shows the status of the events in its
     tree, not the database's latest row: its page is checked against those events."""
     from ledger.envelopes.public import copy_view
 
-    writer = Ledger.init(tmp_path / "home")
+    writer = new_ledger(tmp_path / "home", engine)
     try:
         codes = {c["status"]: c["code"] for c in create_demo(writer)}
         reader = Ledger.open_reader(tmp_path / "home")
@@ -380,12 +381,13 @@ def test_a_view_is_of_one_moment_even_when_the_database_is_ahead_of_its_tree(tmp
 
 
 async def test_an_envelope_recorded_under_earlier_rules_still_has_its_page(aiohttp_client: Client, tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                          monkeypatch: pytest.MonkeyPatch,
+                                                                          engine: str) -> None:
     """A rule made stricter later (a scanned paper copy must have been printed) must not take the page
     of a contract the log accepted before: the page shows what was recorded."""
     from verifier import lifecycle
 
-    led = Ledger.init(tmp_path / "home")
+    led = new_ledger(tmp_path / "home", engine)
     try:
         codes = {c["status"]: c["code"] for c in create_demo(led)}
         scan = {"type": "paper.scanned", "envelope": "DEMO-IN-PROGRESS", "document": "main", "sha256": "0" * 64,
@@ -405,10 +407,11 @@ async def test_an_envelope_recorded_under_earlier_rules_still_has_its_page(aioht
         led.close()
 
 
-async def test_a_copy_printed_by_another_process_has_its_page_at_once(aiohttp_client: Client, tmp_path: Path) -> None:
+async def test_a_copy_printed_by_another_process_has_its_page_at_once(aiohttp_client: Client, tmp_path: Path,
+                                                                      engine: str) -> None:
     """`ledger append` beside the server prints a copy: its page does not wait for the server's next
     look at the log (it would say UNKNOWN CODE meanwhile)."""
-    led = Ledger.init(tmp_path / "home")
+    led = new_ledger(tmp_path / "home", engine)
     try:
         create_demo(led)
         client = await aiohttp_client(create_app(led, anchor=False))
@@ -427,16 +430,19 @@ async def test_a_copy_printed_by_another_process_has_its_page_at_once(aiohttp_cl
         led.close()
 
 
-async def test_a_page_does_not_wait_long_for_another_process_s_write(aiohttp_client: Client, tmp_path: Path) -> None:
-    """Another process appended and still holds SQLite's write lock (a long `ledger import`): the page
-    waits for the server to take the new tree in only briefly, then shows the tree it has."""
+async def test_a_page_does_not_wait_long_for_another_process_s_write(aiohttp_client: Client, tmp_path: Path,
+                                                                     engine: str) -> None:
+    """Another process appended and still holds the write lock (a long `ledger import`; SQLite's write
+    lock, or PostgreSQL's lock of the head row): the page waits for the server to take the new tree in
+    only briefly, then shows the tree it has."""
     import sqlite3
     import threading
     import time
 
+    from ledger.storage.engine import PgConnection
     from portal.pages import routes as pages
 
-    led = Ledger.init(tmp_path / "home")
+    led = new_ledger(tmp_path / "home", engine)
     try:
         codes = {c["status"]: c["code"] for c in create_demo(led)}
         client = await aiohttp_client(create_app(led, anchor=False))
@@ -445,8 +451,14 @@ async def test_a_page_does_not_wait_long_for_another_process_s_write(aiohttp_cli
             other.append(TENANT, [{"type": "party.viewed", "envelope": "DEMO-IN-PROGRESS", "party": "lessee"}])
         finally:
             other.close()
-        lock = sqlite3.connect(tmp_path / "home" / "ledger.db", isolation_level=None, check_same_thread=False)
-        lock.execute("BEGIN IMMEDIATE")
+        lock: Any
+        if led.config.database:  # another host's writer in the middle of its batch
+            lock = PgConnection(led.config.database, role="other-writer")
+            lock.execute("BEGIN")
+            lock.execute("SELECT size FROM log_head WHERE id = 1 FOR UPDATE")
+        else:
+            lock = sqlite3.connect(tmp_path / "home" / "ledger.db", isolation_level=None, check_same_thread=False)
+            lock.execute("BEGIN IMMEDIATE")
         release = threading.Timer(pages.CATCH_UP_WAIT_S + 3, lambda: lock.execute("COMMIT"))
         release.start()
         try:
@@ -472,10 +484,10 @@ ISO = "2026-12-06T19:20:44.845Z"
 
 
 @pytest.fixture(scope="module")
-def lease(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ledger, list[str]]]:
+def lease(tmp_path_factory: pytest.TempPathFactory, engine: str) -> Iterator[tuple[Ledger, list[str]]]:
     """A lease between a company and a person, two copies printed, then voided, on a clock that stands
     still: the ledger and the copies' codes."""
-    led = Ledger.init(tmp_path_factory.mktemp("lease") / "home", clock=lambda: SIGNED_AT)
+    led = new_ledger(tmp_path_factory.mktemp("lease") / "home", engine, clock=lambda: SIGNED_AT)
     sha = led.blobs.put(b"%PDF-1.4 lease")[0]
     signed = [{"type": t, "envelope": "L", "party": p, **extra} for p in ("zenith", "zhang") for t, extra in (
         ("party.authenticated", {"method": "sms"}),
@@ -587,8 +599,8 @@ async def test_the_way_back_from_a_refusal_keeps_the_pins_in_the_browser_only(re
     assert "data-keep-pins" in common and "[0-9a-fA-F]{16,64}" in common, "only pins of a QR code's shape"
 
 
-async def test_an_access_code_form_carries_the_pins(aiohttp_client: Client, tmp_path: Path) -> None:
-    led = Ledger.init(tmp_path / "home")
+async def test_an_access_code_form_carries_the_pins(aiohttp_client: Client, tmp_path: Path, engine: str) -> None:
+    led = new_ledger(tmp_path / "home", engine)
     try:
         code = next(d["code"] for d in create_demo(led) if d["access_code"])
         client = await aiohttp_client(create_app(led, anchor=False))

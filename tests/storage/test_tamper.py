@@ -1,4 +1,9 @@
-"""Tampering with storage is caught: triggers refuse edits, and `ledger audit` names what is wrong."""
+"""Tampering with storage is caught: triggers refuse edits, and `ledger audit` names what is wrong.
+
+On both engines. The tampering bypasses the triggers as anyone who can write the database can: on SQLite
+by dropping them from the file, on PostgreSQL as a superuser whose session skips them
+(`session_replication_role = replica`); `raw(home)` gives that connection, with sqlite3's API on both.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +11,29 @@ import hashlib
 import json
 import shutil
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ledger.audit.run import audit
+from ledger.config import load_config
 from ledger.envelopes.core import Ledger
 from ledger.errors import IntegrityError
+from ledger.storage.engine import PgConnection
 from ledger.storage.schema import DB_NAME
+from tests.conftest import copy_home, new_ledger
 from tests.envelopes.test_lifecycle import T, completed, ev
+from tests.pg import cluster, copy_database
 
 H = hashlib.sha256(b"x").hexdigest()
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def template(tmp_path_factory: pytest.TempPathFactory, engine: str) -> Path:
     path = tmp_path_factory.mktemp("template") / "home"
-    led = Ledger.init(path)
+    led = new_ledger(path, engine)
     led.append(T, completed("E1") + [ev("copy.printed", "E1", document="d")])
     for k in range(130):  # enough entries for a full tile
         led.append(T, [ev("envelope.created", f"X{k}", title="t"),
@@ -37,15 +48,70 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def home(template: Path, tmp_path: Path) -> Path:
-    shutil.copytree(template, tmp_path / "home")
-    return tmp_path / "home"
+    return copy_home(template, tmp_path / "home")
 
 
-def raw(home: Path) -> sqlite3.Connection:
+class PgRaw:
+    """A superuser's session on a ledger's PostgreSQL database, with sqlite3's API (`?` placeholders, and
+    `total_changes`); `triggers=False`: a session that skips every trigger, as SQLite's dropped ones."""
+
+    def __init__(self, url: str, *, triggers: bool = True) -> None:
+        self.conn = PgConnection(url, role="tamper")
+        if not triggers:
+            self.conn.execute("SET session_replication_role = replica")
+        self.total_changes = 0
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Any:
+        cur = self.conn.execute(sql, parameters)
+        if not sql.lstrip().upper().startswith("SELECT") and cur.rowcount > 0:
+            self.total_changes += cur.rowcount
+        return cur
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def connect(home: Path) -> Any:
+    """A connection to the ledger's database as it is (its triggers on), with sqlite3's API."""
+    url = load_config(home).database
+    return PgRaw(url) if url else sqlite3.connect(home / DB_NAME, isolation_level=None)
+
+
+def raw(home: Path) -> Any:
+    """A connection to the ledger's database that no trigger stops (see the module's docstring)."""
+    url = load_config(home).database
+    if url:
+        return PgRaw(url, triggers=False)
     c = sqlite3.connect(home / DB_NAME, isolation_level=None)
     for (name,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
         c.execute(f"DROP TRIGGER {name}")
     return c
+
+
+def backup(home: Path, to: Path) -> None:
+    """Copy the (closed) ledger's database aside: its files, or on PostgreSQL a copy of the database."""
+    url = load_config(home).database
+    to.mkdir()
+    if url:
+        (to / "database").write_text(copy_database(url))
+        return
+    for f in home.glob(f"{DB_NAME}*"):
+        shutil.copy(f, to / f.name)
+
+
+def restore(home: Path, backup: Path) -> None:
+    """Put the database copied by `backup` back in place of the ledger's (closed) one."""
+    url = load_config(home).database
+    if url:
+        name, copy = url.rsplit("/", 1)[1], (backup / "database").read_text().rsplit("/", 1)[1]
+        # renamed, not dropped and copied again: DROP DATABASE waits for a checkpoint
+        cluster().sql("postgres", f"ALTER DATABASE {name} RENAME TO {name}_replaced",
+                      f"ALTER DATABASE {copy} RENAME TO {name}")
+        return
+    for f in home.glob(f"{DB_NAME}*"):
+        f.unlink()
+    for f in backup.iterdir():
+        shutil.copy(f, home / f.name)
 
 
 def audit_problems(home: Path) -> list[str]:
@@ -66,9 +132,14 @@ def audit_problems(home: Path) -> list[str]:
     "UPDATE tile_edge SET hashes = x'00' WHERE level = 0",
 ])
 def test_log_tables_refuse_update_and_delete(home: Path, sql: str) -> None:
-    c = sqlite3.connect(home / DB_NAME)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only|may only grow"):
-        c.execute(sql)
+    c = connect(home)
+    if isinstance(c, PgRaw):  # PostgreSQL's forms of SQLite's blob literals
+        sql = sql.replace("x'00'", "'\\x00'::bytea").replace("zeroblob(8192)", "decode(repeat('00', 8192), 'hex')")
+    try:
+        with pytest.raises(sqlite3.DatabaseError, match="append-only|may only grow"):
+            c.execute(sql)
+    finally:
+        c.close()
 
 
 def _flip_blob(c: sqlite3.Connection, table: str, col: str, where: str, offset: int) -> None:
@@ -97,7 +168,7 @@ def test_one_byte_of_a_full_tile(home: Path) -> None:
 
 def test_one_byte_of_an_inner_node(home: Path) -> None:
     c = raw(home)
-    _flip_blob(c, "tiles", "inner", "level = 0 AND idx = 0", 32 * 200 + 3)
+    _flip_blob(c, "tiles", '"inner"', "level = 0 AND idx = 0", 32 * 200 + 3)  # quoted: a keyword in PostgreSQL
     assert audit_problems(home)[0].startswith("tiles row level=0 idx=0")
 
 
@@ -144,17 +215,11 @@ def test_a_removed_index_row(home: Path) -> None:
 
 
 def test_restored_backup_is_refused_at_open(home: Path, tmp_path: Path) -> None:
-    backup = tmp_path / "backup"
-    backup.mkdir()
-    for f in home.glob(f"{DB_NAME}*"):
-        shutil.copy(f, backup / f.name)
+    backup(home, tmp_path / "backup")
     led = Ledger.open(home)
     led.append(T, completed("LATER"))
     led.close()
-    for f in home.glob(f"{DB_NAME}*"):
-        f.unlink()
-    for f in backup.iterdir():
-        shutil.copy(f, home / f.name)
+    restore(home, tmp_path / "backup")
     with pytest.raises(IntegrityError, match="restored from an old backup") as info:
         Ledger.open(home)
     assert info.value.code == "restored_backup"
@@ -162,18 +227,12 @@ def test_restored_backup_is_refused_at_open(home: Path, tmp_path: Path) -> None:
 
 def test_forked_database_is_refused_at_open(home: Path, tmp_path: Path) -> None:
     """A database that diverged from the published checkpoint (same size, other entries) is refused."""
-    backup = tmp_path / "backup"
-    backup.mkdir()
-    for f in home.glob(f"{DB_NAME}*"):
-        shutil.copy(f, backup / f.name)
+    backup(home, tmp_path / "backup")
     led = Ledger.open(home)
     led.append(T, completed("ONE"))
     led.close()
     published = (home / "ledger.checkpoint").read_text()
-    for f in home.glob(f"{DB_NAME}*"):
-        f.unlink()
-    for f in backup.iterdir():
-        shutil.copy(f, home / f.name)
+    restore(home, tmp_path / "backup")
     (home / "ledger.checkpoint").unlink()
     led = Ledger.open(home)
     led.append(T, completed("TWO"))  # the same number of events, different content
@@ -184,11 +243,11 @@ def test_forked_database_is_refused_at_open(home: Path, tmp_path: Path) -> None:
     assert info.value.code == "forked"
 
 
-def test_audit_finds_a_damaged_or_missing_original(tmp_path: Path) -> None:
+def test_audit_finds_a_damaged_or_missing_original(tmp_path: Path, engine: str) -> None:
     """The originals the portal serves are checked against the SHA-256 their entries registered."""
     from ledger.envelopes.demo import create_demo
 
-    led = Ledger.init(tmp_path / "home")
+    led = new_ledger(tmp_path / "home", engine)
     try:
         create_demo(led)
         rep = audit(led.log, blobs=led.blobs)

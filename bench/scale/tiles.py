@@ -7,7 +7,7 @@ same set of paths, every full level-0 tile and every full entry bundle, is read 
 2. from the portal, `ledger serve --workers N`, which reads each tile from its database (and its cache).
 The load generator is wrk when installed (`scripts/system-deps --bench`), else a Python client (aiohttp),
 which is then the bottleneck of the nginx run: its figure is a floor. The target: nginx >= 3x the portal.
-`measure()` returns the figures for `./scripts/bench scale`.
+`measure()` returns the figures for `./scripts/bench scale` (`bench.scale.run`), which keeps the log in PostgreSQL.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import aiohttp
 
 from bench.common import batch
 from bench.portal import BIN, _port, _wait, _wrk
+from bench.scale.servers import running_nginx
 from ledger.envelopes.core import Ledger
 from ledger.storage.publish import Publisher
-from tests.tiles.nginx import running_nginx
 from verifier.tiles import tile_path
 
 TARGET = 3.0  # nginx serves at least this many times the portal's tile reads per second
@@ -86,14 +86,15 @@ def _same_bytes(a: str, b: str, paths: list[str]) -> None:
 
 
 def measure(tiles: int = 256, seconds: int = 5, connections: int = 32, threads: int = 1, workers: int = 1,
-            nginx_workers: int = 1) -> dict[str, Any]:
-    """Tile reads per second through nginx and through the portal, and their ratio."""
+            nginx_workers: int = 1, database: str = "") -> dict[str, Any]:
+    """Tile reads per second through nginx and through the portal, and their ratio; the log in SQLite, or in
+    the PostgreSQL `database` (an empty one)."""
     args = argparse.Namespace(seconds=seconds, connections=connections, threads=threads)
     work = Path(tempfile.mkdtemp(prefix="bench-tiles-"))
     serve: subprocess.Popen[bytes] | None = None
     try:
         home, folder = work / "home", work / "tiles"
-        led = Ledger.init(home)
+        led = Ledger.init(home, database=database or None)
         try:
             for b in range(-(-tiles * 256 // 1000)):
                 led.log.append_batch(batch(b, min(1000, tiles * 256 - b * 1000), stream="tiles"))
@@ -113,7 +114,8 @@ def measure(tiles: int = 256, seconds: int = 5, connections: int = 32, threads: 
                 urllib.request.urlopen(portal + p).read()
             via_nginx = _load(ng.url, paths, args, work, ng.proc.pid)
             via_portal = _load(portal, paths, args, work, serve.pid)
-        return {"tiles": tiles, "paths": len(paths), "files_published": files, "connections": connections,
+        return {"engine": "postgresql" if database else "sqlite", "tiles": tiles, "paths": len(paths),
+                "files_published": files, "connections": connections,
                 "seconds": seconds, "portal_workers": workers, "nginx_workers": nginx_workers,
                 "client": "wrk" if shutil.which("wrk") else "python (aiohttp)",
                 "nginx": via_nginx, "portal": via_portal,
