@@ -20,8 +20,6 @@ could not be asked or the state folder used. State files: `checkpoint`, and thos
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
@@ -35,6 +33,7 @@ from verifier.checkpoint import SignedCheckpoint, verify_checkpoint
 from verifier.errors import FormatError, VerificationError
 from verifier.merkle import verify_consistency
 from verifier.note import MAX_NOTE_SIZE, Ed25519Verifier
+from verifier.tlogproof import hash_lines
 
 CHECKPOINT_FILE = "checkpoint"
 FORKS = "forks"
@@ -43,16 +42,10 @@ MAX_PROOF_BYTES = 1 << 16
 
 def parse_proof(text: str, where: str) -> list[bytes]:
     """A consistency proof as the log serves it: one base64 hash of 32 bytes a line."""
-    hashes = []
-    for n, line in enumerate(text.splitlines(), 1):
-        try:
-            h = base64.b64decode(line, validate=True)
-        except (binascii.Error, ValueError):
-            raise FormatError(f"{where}: line {n} is not base64") from None
-        if len(h) != 32:
-            raise FormatError(f"{where}: line {n} is a {len(h)}-byte hash, not 32")
-        hashes.append(h)
-    return hashes
+    try:
+        return hash_lines(text.splitlines())
+    except FormatError as e:
+        raise FormatError(f"{where}: {e}") from None
 
 
 class Check:

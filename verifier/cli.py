@@ -21,7 +21,7 @@ from verifier.checkpoint import verify_checkpoint
 from verifier.errors import FormatError, VerificationError
 from verifier.merkle import verify_consistency
 from verifier.note import Ed25519Verifier
-from verifier.tlogproof import verify_tlog_proof
+from verifier.tlogproof import hash_lines, verify_tlog_proof
 
 MAX_FILE = 64 << 20
 # --max-age of `verifier head`: a freshness window, so minutes to days; a year is more than any
@@ -74,18 +74,14 @@ def _consistency_proof(path: str) -> list[bytes]:
         raise FormatError(f"{path}: not ASCII text (byte {e.start}); a consistency proof is base64 lines") from None
     if text and not text.endswith("\n"):
         raise FormatError(f"{path}: the last line does not end with a newline")
-    hashes = []
-    for n, line in enumerate(text.split("\n")[:-1], 1):
-        if not line:
-            raise FormatError(f"{path}: line {n} is empty; a consistency proof is one base64 hash a line")
-        try:
-            h = base64.b64decode(line, validate=True)
-        except (binascii.Error, ValueError):
-            raise FormatError(f"{path}: line {n} is not base64 (one hash a line, nothing else)") from None
-        if len(h) != 32:
-            raise FormatError(f"{path}: line {n} is a {len(h)}-byte hash, not 32")
-        hashes.append(h)
-    return hashes
+    lines = text.split("\n")[:-1]
+    if "" in lines:
+        n = lines.index("") + 1
+        raise FormatError(f"{path}: line {n} is empty; a consistency proof is one base64 hash a line")
+    try:
+        return hash_lines(lines)
+    except FormatError as e:
+        raise FormatError(f"{path}: {e} (one hash a line, nothing else)") from None
 
 
 def _key(args: argparse.Namespace) -> Ed25519Verifier:

@@ -36,6 +36,25 @@ class TlogProof:
         return "\n".join(lines) + "\n\n" + self.checkpoint.to_text()
 
 
+def hash_lines(lines: list[str], first: int = 1) -> list[bytes]:
+    """Proof hashes, one base64 hash of 32 bytes a line (as consistency proofs are served and posted);
+    `first` is the number of the first line, for the messages.
+
+    Raises:
+        FormatError: naming the first line that is not base64 or not 32 bytes.
+    """
+    hashes = []
+    for n, line in enumerate(lines, first):
+        try:
+            h = base64.b64decode(line, validate=True)
+        except (binascii.Error, ValueError):
+            raise FormatError(f"line {n} is not base64") from None
+        if len(h) != 32:
+            raise FormatError(f"line {n} is a {len(h)}-byte hash, not 32")
+        hashes.append(h)
+    return hashes
+
+
 def parse_tlog_proof(data: bytes | str) -> TlogProof:
     if isinstance(data, bytes):
         if len(data) > MAX_PROOF_SIZE:

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ledger.access.rownotes import signed, stated
 from ledger.errors import LedgerError, RefusedError
 from ledger.storage.engine import Connection
 from ledger.storage.log import TileLog
-from verifier.errors import VerificationError
-from verifier.note import Ed25519Signer, Ed25519Verifier, parse_note, verify_note
+from verifier.note import Ed25519Signer, Ed25519Verifier
 
 SCOPES = ("append", "read", "export", "admin")
 _KEY = re.compile(r"el_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
@@ -72,8 +72,7 @@ def _statement(origin: str, row: Sequence[Any]) -> str:
 
 
 def _seal(signer: Ed25519Signer, row: Sequence[Any]) -> str:
-    body = _statement(signer.name, row)
-    return body + "\n" + signer.sign(body).line()
+    return signed(signer, _statement(signer.name, row))
 
 
 def seal_problem(verifier: Ed25519Verifier, row: Sequence[Any]) -> str | None:
@@ -82,12 +81,10 @@ def seal_problem(verifier: Ed25519Verifier, row: Sequence[Any]) -> str | None:
     fields, seal = row[:6], row[6]
     if not seal:
         return "it has no seal (the row was not made by `ledger keys`)"
-    try:
-        note = parse_note(seal)
-        verify_note(note, [verifier])
-    except VerificationError:
+    statement = stated(verifier, seal)
+    if statement is None:
         return "its seal is not signed by the log key"
-    if note.text != _statement(verifier.name, fields):
+    if statement != _statement(verifier.name, fields):
         return "the row differs from what its seal states (tenant, scopes, secret, creation or revocation)"
     return None
 

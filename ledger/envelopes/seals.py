@@ -27,15 +27,15 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from ledger.access.rownotes import signed, stated
 from ledger.documents.blobs import BlobStore
 from ledger.documents.sealstamp import registered_image
 from ledger.envelopes.events import REF, control_character
 from ledger.errors import RefusedError
 from ledger.storage.engine import Connection
 from ledger.storage.log import TileLog
-from verifier.errors import VerificationError
 from verifier.lifecycle import ROLES, SEAL_KINDS
-from verifier.note import Ed25519Signer, Ed25519Verifier, parse_note, verify_note
+from verifier.note import Ed25519Signer, Ed25519Verifier
 
 SEAL_HEADER = "evidence-ledger/seal/v1"
 COLUMNS = "tenant, fingerprint, kind, name, image_sha256, parties, roles, created, retired, seal, certificate"
@@ -52,19 +52,16 @@ def _statement(origin: str, row: Sequence[Any]) -> str:
 
 
 def _sign(signer: Ed25519Signer, row: Sequence[Any]) -> str:
-    body = _statement(signer.name, row)
-    return body + "\n" + signer.sign(body).line()
+    return signed(signer, _statement(signer.name, row))
 
 
 def row_problem(verifier: Ed25519Verifier, row: Sequence[Any]) -> str | None:
     """What is wrong with a registry row (`COLUMNS`' columns), or None: its note is signed by the log key and
     states the row, and the certificate of an electronic seal hashes to its fingerprint."""
-    try:
-        note = parse_note(row[9])
-        verify_note(note, [verifier])
-    except (VerificationError, TypeError):
+    statement = stated(verifier, row[9])
+    if statement is None:
         return "its note is not signed by the log key"
-    if note.text != _statement(verifier.name, row):
+    if statement != _statement(verifier.name, row):
         return "the row differs from what its note states (kind, name, image, parties, roles, dates)"
     certificate = row[10]
     if row[2] == "electronic" and (certificate is None or hashlib.sha256(certificate).hexdigest() != row[1]):

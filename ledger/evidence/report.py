@@ -53,8 +53,9 @@ from reportlab.platypus import (
 )
 
 from ledger.documents.marks import FONT_NAME, FONT_PATH, MM, qr_matrix
+from ledger.envelopes.wording import DETAILS, EVENTS
 from ledger.errors import LedgerError, RefusedError
-from ledger.evidence.reporttext import CHECKS, DETAILS, EVENTS, KEEPING, LANGS, STATUS, TEXT, VERIFYING
+from ledger.evidence.reporttext import CHECKS, KEEPING, LANGS, STATUS, TEXT, VERIFYING
 
 MONO_NAME = "LedgerWqyMicroHeiMono"
 DASH = "—"

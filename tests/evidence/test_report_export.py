@@ -12,7 +12,7 @@ from pathlib import Path
 import pypdfium2 as pdfium
 import pytest
 
-from ledger.evidence.reporttext import EVENTS
+from ledger.envelopes.wording import EVENTS
 from tests.evidence.conftest import World
 from verifier.documents.pdfsig import check_pdf
 from verifier.entry import Entry

@@ -16,8 +16,8 @@ import pypdfium2 as pdfium
 import pytest
 import zxingcpp
 
+from ledger.envelopes.wording import DETAILS, EVENTS
 from ledger.evidence.report import render_report
-from ledger.evidence.reporttext import DETAILS, EVENTS
 
 PARTIES = [
     (1, "上海示例贸易有限公司", "organization", ["ukey"], "legal@example.cn"),

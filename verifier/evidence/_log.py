@@ -9,8 +9,6 @@ tlog-cosignature and tlog-proof).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Sequence
@@ -28,7 +26,7 @@ from verifier.head import verify_head
 from verifier.lifecycle import EnvelopeState, LifecycleError, apply
 from verifier.merkle import verify_consistency
 from verifier.note import CosignatureVerifier, Ed25519Verifier, cosignature_time
-from verifier.tlogproof import parse_tlog_proof, verify_tlog_proof
+from verifier.tlogproof import hash_lines, parse_tlog_proof, verify_tlog_proof
 
 NOTE_LIMIT = 1 << 16
 PROOF_LIMIT = 1 << 17
@@ -173,16 +171,7 @@ def _hash_lines(data: bytes) -> list[bytes]:
     text = _text(data)
     if text and not text.endswith("\n"):
         raise FormatError("the last line does not end with a newline")
-    out = []
-    for n, line in enumerate(text.split("\n")[:-1], 1):
-        try:
-            h = base64.b64decode(line, validate=True)
-        except (binascii.Error, ValueError):
-            raise FormatError(f"line {n} is not base64") from None
-        if len(h) != 32:
-            raise FormatError(f"line {n} is not a 32-byte hash")
-        out.append(h)
-    return out
+    return hash_lines(text.split("\n")[:-1])
 
 
 def _cosignatures(c: _Ctx, linked: set[int]) -> None:
