@@ -323,6 +323,7 @@ def _migrate(home: Path, url: str) -> int:
 
     from ledger.audit.run import audit_home
     from ledger.config import database_problem, load_config
+    from ledger.documents.blobs import BlobStore
     from ledger.storage.homelock import check_not_serving
     from ledger.storage.migrate import copy_to_postgresql
     from ledger.storage.schema import DB_NAME
@@ -339,6 +340,10 @@ def _migrate(home: Path, url: str) -> int:
     done = copy_to_postgresql(home / DB_NAME, url, config.database_password())
     print(f"copied {sum(done.rows.values())} rows of {len(done.rows)} tables; tree size {done.size}, root "
           f"{done.root.hex()} (the SQLite ledger's)", file=sys.stderr)
+    # the documents' bytes too: on PostgreSQL the database keeps them, for every host to serve
+    pushed = BlobStore(home / "blobs", max_size=config.max_document_bytes, database=url,
+                       password=config.database_password()).push_local()
+    print(f"stored {pushed} documents of blobs/ in the database", file=sys.stderr)
     cfg = home / "config.toml"
     before = cfg.read_text() if cfg.exists() else None
     line = f"database = {json.dumps(url)}"

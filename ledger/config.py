@@ -304,6 +304,7 @@ class Config:
     database_password_env: str = ""  # the environment variable holding the PostgreSQL password, if one is needed
     read_database: str = ""  # a streaming replica of `database` the portal's pages read from; "" = none
     replica_max_lag_s: float = 5.0  # pages read the primary while the replica lags more than this
+    database_pool: int = 10  # PostgreSQL: the most sessions this host's reads hold on the database (and on the replica)
     tiles_folder: str = ""  # where the writer publishes tiles as files (`ledger.storage.publish`); "" = off
     tiles_url: str = ""  # where the portal redirects full tiles and entry bundles; "" = serve them itself
     tsa: tuple[TsaConfig, ...] = ()
@@ -603,6 +604,7 @@ _RANGES: dict[str, tuple[float, float, bool, str]] = {
     "body_timeout_s": (0, _DAY_S, True, f"a positive number of seconds, at most {_DAY_S}"),
     "max_connections": (1, 1_000_000, False, "from 1 to 1000000 connections"),
     "replica_max_lag_s": (0, 3600, True, "a positive number of seconds, at most 3600"),
+    "database_pool": (1, 1000, False, "from 1 to 1000 sessions"),
 }
 assert {k for k in Config.keys() if type(getattr(Config, k)) in (int, float)} == set(_RANGES)
 

@@ -5,7 +5,8 @@ critical, RFC 3161 §2.3) in a directory, and answer DER TimeStampReq with DER T
 (RFC 3161 §2.4.1, §2.4.2): TSTInfo signed as CMS SignedData (RFC 5652 §5) with the
 content-type, signing-time, message-digest and signing-certificate-v2 (ESSCertIDv2, RFC 5816 §2.2.1)
 signed attributes. Serial numbers come from a counter file, locked and fsynced, so they stay unique
-across threads, processes and restarts. Bad requests get a rejection with a PKIFailureInfo.
+across threads, processes and restarts; on a PostgreSQL ledger, whose hosts share one TSA key, from a row
+of the database instead (`ledger.anchoring.tsa_serial`). Bad requests get a rejection with a PKIFailureInfo.
 
 What it does not do: network I/O (the portal serves it at `POST /tsa`), accredited time (its
 certificates say "not accredited"; production configures real TSAs), or revocation information.
@@ -17,6 +18,7 @@ import fcntl
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -212,6 +214,7 @@ class LocalTsa:
         root_der: bytes,
         policy_oid: str,
         clock: Clock,
+        serials: Callable[[], int] | None = None,
     ) -> None:
         self.paths = paths
         self.policy_oid = policy_oid
@@ -222,10 +225,14 @@ class LocalTsa:
         self._ess_attr = self._signing_certificate_attr()
         self._clock = clock
         self._serial_lock = threading.Lock()
+        self._serials = serials
 
     @classmethod
-    def load(cls, directory: Path, *, policy_oid: str = DEFAULT_POLICY, clock: Clock = utc_now) -> LocalTsa:
-        """Load a TSA made by `create_local_tsa`. `clock` returns an aware datetime (the genTime)."""
+    def load(cls, directory: Path, *, policy_oid: str = DEFAULT_POLICY, clock: Clock = utc_now,
+             serials: Callable[[], int] | None = None) -> LocalTsa:
+        """Load a TSA made by `create_local_tsa`. `clock` returns an aware datetime (the genTime); `serials`,
+        if given, allocates each token's serial number instead of the directory's counter file (it raises
+        `LocalTsaError` when it cannot, and never returns a number twice)."""
         paths = LocalTsaPaths.of(directory)
         try:
             key = serialization.load_pem_private_key(paths.key.read_bytes(), password=None)
@@ -245,6 +252,7 @@ class LocalTsa:
             root_der=root.public_bytes(serialization.Encoding.DER),
             policy_oid=policy_oid,
             clock=clock,
+            serials=serials,
         )
 
     @property
@@ -298,7 +306,10 @@ class LocalTsa:
         return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
     def _next_serial(self) -> int:
-        """Allocate the next serial: flock for other instances and processes, the lock for threads."""
+        """Allocate the next serial: from `serials` if given, else from the counter file (flock for other
+        instances and processes, the lock for threads)."""
+        if self._serials is not None:
+            return self._serials()
         lock_path = self.paths.serial.with_name(self.paths.serial.name + ".lock")
         with self._serial_lock:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)

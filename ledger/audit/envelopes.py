@@ -344,11 +344,14 @@ class EnvelopeAudit:
             where = f"document {d['document']} of envelope {d['env']} (entry {idx})"
             digest = blobs.digest(d["sha256"])
             if digest is None:
-                rep.add(f"{where} may be downloaded, but its original {d['sha256']} is not in {blobs.root}")
+                rep.add(f"{where} may be downloaded, but its original {d['sha256']} is not in {blobs.kept_in}")
                 continue
             rep.documents += 1
             if digest != d["sha256"]:
-                rep.add(f"the original of {where}, {blobs.path(d['sha256'])}, no longer hashes to {d['sha256']}: "
+                rep.add(f"the original of {where}, {blobs.copy_of(d['sha256'])}, no longer hashes to {d['sha256']}: "
                         "it is damaged; restore it from a backup")
+            if (cached := blobs.damaged_cache(d["sha256"])) is not None:
+                rep.add(f"the original of {where} cached on this host, {cached}, no longer hashes to {d['sha256']}: "
+                        "this copy is damaged; delete it (it is fetched again from the database)")
         named = {d["sha256"] for d in self.docs.values()} | {v[0] for v in self.versions.values()} | self.seal_images
         rep.unreferenced = sum(1 for sha in blobs.stored() if sha not in named)

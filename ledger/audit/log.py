@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ledger.audit.report import AuditReport
+from ledger.storage.engine import stream
 from ledger.storage.log import TILE_WIDTH, TileLog, _empty_inner, _Tree, integrate, iter_bundle
 from ledger.storage.records import verify_record
 from verifier.checkpoint import Checkpoint, parse_checkpoint
@@ -71,7 +72,7 @@ def audit_log(log: TileLog, rep: AuditReport, verifier: Ed25519Verifier, origin:
 
     reached(0)
     expected_start = 0
-    for start, count, data in conn.execute("SELECT start, count, data FROM entry_chunks ORDER BY start"):
+    for start, count, data in stream(conn, "SELECT start, count, data FROM entry_chunks ORDER BY start"):
         if start != expected_start:
             rep.add(f"entry_chunks row start={start}: expected the next chunk to start at index {expected_start}")
             break

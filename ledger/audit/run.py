@@ -81,15 +81,19 @@ def _check_seals(log: TileLog, rep: AuditReport, verifier: Ed25519Verifier, blob
 
 
 def audit_home(home: Path, checkpoint_files: Sequence[Path] = ()) -> AuditReport:
-    """`ledger audit`: everything, on the ledger in `home` opened for reading only."""
+    """`ledger audit`: everything, on the ledger in `home` opened for reading only, as of one snapshot of its
+    database (taken after the checkpoint file is read, which is written after each COMMIT: so an honest
+    database holds it), whatever the hosts write meanwhile."""
     outside = [_read_outside(p) for p in checkpoint_files]
     led = Ledger.open_reader(home)
     try:
         published = led.log.checkpoint_file
         if published.exists():
             outside.insert(0, Outside(str(published), published.read_text(errors="replace")))
-        return audit(led.log, verifier=led.verifier, blobs=led.blobs, trust=tsa_trust(home, led.config),
-                     witnesses=led.config.witness_verifiers(), outside=outside)
+        trust = tsa_trust(home, led.config)
+        with led.log.snapshot():
+            return audit(led.log, verifier=led.verifier, blobs=led.blobs, trust=trust,
+                         witnesses=led.config.witness_verifiers(), outside=outside)
     finally:
         led.close()
 

@@ -511,10 +511,12 @@ class Ledger:
                  verifier: Ed25519Verifier | None = None) -> None:
         self.home, self.config, self.log, self.clock = home, config, log, clock
         self.verifier = verifier or log.signer.verifier
+        log.pool_size = config.database_pool
         if config.read_database and log.replica is None:  # pages read the replica while it is fit to
             log.read_from(config.read_database, config.replica_max_lag_s)
         self.writer = log._signer is not None
-        self.blobs = BlobStore(home / "blobs", max_size=config.max_document_bytes)
+        self.blobs = BlobStore(home / "blobs", max_size=config.max_document_bytes, database=config.database,
+                               password=config.database_password() if config.database else None)
         self.local_tsa: LocalTsa | None = None
         self.local_tsa_error: LocalTsaError | None = None
         if config.local_tsa:
@@ -616,7 +618,10 @@ class Ledger:
         return self.sequencer
 
     def _local_tsa(self) -> LocalTsa:
-        """The embedded local TSA (`tsa/`); a ledger made before it existed gets one now."""
+        """The embedded local TSA (`tsa/`); a ledger made before it existed gets one now. On PostgreSQL its
+        serial numbers come from the database, which every host shares (`ledger.anchoring.tsa_serial`)."""
+        from ledger.anchoring.tsa_serial import database_serials
+
         directory = self.home / TSA_DIR
         if not directory.exists():
             try:
@@ -624,7 +629,8 @@ class Ledger:
                 logger.warning("created a local TSA in %s (this ledger had none)", directory)
             except FileExistsError:
                 pass  # another process made it first
-        return LocalTsa.load(directory, policy_oid=self.config.local_tsa_policy, clock=self.clock)
+        serials = database_serials(directory, self.config.database, self.config.database_password())
+        return LocalTsa.load(directory, policy_oid=self.config.local_tsa_policy, clock=self.clock, serials=serials)
 
     @property
     def verifier_key(self) -> str:

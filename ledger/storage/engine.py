@@ -24,6 +24,9 @@ sends the statement that found it lost again, once: a read is safe to repeat); i
 every statement fails until the caller's ROLLBACK (nothing of it was committed, and it must not go on
 in a new session as if it had been).
 
+Readers share a pool of sessions (`ReadPool`, psycopg_pool): a statement borrows one for itself; the log's
+writer keeps one session of its own, which holds the head row's lock through a batch.
+
 Not here: the log's locking protocol (`ledger.storage.log`) and the PostgreSQL schema's triggers
 (`ledger.storage.schema`). psycopg is imported only when a PostgreSQL database is opened.
 """
@@ -31,9 +34,11 @@ Not here: the log's locking protocol (`ledger.storage.log`) and the PostgreSQL s
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -166,6 +171,37 @@ def _numeric_loader() -> type:
     return IntNumericLoader
 
 
+def _connect_kwargs(password: str | None, role: str, connect_timeout: int) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": connect_timeout,
+                              "application_name": f"ledger-{role}"}
+    if password is not None:
+        kwargs["password"] = password
+    return kwargs
+
+
+def _set_up(raw: psycopg.Connection[Any], readonly: bool) -> None:
+    """What every session of the ledger's is set to, made sure of (a pooled one too)."""
+    raw.adapters.register_loader("numeric", _numeric_loader())
+    # every COMMIT waits for its WAL to be flushed (the default, made sure of): acknowledged means durable.
+    # A session idle inside a transaction (a host that hangs mid-batch) gives its locks back after a minute.
+    raw.execute("SET synchronous_commit = on")
+    raw.execute("SET idle_in_transaction_session_timeout = '60s'")
+    if readonly:
+        raw.execute("SET default_transaction_read_only = on")
+
+
+STREAM_ROWS = 64  # rows per fetch of `stream` (an entry chunk holds up to 256 entries)
+_cursor_names = itertools.count()
+
+
+def stream(conn: Connection, sql: str, parameters: Sequence[Any] = ()) -> Iterator[Any]:
+    """The rows of a query over a large table, as few at a time as the engine allows: SQLite's cursor steps
+    through the file; PostgreSQL's session fetches from a server-side cursor (`PgConnection.stream`)."""
+    if isinstance(conn, PgConnection):
+        return conn.stream(sql, parameters)
+    return iter(conn.execute(sql, parameters))
+
+
 class PgConnection:
     """A PostgreSQL session with the API of an autocommit `sqlite3.Connection` (see the module's docstring).
 
@@ -190,21 +226,11 @@ class PgConnection:
     def _connect(self) -> psycopg.Connection[Any]:
         import psycopg
 
-        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": self._connect_timeout,
-                                  "application_name": f"ledger-{self.role}"}
-        if self._password is not None:
-            kwargs["password"] = self._password
         try:
-            raw = psycopg.connect(self.url, **kwargs)
+            raw = psycopg.connect(self.url, **_connect_kwargs(self._password, self.role, self._connect_timeout))
         except psycopg.Error as e:
             raise _as_sqlite_error(e) from e
-        raw.adapters.register_loader("numeric", _numeric_loader())
-        # every COMMIT waits for its WAL to be flushed (the default, made sure of): acknowledged means durable.
-        # A session idle inside a transaction (a host that hangs mid-batch) gives its locks back after a minute.
-        raw.execute("SET synchronous_commit = on")
-        raw.execute("SET idle_in_transaction_session_timeout = '60s'")
-        if self.readonly:
-            raw.execute("SET default_transaction_read_only = on")
+        _set_up(raw, self.readonly)
         return raw
 
     @property
@@ -281,6 +307,27 @@ class PgConnection:
             raise _as_sqlite_error(e) from e
         return cur
 
+    def stream(self, sql: str, parameters: Sequence[Any] = (), /) -> Iterator[Any]:
+        """The rows of a query, fetched STREAM_ROWS at a time through a server-side cursor (inside a
+        transaction: the audit's snapshot), so that a table as large as the log is never held whole; outside
+        a transaction, as `execute`. Other statements may run on the session between two rows."""
+        import psycopg
+
+        if not self._in_txn:
+            yield from self.execute(sql, parameters)
+            return
+        q = translate(sql)
+        if self._trace is not None:
+            self._trace(sql)
+        self._ready(q)
+        try:
+            with self._raw.cursor(name=f"ledger_stream_{next(_cursor_names)}") as cur:
+                cur.itersize = STREAM_ROWS
+                cur.execute(q, parameters)
+                yield from cur
+        except psycopg.Error as e:
+            raise _as_sqlite_error(e) from e
+
     def executescript(self, script: str) -> None:
         """Run DDL as it is (no placeholders, no translation), in one round trip."""
         import psycopg
@@ -294,3 +341,138 @@ class PgConnection:
     def close(self) -> None:
         self._raw.close()
 
+
+
+class _Rows:
+    """A statement's result, read whole while its session was borrowed (the session went back at once)."""
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows, self.rowcount = rows, rowcount
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self._rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+
+class _PooledSession(PgConnection):
+    """A session borrowed from a `ReadPool` for a transaction (`ReadPool.session`): it is never made again
+    behind the pool's back; a lost one fails, and the pool replaces it."""
+
+    def __init__(self, raw: psycopg.Connection[Any], role: str) -> None:
+        self.url, self._password, self.readonly, self.role = "", None, True, role
+        self._connect_timeout = 0
+        self._in_txn = False
+        self._trace = None
+        self._raw = raw
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        raise sqlite3.OperationalError("PostgreSQL: the connection was lost")
+
+    def close(self) -> None:
+        pass  # the pool's, given back by `ReadPool.session`
+
+
+# how long a read waits for a session when all are busy or the server cannot be reached (then: 503)
+POOL_WAIT_S = 5.0
+
+
+class ReadPool:
+    """Read-only sessions of one PostgreSQL database, shared by all of a process's threads (psycopg_pool),
+    with the API of an autocommit `sqlite3.Connection`.
+
+    Each statement borrows a session for itself and gives it back with its rows read whole: the portal's
+    worker threads (however many) hold at most `size` sessions on the server, and a session is busy only
+    while a statement runs. `session()` lends one for a transaction (a page read from one snapshot of a
+    replica). A session the server dropped (a restart, a failover) is found when a statement fails on
+    it: every idle one is checked then, the broken ones are made again, and the read is sent again once
+    (a read is safe to repeat). Nothing is connected before the first read, and at most `size` sessions
+    at once; a read waits `POOL_WAIT_S` for one, then fails as the database being unavailable.
+
+    Args:
+        url: postgresql://user@host[:port]/dbname (no password: see `check_url`).
+        password: from the environment variable `database_password_env` names, if any.
+        size: the most sessions held at once.
+        role: shown by pg_stat_activity as ledger-<role>.
+    """
+
+    engine = POSTGRESQL
+    in_transaction = False  # each statement is its own transaction; transactions are `session()`'s
+    readonly = True
+
+    def __init__(self, url: str, *, password: str | None = None, size: int = 10, role: str = "reader",
+                 connect_timeout: int = 10, wait_s: float = POOL_WAIT_S) -> None:
+        from psycopg_pool import ConnectionPool
+
+        self.url, self.role, self.wait_s = url, role, wait_s
+        self._trace: Callable[[str], object] | None = None
+        self._pool = ConnectionPool(url, min_size=0, max_size=size, open=False, name=f"ledger-{role}",
+                                    kwargs=_connect_kwargs(password, role, connect_timeout),
+                                    configure=lambda raw: _set_up(raw, True), timeout=wait_s,
+                                    max_idle=300.0, reconnect_timeout=60.0)
+        self._pool.open(wait=False)
+
+    @property
+    def size(self) -> int:
+        return int(self._pool.max_size)
+
+    def resize(self, size: int) -> None:
+        self._pool.resize(0, size)
+
+    def stats(self) -> dict[str, int]:
+        """The pool's counters (psycopg_pool's `get_stats`): pool_size, pool_available, requests_num, ..."""
+        return dict(self._pool.get_stats())
+
+    def set_trace_callback(self, trace: Callable[[str], object] | None) -> None:
+        self._trace = trace
+
+    @contextmanager
+    def _borrowed(self) -> Iterator[psycopg.Connection[Any]]:
+        from psycopg_pool import PoolClosed, PoolTimeout
+
+        try:
+            with self._pool.connection() as raw:
+                yield raw
+        except PoolTimeout as e:
+            raise sqlite3.OperationalError(
+                f"PostgreSQL: no session to {redact(self.url)} within {self.wait_s:g} s (the server cannot be "
+                f"reached, or all {self.size} of this host's read sessions are busy)") from e
+        except PoolClosed as e:
+            raise sqlite3.OperationalError("PostgreSQL: the ledger was closed") from e
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
+        import psycopg
+
+        q = translate(sql)
+        if self._trace is not None:
+            self._trace(sql)
+        for attempt in (1, 2):
+            broken = False
+            with self._borrowed() as raw:
+                try:
+                    cur = raw.execute(q, parameters)
+                    return _Rows(cur.fetchall() if cur.description is not None else [], cur.rowcount)
+                except psycopg.Error as e:
+                    if attempt == 2 or not raw.broken:
+                        raise _as_sqlite_error(e) from e
+                    broken = True  # the server dropped it: the others idle may be gone too
+            if broken:
+                self._pool.check()
+        raise AssertionError("unreachable")
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
+        raise sqlite3.OperationalError("a read pool runs no executemany (its sessions are read-only)")
+
+    @contextmanager
+    def session(self) -> Iterator[PgConnection]:
+        """A session of the pool's for a transaction (BEGIN ... ROLLBACK), given back when the block ends
+        (rolled back by the pool, should the block leave it in a transaction)."""
+        with self._borrowed() as raw:
+            yield _PooledSession(raw, self.role)
+
+    def close(self) -> None:
+        self._pool.close(timeout=5.0)

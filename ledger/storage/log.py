@@ -32,6 +32,10 @@ and the checkpoint they are bounded by (`size`, `latest_checkpoint`, `entry`, pr
 it there). With a streaming replica (`read_from`, `ledger.storage.replica`) that is fit to read, that is
 the replica's latest checkpoint, read in the REPEATABLE READ transaction the request's reads then share;
 else this process's own tree on the primary, as every other read (`_reader()` outside `reading()`) is.
+
+Readers' sessions: on SQLite, each thread has its own read-only connection. On PostgreSQL the threads share
+a pool (`engine.ReadPool`, at most `pool_size` sessions; the replica has one of its own): a read borrows
+a session for one statement, and `reading()` on the replica for the request.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +57,7 @@ from ledger.clock import Clock, utc_now
 from ledger.errors import IntegrityError, NotFoundError, RefusedError, StorageError
 from ledger.storage import schema
 from ledger.storage.checkpointer import Checkpointer
-from ledger.storage.engine import Connection, PgConnection, check_url, is_postgresql, redact
+from ledger.storage.engine import Connection, PgConnection, ReadPool, check_url, is_postgresql, redact
 from ledger.storage.records import CheckpointRecord
 from ledger.storage.replica import Replica
 from ledger.storage.signer import LogSigner
@@ -71,6 +75,7 @@ from verifier.note import verify_note
 TILE_WIDTH = 256
 TILE_CACHE = 8192  # tiles kept by readers (about 130 MiB at most)
 NODE_CACHE = 65536  # complete-subtree hashes of 16 leaves or more (about 8 MiB at most)
+DEFAULT_POOL_SIZE = 10  # PostgreSQL: the readers' sessions per process (config.toml's database_pool)
 MAX_ENTRY_SIZE = 0xFFFF  # entry bundles prefix each entry with a big-endian uint16 length
 _sha256 = hashlib.sha256
 logger = logging.getLogger("ledger.storage.log")
@@ -294,6 +299,8 @@ class TileLog:
         # PostgreSQL each is a server session, which must not outlive the log
         self._readers: dict[int, Connection] = {}
         self._readers_lock = threading.Lock()
+        self._pool: ReadPool | None = None  # PostgreSQL: the readers' sessions, made at the first read
+        self._pool_size = DEFAULT_POOL_SIZE
         self._tile_cache: OrderedDict[tuple[int, int], tuple[bytes, bytes | None]] = OrderedDict()
         self._node_cache: dict[tuple[int, int], bytes] = {}
         self._cache_lock = threading.Lock()
@@ -526,15 +533,17 @@ class TileLog:
             except sqlite3.Error:
                 pass  # another process is reading; its next checkpoint will do
         self.conn.close()
-        for name in ("conn", "replica_conn"):
-            conn = getattr(self._local, name, None)
-            if conn is not None:
-                conn.close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
         with self._readers_lock:
             readers = list(self._readers.values())
             self._readers.clear()
-        for reader in readers:  # other threads' (an executor's): their sessions end with the log
+            pool, self._pool = self._pool, None
+        for reader in readers:  # other threads' (an executor's): their connections end with the log
             reader.close()
+        if pool is not None:  # the sessions end with the log
+            pool.close()
         if self.replica is not None:
             self.replica.close()
 
@@ -772,18 +781,39 @@ class TileLog:
     # ---- reading -------------------------------------------------------------------------------
 
     def _reader(self) -> Connection:
-        """This thread's connection for reading (autocommit: each statement sees what is committed); inside
-        `reading()`, the one it chose."""
+        """The connection for reading (autocommit: each statement sees what is committed): this thread's on
+        SQLite, the readers' pool on PostgreSQL; inside `reading()`, the one it chose."""
         pinned: Connection | None = getattr(self._local, "pinned", None)
         if pinned is not None:
             return pinned
+        if self.postgresql:
+            return self._pool or self._make_pool()
         conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = (_connect_pg(self.database, self._password, readonly=True, role="reader") if self.postgresql
-                    else schema.connect(self.path, readonly=True))
-            self._local.conn = conn
+            conn = self._local.conn = schema.connect(self.path, readonly=True)
             self._track(conn)
         return conn
+
+    def _make_pool(self) -> ReadPool:
+        with self._readers_lock:
+            if self._pool is None:
+                check_url(self.database)
+                self._pool = ReadPool(self.database, password=self._password, size=self._pool_size)
+            return self._pool
+
+    @property
+    def pool_size(self) -> int:
+        """PostgreSQL: the most sessions this process's readers hold on the database (and on the replica)."""
+        return self._pool_size
+
+    @pool_size.setter
+    def pool_size(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("a pool holds one session at least")
+        self._pool_size = size
+        with self._readers_lock:
+            if self._pool is not None and self._pool.size != size:
+                self._pool.resize(size)
 
     def _track(self, conn: Connection) -> None:
         """Keep `conn`, this thread's, for `close()`; it is closed when the thread ends, too (with a token in
@@ -809,45 +839,68 @@ class TileLog:
         if getattr(self._local, "view", None) is not None:
             yield self.size
             return
-        conn, view = self._choose(min_size)
-        self._local.pinned, self._local.view = conn, view
+        with ExitStack() as lent:
+            conn, view, on_replica = self._choose(min_size, lent)
+            self._local.pinned, self._local.view = conn, view
+            try:
+                yield view[0]
+            except sqlite3.OperationalError as e:
+                if on_replica and getattr(conn, "lost", False):
+                    assert self.replica is not None
+                    self.replica.failed(e)  # it went away mid-request: the next ones read the primary
+                raise
+            finally:
+                self._local.pinned = self._local.view = None
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")  # read only: nothing to keep
+                    except sqlite3.Error:
+                        pass
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read of this thread's, until the block ends, from one snapshot of the database: `conn`'s read
+        transaction (REPEATABLE READ on PostgreSQL; on SQLite, a WAL reader's snapshot, from its first read).
+        What other processes commit meanwhile is not seen, so a ledger in use is judged as of one moment:
+        the audit's. `size` and the proofs are those of the snapshot's latest checkpoint. A log opened for
+        reading only (the writer's connection is its batches')."""
+        if self._signer is not None:
+            raise StorageError("a snapshot is read by a log opened for reading only (open_reader)")
+        self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ" if self.postgresql else "BEGIN")
         try:
-            yield view[0]
-        except sqlite3.OperationalError as e:
-            if (self.replica is not None and conn is getattr(self._local, "replica_conn", None)
-                    and getattr(conn, "lost", False)):
-                self.replica.failed(e)  # it went away mid-request: the next ones read the primary
-            raise
+            row = self.conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+            self._local.pinned = self.conn
+            self._local.view = (int(row[0]), bytes(row[1]), str(row[2])) if row else self._published
+            yield
         finally:
             self._local.pinned = self._local.view = None
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")  # read only: nothing to keep
-                except sqlite3.Error:
-                    pass
-
-    def _choose(self, min_size: int) -> tuple[Connection, tuple[int, bytes, str]]:
-        """`reading()`'s connection and checkpoint: the replica's if it is fit and recent enough, else ours."""
-        if self.replica is not None and self.replica.usable():
-            conn: Connection | None = getattr(self._local, "replica_conn", None)
             try:
-                if conn is None:
-                    conn = self._local.replica_conn = self.replica.connect()
-                    self._track(conn)
+                self.conn.execute("ROLLBACK")  # read only: nothing to keep
+            except sqlite3.Error:
+                pass
+
+    def _choose(self, min_size: int, lent: ExitStack) -> tuple[Connection, tuple[int, bytes, str], bool]:
+        """`reading()`'s connection and checkpoint, and whether they are the replica's: its latest if it is fit
+        and recent enough (in a session of its pool, given back when `lent` closes), else ours."""
+        if self.replica is not None and self.replica.usable():
+            row = None
+            session = ExitStack()
+            try:
+                conn = session.enter_context(self.replica.pool(self._pool_size).session())
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
                 row = conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
             except sqlite3.Error as e:
                 self.replica.failed(e)
-                row = None
             if row is not None and int(row[0]) >= min_size:
-                assert conn is not None
-                return conn, (int(row[0]), bytes(row[1]), str(row[2]))
-            if conn is not None and conn.in_transaction:
+                lent.push(session)
+                return conn, (int(row[0]), bytes(row[1]), str(row[2])), True
+            if row is not None:
                 try:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
-                    pass
-        return self._reader(), self._published
+                    pass  # the pool makes the session again
+            session.close()
+        return self._reader(), self._published, False
 
     def tile(self, level: int, index: int, min_width: int = TILE_WIDTH) -> tuple[bytes, bytes | None]:
         """The hashes of tile (level, index) with at least min_width hashes, and its inner nodes if full.

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ledger.storage.engine import PgConnection
+from ledger.storage.engine import PgConnection, ReadPool
 
 CHECK_S = 1.0  # a measure of the lag is used for this long
 RETRY_S = 5.0  # ... and this long when the replica could not be reached
@@ -89,11 +89,24 @@ class Replica:
         self._fresh_until = 0.0  # time.monotonic() until which `_status` is used as it is
         self._on_primary: PgConnection | None = None
         self._on_replica: PgConnection | None = None
+        self._pool: ReadPool | None = None
+        self._pool_lock = threading.Lock()
 
     def connect(self, role: str = "replica-reader") -> PgConnection:
         """A new read-only session on the replica (raises sqlite3.OperationalError if it cannot be reached)."""
         return PgConnection(self.url, password=self._password, readonly=True, role=role,
                             connect_timeout=CONNECT_TIMEOUT_S)
+
+    def pool(self, size: int) -> ReadPool:
+        """The pool the pages' reads borrow their sessions on the replica from (made at the first read; a read
+        waits CONNECT_TIMEOUT_S for one, then the page reads the primary)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ReadPool(self.url, password=self._password, size=size, role="replica-reader",
+                                      connect_timeout=CONNECT_TIMEOUT_S, wait_s=CONNECT_TIMEOUT_S)
+            elif self._pool.size != size:
+                self._pool.resize(size)
+            return self._pool
 
     def status(self) -> ReplicaStatus:
         """The latest measure, measured again first if it is old (unless another thread is measuring)."""
@@ -172,8 +185,8 @@ class Replica:
         return None if since_replay is None else max(0.0, float(since_replay))
 
     def close(self) -> None:
-        with self._lock:
-            for conn in (self._on_primary, self._on_replica):
+        with self._lock, self._pool_lock:
+            for conn in (self._on_primary, self._on_replica, self._pool):
                 if conn is not None:
                     conn.close()
-            self._on_primary = self._on_replica = None
+            self._on_primary = self._on_replica = self._pool = None

@@ -194,6 +194,44 @@ CREATE OR REPLACE TRIGGER log_head_no_truncate BEFORE TRUNCATE ON log_head
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_head_grows();
 """
 
+# The local TSA's next serial number, one for every host (`ledger.anchoring.tsa_serial`): it may only grow,
+# so no serial is issued twice.
+PG_TSA_SERIAL = """
+CREATE TABLE IF NOT EXISTS tsa_serial (id INTEGER PRIMARY KEY CHECK (id = 1), next BIGINT NOT NULL CHECK (next > 0));
+CREATE OR REPLACE FUNCTION ledger_tsa_serial_grows() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.id = OLD.id AND NEW.next >= OLD.next THEN RETURN NEW; END IF;
+    RAISE EXCEPTION 'table tsa_serial may only grow: % refused', TG_OP;
+END $$;
+CREATE OR REPLACE TRIGGER tsa_serial_grows BEFORE UPDATE OR DELETE ON tsa_serial
+    FOR EACH ROW EXECUTE FUNCTION ledger_tsa_serial_grows();
+CREATE OR REPLACE TRIGGER tsa_serial_no_truncate BEFORE TRUNCATE ON tsa_serial
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_tsa_serial_grows();
+"""
+
+# The documents' bytes (`ledger.documents._blobdb`): each document in chunks of 1 MiB, then its `blobs` row in
+# the same transaction (a row there means the whole document is in). Append-only as the log tables are, by
+# the function of `_pg_triggers` (so these come after them). The chunks are kept out of line, uncompressed:
+# PDFs and scans are compressed already (set once: ALTER TABLE takes a lock no host's open should wait for).
+PG_BLOBS = """
+CREATE TABLE IF NOT EXISTS blob_chunks (
+    sha256 TEXT COLLATE "C" NOT NULL, seq BIGINT NOT NULL, data BYTEA NOT NULL, PRIMARY KEY (sha256, seq));
+CREATE TABLE IF NOT EXISTS blobs (sha256 TEXT COLLATE "C" PRIMARY KEY, size BIGINT NOT NULL, chunks BIGINT NOT NULL);
+DO $$ BEGIN
+    IF (SELECT attstorage FROM pg_attribute WHERE attrelid = 'blob_chunks'::regclass AND attname = 'data') <> 'e' THEN
+        ALTER TABLE blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+    END IF;
+END $$;
+CREATE OR REPLACE TRIGGER blob_chunks_no_change BEFORE UPDATE OR DELETE ON blob_chunks
+    FOR EACH ROW EXECUTE FUNCTION ledger_append_only();
+CREATE OR REPLACE TRIGGER blob_chunks_no_truncate BEFORE TRUNCATE ON blob_chunks
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only();
+CREATE OR REPLACE TRIGGER blobs_no_change BEFORE UPDATE OR DELETE ON blobs
+    FOR EACH ROW EXECUTE FUNCTION ledger_append_only();
+CREATE OR REPLACE TRIGGER blobs_no_truncate BEFORE TRUNCATE ON blobs
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only();
+"""
+
 
 def _pg_triggers() -> str:
     out = ["""CREATE OR REPLACE FUNCTION ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -225,7 +263,7 @@ END $$;"""]
 
 def pg_schema() -> str:
     """The whole PostgreSQL schema: SQLite's tables translated, the head row, the triggers."""
-    return engine.ddl(SCHEMA) + PG_HEAD + _pg_triggers()
+    return engine.ddl(SCHEMA) + PG_HEAD + _pg_triggers() + PG_TSA_SERIAL + PG_BLOBS
 
 
 # Every host runs `ensure` when it opens the ledger: one at a time (DDL of two sessions at once may fail).

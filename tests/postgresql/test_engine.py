@@ -13,6 +13,7 @@ import pytest
 from ledger.anchoring.anchor import Anchorer, clients_for
 from ledger.audit.run import audit
 from ledger.config import load_config
+from ledger.documents.blobs import BlobStore
 from ledger.envelopes.core import Ledger
 from ledger.envelopes.demo import create_demo
 from ledger.errors import LedgerError, RefusedError, StorageError
@@ -149,6 +150,12 @@ async def test_migrate_keeps_the_root_and_every_byte(tmp_path: Path, pg_database
                                ("seals", "tenant, fingerprint, seal, certificate"), ("api_keys", "id, seal")]:
             assert _rows(led.log.conn, table, columns) == _rows(lite, table, columns), table
         assert led.log.entry(5) == led.log.entries(0, 6)[5]
+        # the documents' bytes came along: a host with an empty blobs/ serves them from the database
+        stored = sorted(p.name for p in (home / "blobs").glob("??/*"))
+        assert stored and f"stored {len(stored)} documents of blobs/ in the database" in r.stderr
+        other = BlobStore(tmp_path / "other-blobs", max_size=1 << 30, database=pg_database)
+        for sha in stored:
+            assert other.path(sha).read_bytes() == (home / "blobs" / sha[:2] / sha).read_bytes()
         led.append(T, [ev("envelope.created", "AFTER", title="t")])
         assert led.log.consistency_proof(size, size + 1)
     finally:
