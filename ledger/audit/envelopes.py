@@ -27,6 +27,7 @@ from typing import Any
 from ledger.audit.report import AuditReport
 from ledger.documents.blobs import BlobStore
 from ledger.envelopes.core import held_sha256, seal_use_of, version_of
+from ledger.storage.engine import stream
 from ledger.storage.log import TileLog
 from verifier.entry import Entry
 from verifier.errors import VerificationError
@@ -138,7 +139,7 @@ class EnvelopeAudit:
         self._check_seal_uses(log)
         self._check_holdings(log)
         if blobs is not None:
-            self.seal_images = {sha for (sha,) in log.conn.execute(
+            self.seal_images = {sha for (sha,) in stream(log.conn,
                 "SELECT image_sha256 FROM seals WHERE image_sha256 IS NOT NULL")}
             self._check_originals(blobs)
 
@@ -147,7 +148,7 @@ class EnvelopeAudit:
         rep = self.rep
         opened: set[bytes] = set()
         values: dict[bytes, Any] = {}
-        for env, commitment, salt, value in log.conn.execute(
+        for env, commitment, salt, value in stream(log.conn,
                 "SELECT env, commitment, salt, value FROM openings ORDER BY env, commitment"):
             rep.openings += 1
             where = f"openings row env={env} commitment={str(commitment)[:16]}…"
@@ -179,7 +180,7 @@ class EnvelopeAudit:
         """(1) The envelopes projection, (3) its tenant and reference against the log."""
         rep, envs = self.rep, self.envs
         seen = set()
-        for env, tenant, ref, status, seq, last_leaf, first, last, created, updated, state in log.conn.execute(
+        for env, tenant, ref, status, seq, last_leaf, first, last, created, updated, state in stream(log.conn,
                 "SELECT env, tenant, ref, status, seq, last_leaf, first_index, last_index, created, updated, state"
                 " FROM envelopes ORDER BY first_index, env"):
             seen.add(env)
@@ -212,7 +213,7 @@ class EnvelopeAudit:
         for env in envs:
             if env not in seen:
                 rep.add(f"envelopes: envelope {env} is in the log but has no envelopes row")
-        for env, seq, idx in log.conn.execute("SELECT env, seq, idx FROM envelope_entries ORDER BY env, seq"):
+        for env, seq, idx in stream(log.conn, "SELECT env, seq, idx FROM envelope_entries ORDER BY env, seq"):
             r = envs.get(env)
             if r is None or seq >= len(r.indexes) or r.indexes[seq] != idx:
                 rep.add(f"envelope_entries row env={env} seq={seq}: points at index {idx}, the log disagrees")
@@ -224,7 +225,7 @@ class EnvelopeAudit:
         """(3) Each reference of a document or party: its ordinal exists, and its entry commits to it."""
         rep = self.rep
         seen: set[tuple[str, str, int]] = set()
-        for env, kind, ref, ordinal in log.conn.execute(
+        for env, kind, ref, ordinal in stream(log.conn,
                 "SELECT env, kind, ref, ordinal FROM refs ORDER BY env, kind, ref"):
             rep.refs += 1
             where = f"refs row env={env} {kind} {ref!r}"
@@ -253,7 +254,7 @@ class EnvelopeAudit:
         policy is "code" have one."""
         rep = self.rep
         seen: set[tuple[str, int]] = set()
-        for env, document, code_sha256 in log.conn.execute(
+        for env, document, code_sha256 in stream(log.conn,
                 "SELECT env, document, code_sha256 FROM access_codes ORDER BY env, document"):
             where = f"access_codes row env={env} document={document}"
             r = self.envs.get(env)
@@ -275,7 +276,7 @@ class EnvelopeAudit:
     def _check_copies_and_documents(self, log: TileLog) -> None:
         rep = self.rep
         stored_docs = 0
-        for env, doc, sha, idx in log.conn.execute(
+        for env, doc, sha, idx in stream(log.conn,
                 "SELECT env, document, sha256, idx FROM documents ORDER BY env, document"):
             stored_docs += 1
             d = self.docs.get(idx)
@@ -284,7 +285,7 @@ class EnvelopeAudit:
         if stored_docs != len(self.docs):
             rep.add(f"documents table holds {stored_docs} rows; the log added {len(self.docs)} documents")
         stored_copies = 0
-        for code, env, doc, copy, idx in log.conn.execute(
+        for code, env, doc, copy, idx in stream(log.conn,
                 "SELECT code, env, document, copy, idx FROM copies ORDER BY idx"):  # in log order, as SQLite's rowid
             stored_copies += 1
             c = self.copies.get(idx)
@@ -298,7 +299,7 @@ class EnvelopeAudit:
         """(1) The versions projection: each row is the version its entry registers, and none is missing."""
         rep = self.rep
         seen = 0
-        for idx, *row in log.conn.execute(
+        for idx, *row in stream(log.conn,
                 "SELECT idx, sha256, env, document, kind, party, copy FROM versions ORDER BY idx"):
             seen += 1
             if self.versions.get(idx) != tuple(row):
@@ -310,7 +311,7 @@ class EnvelopeAudit:
     def _check_holdings(self, log: TileLog) -> None:
         """(3) Each file an envelope may serve is one an entry of that envelope registers (a row pointing at
         other bytes would let the envelope print or export a file its tenant never sent)."""
-        for env, sha, idx in log.conn.execute("SELECT env, sha256, idx FROM holdings ORDER BY env, sha256"):
+        for env, sha, idx in stream(log.conn, "SELECT env, sha256, idx FROM holdings ORDER BY env, sha256"):
             if self.registers.get(idx) != (env, sha):
                 self.rep.add(f"holdings row env={env} sha256={sha[:16]}…: entry {idx} does not register these bytes "
                              "for this envelope")
@@ -320,13 +321,13 @@ class EnvelopeAudit:
         registry (a use whose seal row is gone names a deleted registration)."""
         rep = self.rep
         seen = 0
-        for idx, *row in log.conn.execute("SELECT idx, seal, env, party, kind, time FROM seal_uses ORDER BY idx"):
+        for idx, *row in stream(log.conn, "SELECT idx, seal, env, party, kind, time FROM seal_uses ORDER BY idx"):
             seen += 1
             if self.seal_uses.get(idx) != tuple(row):
                 rep.add(f"seal_uses row idx={idx}: does not match the seal.used entry at that index")
         if seen != len(self.seal_uses):
             rep.add(f"seal_uses table holds {seen} rows; the log records {len(self.seal_uses)} seal uses")
-        registered = {(t, f) for t, f in log.conn.execute("SELECT tenant, fingerprint FROM seals")}
+        registered = {(t, f) for t, f in stream(log.conn, "SELECT tenant, fingerprint FROM seals")}
         tenants = dict(log.conn.execute("SELECT env, tenant FROM envelopes"))
         for idx, (seal, env, _party, _kind, _time) in sorted(self.seal_uses.items()):
             if (tenants.get(env), seal) not in registered:

@@ -482,9 +482,12 @@ class TileLog:
                     "tile was changed; refusing to sign over it (run `ledger audit`)", code="damaged")
 
     def stored_leaf_hashes(self, n: int) -> bytes:
-        """The leaf hashes stored for entry bundle `n`: its full tile, or the edge tile while it is partial."""
-        row = (self.conn.execute("SELECT hashes FROM tiles WHERE level = 0 AND idx = ?", (n,)).fetchone()
-               or self.conn.execute("SELECT hashes FROM tile_edge WHERE level = 0 AND idx = ?", (n,)).fetchone())
+        """The leaf hashes stored for entry bundle `n`: its full tile, or the edge tile while it is partial.
+        One statement, so one moment: read in two, another host could fill the tile between them (the first
+        finds no full tile, the second an edge that has moved on)."""
+        row = self.conn.execute("SELECT hashes, 0 FROM tiles WHERE level = 0 AND idx = ? UNION ALL "
+                                "SELECT hashes, 1 FROM tile_edge WHERE level = 0 AND idx = ? ORDER BY 2 LIMIT 1",
+                                (n, n)).fetchone()
         return bytes(row[0]) if row else b""
 
     def _check_against_outside_checkpoint(self, text: str | None) -> None:
