@@ -423,9 +423,12 @@ class ReadPool:
     def resize(self, size: int) -> None:
         self._pool.resize(0, size)
 
-    def stats(self) -> dict[str, int]:
-        """The pool's counters (psycopg_pool's `get_stats`): pool_size, pool_available, requests_num, ..."""
-        return dict(self._pool.get_stats())
+    def counts(self) -> dict[str, int]:
+        """How the sessions are used, as /healthz shows it: the most (`max`), those made (`open`), those free
+        (`idle`), and the reads waiting for one (`waiting`)."""
+        st = self._pool.get_stats()
+        return {"max": self.size, "open": st.get("pool_size", 0), "idle": st.get("pool_available", 0),
+                "waiting": st.get("requests_waiting", 0)}
 
     def set_trace_callback(self, trace: Callable[[str], object] | None) -> None:
         self._trace = trace

@@ -804,6 +804,17 @@ class TileLog:
                 self._pool = ReadPool(self.database, password=self._password, size=self._pool_size)
             return self._pool
 
+    def sessions(self) -> dict[str, dict[str, int] | None] | None:
+        """PostgreSQL: how the readers' sessions are used, on the primary and on the replica, if there is one
+        (`ReadPool.counts`; None for a pool no read has made yet). None on SQLite."""
+        if not self.postgresql:
+            return None
+        pool = self._pool
+        out: dict[str, dict[str, int] | None] = {"primary": None if pool is None else pool.counts()}
+        if self.replica is not None:
+            out["replica"] = self.replica.counts()
+        return out
+
     @property
     def pool_size(self) -> int:
         """PostgreSQL: the most sessions this process's readers hold on the database (and on the replica)."""

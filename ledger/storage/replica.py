@@ -123,6 +123,11 @@ class Replica:
             self._lock.release()
         return s
 
+    def counts(self) -> dict[str, int] | None:
+        """The sessions of the pages' pool on the replica (`ReadPool.counts`); None before the first read."""
+        pool = self._pool
+        return None if pool is None else pool.counts()
+
     def _keep(self, s: ReplicaStatus, for_s: float) -> None:
         self._status, self._fresh_until = s, s.checked + for_s
 

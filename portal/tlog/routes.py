@@ -46,6 +46,8 @@ async def healthz(request: web.Request) -> web.Response:
         body["workers"] = request.app[WORKERS]()
     if log.replica is not None:  # where pages read, and why: its lag (measured at most once a second)
         body["replica"] = (await asyncio.to_thread(log.replica.status)).to_json()
+    if (sessions := log.sessions()) is not None:  # PostgreSQL: the readers' pools of sessions, in use
+        body["sessions"] = sessions
     return web.json_response(body)
 
 

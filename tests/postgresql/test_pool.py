@@ -4,10 +4,12 @@ reached fails a read in bounded time, and closing the log ends every session."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -16,6 +18,7 @@ from ledger.config import load_config
 from ledger.envelopes.core import Ledger
 from ledger.errors import LedgerError
 from ledger.storage.engine import ReadPool
+from portal.app import create_app
 from tests.envelopes.test_lifecycle import T, completed
 from tests.pg import cluster
 
@@ -145,3 +148,15 @@ def test_database_pool_is_read_from_config_and_checked(tmp_path: Path, pg_databa
     cfg.write_text(cfg.read_text().replace("database_pool = 2\n", "database_pool = 0\n"))
     with pytest.raises(LedgerError, match="database_pool.*from 1 to 1000 sessions"):
         load_config(home)
+
+
+async def test_healthz_shows_the_readers_sessions(led: Ledger, aiohttp_client: Any) -> None:
+    led.log.pool_size = 4
+    client = await aiohttp_client(create_app(led, anchor=False, lookup_rate=0))
+    body = await (await client.get("/healthz")).json()
+    assert body["ok"] and set(body["sessions"]) == {"primary"}, body
+    await asyncio.gather(*(asyncio.to_thread(led.envelope, T, "E1") for _ in range(8)))  # reads, from threads
+    sessions = (await (await client.get("/healthz")).json())["sessions"]["primary"]
+    assert sessions["max"] == 4 and 1 <= sessions["open"] <= 4 and 0 <= sessions["idle"] <= sessions["open"]
+    assert sessions["waiting"] == 0
+    led.close()
