@@ -34,7 +34,7 @@ AT = datetime(2031, 1, 1, tzinfo=UTC)
 CERT_UNTIL = datetime(2035, 1, 1, tzinfo=UTC)
 
 
-def make_signer_cert(issuer: Issued, cn: str = "Alice Signer") -> Issued:
+def make_signer_cert(issuer: Issued, cn: str = "Alice Signer", until: datetime = CERT_UNTIL) -> Issued:
     key = new_key()
     cert = (
         x509.CertificateBuilder()
@@ -43,7 +43,7 @@ def make_signer_cert(issuer: Issued, cn: str = "Alice Signer") -> Issued:
         .public_key(key.public_key())
         .serial_number(4242)
         .not_valid_before(datetime(2025, 1, 1, tzinfo=UTC))
-        .not_valid_after(CERT_UNTIL)
+        .not_valid_after(until)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=True, key_encipherment=False,
                                      data_encipherment=False, key_agreement=False, key_cert_sign=False,
@@ -217,6 +217,36 @@ def test_a_signature_checked_after_its_certificate_expired_is_not_trusted(pki: P
     assert s.intact and not s.trusted and not report.ok
     assert CERT_UNTIL.year + 0 <= 2035 and "2035-01-02" in s.trust_detail, s.trust_detail
     assert check_pdf(signed, roots=roots(pki), at=CERT_UNTIL - timedelta(days=1)).ok
+
+
+def test_a_time_stamped_signature_outlives_its_certificate_while_its_tsa_holds(pki: Pki, local_tsa: LocalTsa) -> None:
+    """The time-stamp proves the signature existed at its genTime (2030), when the certificate (until 2035)
+    was valid: judged in 2036 the signature holds, and says on what ground; judged once the TSA's own
+    certificate (2029 + 10 years) has expired, nothing proves when it was made, and it fails."""
+    pdf = sign(unsigned_pdf(), pki.signer(pki.alice), timestamper=InProcessTsa(local_tsa))
+    tsa_root = [local_tsa.root_der]
+    later = CERT_UNTIL + timedelta(days=365)
+    report = check_pdf(pdf, roots=roots(pki), tsa_roots=tsa_root, at=later)
+    (s,) = report.signatures
+    assert report.ok and s.trusted and s.timestamp_ok, report.lines()
+    assert s.trust_detail.startswith("chains to") and f"valid at its time-stamp {SIGNED_AT.isoformat()}" in \
+        s.trust_detail and "not valid now" in s.trust_detail, s.trust_detail
+    # before expiry the usual ground: valid at the moment of judgment
+    assert f"valid at {AT.isoformat()}" in check_pdf(pdf, roots=roots(pki), tsa_roots=tsa_root, at=AT).signatures[0].trust_detail
+    # the TSA's certificate expired too: the time-stamp proves nothing, and the signature is not trusted
+    after_tsa = check_pdf(pdf, roots=roots(pki), tsa_roots=tsa_root, at=datetime(2039, 6, 1, tzinfo=UTC))
+    assert not after_tsa.ok and after_tsa.signatures[0].timestamp_ok is False and not after_tsa.signatures[0].trusted
+    # a TSA nobody configured proves nothing either
+    assert not check_pdf(pdf, roots=roots(pki), tsa_roots=[pki.other_root.pem], at=later).signatures[0].trusted
+
+
+def test_a_time_stamp_after_the_certificate_expired_saves_nothing(pki: Pki, local_tsa: LocalTsa) -> None:
+    """Signed with a certificate that had expired before the time-stamp (2030): not trusted at any time after."""
+    stale = make_signer_cert(pki.root, "Stale Signer", until=datetime(2030, 1, 1, tzinfo=UTC))
+    pdf = sign(unsigned_pdf(), pki.signer(stale), timestamper=InProcessTsa(local_tsa))
+    for at in (AT, CERT_UNTIL + timedelta(days=1)):
+        (s,) = check_pdf(pdf, roots=roots(pki), tsa_roots=[local_tsa.root_der], at=at).signatures
+        assert s.intact and s.timestamp_ok and not s.trusted and not s.ok, s.trust_detail
 
 
 def test_a_time_stamped_signature_reports_the_tsa_and_its_time(pki: Pki, local_tsa: LocalTsa) -> None:

@@ -13,7 +13,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import cli as ledger_cli
-from ledger.envelopes.core import Ledger
+from ledger.documents.sealca import SEAL_CERT_FILE
+from ledger.envelopes.core import SEAL_DIR, Ledger
 from ledger.envelopes.queries import envelope_events
 from tests.evidence.conftest import STATES, TENANT, World, verify
 from verifier import cli as verifier_cli
@@ -78,6 +79,20 @@ def test_the_trust_options(world: World) -> None:
 
     rep = verify(data, Trust(tsa_roots=(make_root("Someone Else's Root").der,)))
     assert not rep.ok and {c.name for c in rep.failures()} >= {"anchor"}
+
+
+def test_judged_after_the_seal_certificate_expired_the_seals_stand_on_their_time_stamps(world: World) -> None:
+    """The local seal's certificate is valid for 3 years, the local TSA's for 10: judged 4 years on, every
+    seal (the documents' and the report's) still holds, on its time-stamp's proof of existence."""
+    from cryptography import x509
+
+    seal_cert = x509.load_pem_x509_certificate((world.led.home / SEAL_DIR / SEAL_CERT_FILE).read_bytes())
+    at = seal_cert.not_valid_after_utc + timedelta(days=365)
+    rep = verify(world.export("completed"), at=at)
+    assert rep.ok, [c.detail for c in rep.failures()]
+    seals = [c for c in rep.checks if c.name in ("document seal", "report seal")]
+    assert {c.name for c in seals} == {"document seal", "report seal"}
+    assert all("valid at its time-stamp" in c.detail and "not valid now" in c.detail for c in seals), seals
 
 
 def test_judged_long_after_the_tsa_certificate_expired(world: World) -> None:

@@ -5,7 +5,10 @@ pyHanko (`pyhanko.sign.validation`), against trust roots the caller gives and at
 gives, with fetching turned off. Each signature gets one `SignatureCheck`, in the order of the file:
 
  (1) integrity: the digest over the byte range matches and the CMS signature verifies (RFC 5652 §5.4)
- (2) trust: the signer's certificate chains to a given root and is valid at `at` (RFC 5280 §6)
+ (2) trust: the signer's certificate chains to a given root and is valid at `at` (RFC 5280 §6); or, when
+     it no longer is (expired) but the signature carries a time-stamp that is valid and trusted at `at`,
+     valid at the time-stamp's genTime, which proves the signature existed then (ETSI EN 319 102-1
+     §5.6.2.4: a seal outlives its certificate for as long as its TSA's certificate holds)
  (3) time-stamp, if the signature carries one: its token is intact and chains to a given TSA root
      (RFC 3161, ETSI EN 319 142-1 §5.3); its genTime is reported
  (4) changes after signing: how much of the file the signature covers, and pyHanko's analysis of the
@@ -275,14 +278,25 @@ def _check_one(pdf: bytes, reader: Any, sig: Any, trust: list[x509.Certificate],
     digest = hashlib.sha256(pdf[:end]).hexdigest()
     signer, issuer, serial = "unknown", "unknown", 0
 
-    def context(roots: list[x509.Certificate]) -> Any:
-        return ValidationContext(trust_roots=roots, moment=at, allow_fetching=False, revocation_mode="soft-fail")
+    def context(roots: list[x509.Certificate], moment: datetime = at) -> Any:
+        return ValidationContext(trust_roots=roots, moment=moment, allow_fetching=False, revocation_mode="soft-fail")
 
+    poe: datetime | None = None  # the time-stamp the signer's certificate was judged at, if not at `at`
     try:
         cert = sig.signer_cert
         signer, issuer, serial = cert.subject.human_friendly, cert.issuer.human_friendly, cert.serial_number
         status = _run_coroutine(async_validate_pdf_signature(
             sig, signer_validation_context=context(trust), ts_validation_context=context(tsa_trust)))
+        ts = status.timestamp_validity
+        if (status.intact and status.valid and not status.trusted and ts is not None and ts.intact and ts.valid
+                and ts.trusted and ts.timestamp < at):
+            # the time-stamp, trusted now, proves the signature existed at its genTime: the signer's
+            # certificate is judged then (ETSI EN 319 102-1 §5.6.2.4, validation with a proof of existence),
+            # so a seal stays valid after its certificate expires, for as long as its TSA's does
+            then = _run_coroutine(async_validate_pdf_signature(
+                sig, signer_validation_context=context(trust, ts.timestamp), ts_validation_context=context(tsa_trust)))
+            if then.intact and then.valid and then.trusted:
+                status, poe = then, ts.timestamp
     except (MemoryError, RecursionError):
         raise
     except Exception as e:  # noqa: BLE001  # whatever a signature holds fails that signature only
@@ -307,7 +321,7 @@ def _check_one(pdf: bytes, reader: Any, sig: Any, trust: list[x509.Certificate],
         signing_time=status.signer_reported_dt,
         intact=intact,
         trusted=trusted,
-        trust_detail=_trust_detail(status, at),
+        trust_detail=_trust_detail(status, at, poe),
         tsa=ts.signing_cert.subject.human_friendly if ts is not None else None,
         tsa_time=ts.timestamp if ts is not None else None,
         timestamp_ok=timestamp_ok,
@@ -333,10 +347,13 @@ def _signed_revision(sig: Any, size: int) -> tuple[int, int]:
     return revision, max(0, min(end, size))
 
 
-def _trust_detail(status: Any, at: datetime) -> str:
+def _trust_detail(status: Any, at: datetime, poe: datetime | None = None) -> str:
     if status.trusted:
         path = status.validation_path
         anchor = path.trust_anchor.authority.name.human_friendly if path is not None else "a given root"
+        if poe is not None:
+            return (f"chains to {anchor!r}, valid at its time-stamp {poe.isoformat()} (the time-stamp, valid at "
+                    f"{at.isoformat()}, proves the signature existed then; the certificate is not valid now)")
         return f"chains to {anchor!r}, valid at {at.isoformat()}"
     indic = status.trust_problem_indic
     why = indic.name.lower() if indic is not None else "no path to a given root"
