@@ -360,18 +360,22 @@ class _Rows:
 
 
 class _PooledSession(PgConnection):
-    """A session borrowed from a `ReadPool` for a transaction (`ReadPool.session`): it is never made again
-    behind the pool's back; a lost one fails, and the pool replaces it."""
+    """A session borrowed from a `ReadPool` (`ReadPool.session`) for one request or one transaction. One the
+    server dropped is replaced by another of the pool's, outside a transaction (a read is sent again once);
+    inside one, it fails, as `PgConnection`'s does."""
 
-    def __init__(self, raw: psycopg.Connection[Any], role: str) -> None:
-        self.url, self._password, self.readonly, self.role = "", None, True, role
+    def __init__(self, pool: ReadPool, raw: psycopg.Connection[Any]) -> None:
+        self.url, self._password, self.readonly, self.role = pool.url, None, True, pool.role
         self._connect_timeout = 0
         self._in_txn = False
-        self._trace = None
+        self._trace = pool._trace
+        self._pool = pool
         self._raw = raw
 
     def _connect(self) -> psycopg.Connection[Any]:
-        raise sqlite3.OperationalError("PostgreSQL: the connection was lost")
+        broken, self._raw = self._raw, None  # type: ignore[assignment]
+        self._pool._give_back(broken, dropped=True)
+        return self._pool._borrow()
 
     def close(self) -> None:
         pass  # the pool's, given back by `ReadPool.session`
@@ -387,8 +391,8 @@ class ReadPool:
 
     Each statement borrows a session for itself and gives it back with its rows read whole: the portal's
     worker threads (however many) hold at most `size` sessions on the server, and a session is busy only
-    while a statement runs. `session()` lends one for a transaction (a page read from one snapshot of a
-    replica). A session the server dropped (a restart, a failover) is found when a statement fails on
+    while a statement runs. `session()` lends one for a request's reads (which then pay the pool once), or
+    a transaction (a page read from one snapshot of a replica). A session the server dropped (a restart, a failover) is found when a statement fails on
     it: every idle one is checked then, the broken ones are made again, and the read is sent again once
     (a read is safe to repeat). Nothing is connected before the first read, and at most `size` sessions
     at once; a read waits `POOL_WAIT_S` for one, then fails as the database being unavailable.
@@ -433,19 +437,29 @@ class ReadPool:
     def set_trace_callback(self, trace: Callable[[str], object] | None) -> None:
         self._trace = trace
 
-    @contextmanager
-    def _borrowed(self) -> Iterator[psycopg.Connection[Any]]:
+    def _borrow(self) -> psycopg.Connection[Any]:
         from psycopg_pool import PoolClosed, PoolTimeout
 
         try:
-            with self._pool.connection() as raw:
-                yield raw
+            return self._pool.getconn()
         except PoolTimeout as e:
             raise sqlite3.OperationalError(
                 f"PostgreSQL: no session to {redact(self.url)} within {self.wait_s:g} s (the server cannot be "
                 f"reached, or all {self.size} of this host's read sessions are busy)") from e
         except PoolClosed as e:
             raise sqlite3.OperationalError("PostgreSQL: the ledger was closed") from e
+
+    def _give_back(self, raw: psycopg.Connection[Any], *, dropped: bool = False) -> None:
+        """Return a session (the pool replaces a broken one); `dropped`: the server dropped it, so the others
+        idle may be gone too (a restart): each is checked now, and the broken ones made again."""
+        from psycopg_pool import PoolClosed
+
+        try:
+            self._pool.putconn(raw)
+            if dropped:
+                self._pool.check()
+        except PoolClosed:
+            raw.close()
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
         import psycopg
@@ -454,17 +468,17 @@ class ReadPool:
         if self._trace is not None:
             self._trace(sql)
         for attempt in (1, 2):
-            broken = False
-            with self._borrowed() as raw:
-                try:
-                    cur = raw.execute(q, parameters)
-                    return _Rows(cur.fetchall() if cur.description is not None else [], cur.rowcount)
-                except psycopg.Error as e:
-                    if attempt == 2 or not raw.broken:
-                        raise _as_sqlite_error(e) from e
-                    broken = True  # the server dropped it: the others idle may be gone too
-            if broken:
-                self._pool.check()
+            raw = self._borrow()
+            try:
+                cur = raw.execute(q, parameters)
+                rows = _Rows(cur.fetchall() if cur.description is not None else [], cur.rowcount)
+            except psycopg.Error as e:
+                self._give_back(raw, dropped=raw.broken)
+                if attempt == 2 or not raw.broken:
+                    raise _as_sqlite_error(e) from e
+                continue  # the server dropped it: once more, on a session the pool checked
+            self._give_back(raw)
+            return rows
         raise AssertionError("unreachable")
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
@@ -472,10 +486,14 @@ class ReadPool:
 
     @contextmanager
     def session(self) -> Iterator[PgConnection]:
-        """A session of the pool's for a transaction (BEGIN ... ROLLBACK), given back when the block ends
-        (rolled back by the pool, should the block leave it in a transaction)."""
-        with self._borrowed() as raw:
-            yield _PooledSession(raw, self.role)
+        """A session of the pool's for a request's reads, or a transaction (BEGIN ... ROLLBACK), given back when
+        the block ends (rolled back by the pool, should the block leave it in a transaction)."""
+        session = _PooledSession(self, self._borrow())
+        try:
+            yield session
+        finally:
+            if session._raw is not None:
+                self._give_back(session._raw)
 
     def close(self) -> None:
         self._pool.close(timeout=5.0)

@@ -35,7 +35,7 @@ else this process's own tree on the primary, as every other read (`_reader()` ou
 
 Readers' sessions: on SQLite, each thread has its own read-only connection. On PostgreSQL the threads share
 a pool (`engine.ReadPool`, at most `pool_size` sessions; the replica has one of its own): a read borrows
-a session for one statement, and `reading()` on the replica for the request.
+a session for one statement, and `reading()` for the request.
 """
 
 from __future__ import annotations
@@ -914,6 +914,8 @@ class TileLog:
                 except sqlite3.Error:
                     pass  # the pool makes the session again
             session.close()
+        if self.postgresql:  # one of the pool's sessions for the request's reads (each statement's own otherwise)
+            return lent.enter_context((self._pool or self._make_pool()).session()), self._published, False
         return self._reader(), self._published, False
 
     def tile(self, level: int, index: int, min_width: int = TILE_WIDTH) -> tuple[bytes, bytes | None]:

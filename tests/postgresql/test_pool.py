@@ -160,3 +160,24 @@ async def test_healthz_shows_the_readers_sessions(led: Ledger, aiohttp_client: A
     assert sessions["max"] == 4 and 1 <= sessions["open"] <= 4 and 0 <= sessions["idle"] <= sessions["open"]
     assert sessions["waiting"] == 0
     led.close()
+
+
+def test_a_request_reads_through_one_session_which_a_dropped_one_is_replaced_by(led: Ledger) -> None:
+    led.log.pool_size = 2
+    url = led.config.database
+    try:
+        with led.log.reading():
+            first = led.log._reader()
+            assert not isinstance(first, ReadPool)  # the request's own session: the pool is paid once
+            assert led.envelope(T, "E1")["status"] == "completed"
+            assert led.log._reader() is first and len(_sessions(url)) == 1
+            with psycopg.connect(cluster().url("postgres"), autocommit=True) as c:
+                for pid in _sessions(url):
+                    c.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+            # the server dropped it mid-request: the read is sent again on another of the pool's
+            assert led.envelope(T, "E1")["status"] == "completed"
+        assert 1 <= len(_sessions(url)) <= 2
+        counts = led.log.sessions()
+        assert counts is not None and counts["primary"] is not None and counts["primary"]["idle"] >= 1
+    finally:
+        led.close()
