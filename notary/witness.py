@@ -25,6 +25,7 @@ import base64
 import binascii
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +50,11 @@ SIZE_TYPE = "text/x.tlog.size"
 TEXT_TYPE = "text/plain; charset=utf-8"
 REQUEST_TIMEOUT_S = 30.0  # a client that sends nothing for this long loses its connection
 STOP_GRACE_S = 10.0  # on SIGTERM, how long requests being answered may take to finish
+# after answering a request whose body it will not read, the server reads and drops what the client is still
+# sending for this long, or this much, before it closes: else the kernel answers the unread bytes with a reset,
+# and the client, still writing, never reads the answer (as nginx's lingering close)
+LINGER_S = 2.0
+LINGER_BYTES = 64 << 20
 
 
 class Refusal(Exception):
@@ -239,19 +245,32 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._answer(404, "not found; this witness serves POST /add-checkpoint\n")
 
+    def _refuse_unread(self, status: int, text: str) -> None:
+        """Answer without reading the body, then close: the connection cannot carry another request. What the
+        client still sends is read and dropped for a while first (`LINGER_S`), so that it reads the answer."""
+        self.close_connection = True
+        self._answer(status, text)
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(LINGER_S)
+            deadline, left = time.monotonic() + LINGER_S, LINGER_BYTES
+            while left > 0 and time.monotonic() < deadline and (chunk := self.rfile.read1(min(left, 65536))):
+                left -= len(chunk)
+        except OSError:
+            pass  # the client is gone: nothing more to say
+
     def do_POST(self) -> None:
         if self.path != "/add-checkpoint":
-            self.close_connection = True  # the body is not read: the connection cannot carry another request
-            self._answer(404, "not found; this witness serves POST /add-checkpoint\n")
+            self._refuse_unread(404, "not found; this witness serves POST /add-checkpoint\n")
             return
         length = self.headers.get("Content-Length")
         if self.headers.get("Transfer-Encoding") or length is None or not length.isdigit():
-            self.close_connection = True
-            self._answer(411, "send the body with a Content-Length\n")
+            self._refuse_unread(411, "send the body with a Content-Length\n")
             return
         if int(length) > MAX_BODY_BYTES:
-            self.close_connection = True
-            self._answer(413, f"the body is {length} bytes; an add-checkpoint request is at most {MAX_BODY_BYTES}\n")
+            self._refuse_unread(413, f"the body is {length} bytes; an add-checkpoint request is at most "
+                                     f"{MAX_BODY_BYTES}\n")
             return
         body = self.rfile.read(int(length))
         if len(body) != int(length):

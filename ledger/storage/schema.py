@@ -181,33 +181,30 @@ def ensure(conn: sqlite3.Connection) -> set[str]:
 
 # ---- PostgreSQL ------------------------------------------------------------------------------------
 
+def _one_row_that_grows(table: str, function: str, column: str, what: str) -> str:
+    """The trigger of a table of one row (id 1) whose `column` may only grow: no lower value, no DELETE, no
+    TRUNCATE."""
+    return f"""CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.id = OLD.id AND NEW.{column} >= OLD.{column} THEN RETURN NEW; END IF;
+    RAISE EXCEPTION '{what} {table} may only grow: % refused', TG_OP;
+END $$;
+CREATE OR REPLACE TRIGGER {table}_grows BEFORE UPDATE OR DELETE ON {table}
+    FOR EACH ROW EXECUTE FUNCTION {function}();
+CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+    FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+"""
+
+
 PG_HEAD = """
 CREATE TABLE IF NOT EXISTS log_head (id INTEGER PRIMARY KEY CHECK (id = 1), size BIGINT NOT NULL, root BYTEA NOT NULL);
-CREATE OR REPLACE FUNCTION ledger_head_grows() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'UPDATE' AND NEW.id = OLD.id AND NEW.size >= OLD.size THEN RETURN NEW; END IF;
-    RAISE EXCEPTION 'log table log_head may only grow: % refused', TG_OP;
-END $$;
-CREATE OR REPLACE TRIGGER log_head_grows BEFORE UPDATE OR DELETE ON log_head
-    FOR EACH ROW EXECUTE FUNCTION ledger_head_grows();
-CREATE OR REPLACE TRIGGER log_head_no_truncate BEFORE TRUNCATE ON log_head
-    FOR EACH STATEMENT EXECUTE FUNCTION ledger_head_grows();
-"""
+""" + _one_row_that_grows("log_head", "ledger_head_grows", "size", "log table")
 
 # The local TSA's next serial number, one for every host (`ledger.anchoring.tsa_serial`): it may only grow,
 # so no serial is issued twice.
 PG_TSA_SERIAL = """
 CREATE TABLE IF NOT EXISTS tsa_serial (id INTEGER PRIMARY KEY CHECK (id = 1), next BIGINT NOT NULL CHECK (next > 0));
-CREATE OR REPLACE FUNCTION ledger_tsa_serial_grows() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'UPDATE' AND NEW.id = OLD.id AND NEW.next >= OLD.next THEN RETURN NEW; END IF;
-    RAISE EXCEPTION 'table tsa_serial may only grow: % refused', TG_OP;
-END $$;
-CREATE OR REPLACE TRIGGER tsa_serial_grows BEFORE UPDATE OR DELETE ON tsa_serial
-    FOR EACH ROW EXECUTE FUNCTION ledger_tsa_serial_grows();
-CREATE OR REPLACE TRIGGER tsa_serial_no_truncate BEFORE TRUNCATE ON tsa_serial
-    FOR EACH STATEMENT EXECUTE FUNCTION ledger_tsa_serial_grows();
-"""
+""" + _one_row_that_grows("tsa_serial", "ledger_tsa_serial_grows", "next", "table")
 
 # The documents' bytes (`ledger.documents._blobdb`): each document in chunks of 1 MiB, then its `blobs` row in
 # the same transaction (a row there means the whole document is in). Append-only as the log tables are, by

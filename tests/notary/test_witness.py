@@ -115,6 +115,15 @@ def test_what_a_witness_refuses(led: Ledger, witness: WitnessProcess) -> None:
     assert held(witness, led.log.origin) == cp2
 
 
+def test_a_body_refused_unread_is_answered_not_reset(witness: WitnessProcess) -> None:
+    """A body too large (or sent where nothing is served) is refused before it is read; the client, still
+    sending it, must read the answer, not a reset connection (the witness reads and drops the rest first)."""
+    for _ in range(10):
+        status, _, body = post(witness.url + "/add-checkpoint", b"x" * (12 << 20))
+        assert status == 413 and "at most 1048576" in body, body
+        assert post(witness.url + "/elsewhere", b"y" * (12 << 20))[0] == 404
+
+
 def test_concurrent_pushes_for_one_log_are_serialised(led: Ledger, witness: WitnessProcess) -> None:
     """Eight checkpoints pushed at once from the same old size: one wins, the others learn its size."""
     size0, cp0 = grow(led)
