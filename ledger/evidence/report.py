@@ -55,7 +55,7 @@ from reportlab.platypus import (
 from ledger.documents.marks import FONT_NAME, FONT_PATH, MM, qr_matrix
 from ledger.envelopes.wording import DETAILS, EVENTS
 from ledger.errors import LedgerError, RefusedError
-from ledger.evidence.reporttext import CHECKS, KEEPING, LANGS, STATUS, TEXT, VERIFYING
+from ledger.evidence.reporttext import CHECKS, KEEPING, LANGS, PASSED, STATUS, TEXT, VERIFYING
 
 MONO_NAME = "LedgerWqyMicroHeiMono"
 DASH = "—"
@@ -441,9 +441,18 @@ class _Report:
             return [*out, self.p(escape(t["no_checks"]), st.body)]
         rows2 = [[self.p(_x(CHECKS[self.lang].get(str(c.get("name")), c.get("name")))),
                   self.p(escape(t["passed"]) if c.get("ok") else f"<font color='#b3261e'>{escape(t['failed'])}</font>"),
-                  self.p(_x(c.get("detail")))] for c in checks]
+                  self.p(self.check_detail(c))] for c in checks]
         return [*out, _table(self.heads("col_check", "col_result", "col_detail"), rows2,
                              (55 * MM, 18 * MM, _WIDTH - 73 * MM))]
+
+    def check_detail(self, check: dict[str, Any]) -> str:
+        """A check's detail: what it establishes in the reader's words, if it passed and they differ from the
+        verifier's, then the verifier's own (hashes, files, times), smaller."""
+        own = _x(check.get("detail"))
+        said = PASSED[self.lang].get(str(check.get("name"))) if check.get("ok") else None
+        if said is None:
+            return own
+        return f"{escape(said)}<br/><font size='7' color='#5f6368'>{own}</font>"
 
     def qr(self, url: object) -> Flowable | None:
         """The portal page's QR code with its address, or None without one (or one too long to encode)."""

@@ -258,7 +258,8 @@ assert set(TEXT["en"]) == set(TEXT["zh-CN"])
 
 # The contract's status in words (the envelope's lifecycle, DESIGN.md §3).
 # The names of the checks `verifier verify` makes (verifier/evidence), in the report's words; their details
-# stay as the verifier wrote them (hashes, file names, sizes), in English.
+# stay as the verifier wrote them (hashes, file names, sizes), in English, after what a check that passed
+# establishes, in the reader's words (PASSED).
 CHECKS: dict[str, dict[str, str]] = {
     "en": {},
     "zh-CN": {
@@ -268,8 +269,47 @@ CHECKS: dict[str, dict[str, str]] = {
         "status": "状态", "document": "文件", "document seal": "文件印章", "document signatures": "文件签名",
         "report": "报告", "report manifest": "报告内嵌清单", "report seal": "报告印章", "parties": "参与方",
         "timeline": "时间线", "times": "时间", "this copy": "本份副本", "page": "页面",
+        "files": "文件完整性", "checkpoints": "检查点", "consistency": "一致性证明", "entries": "事件条目",
+        "proofs": "包含证明", "openings": "承诺公开值", "documents": "文件版本", "TSA roots": "时间戳根证书",
+        "seal roots": "印章根证书",
     },
 }
+
+# What each check establishes when it passes, for a reader of the Chinese report (English readers have the
+# verifier's own detail). Every sentence must stay true of what the check checks (verifier/evidence).
+PASSED: dict[str, dict[str, str]] = {
+    "en": {},
+    "zh-CN": {
+        "files": "证据包中的每个文件都与清单所列的 SHA-256 哈希值和大小一致，没有文件被增加、删除或改动。",
+        "manifest": "证据清单完整，可以读取。",
+        "TSA roots": "时间戳机构的根证书可以读取。",
+        "seal roots": "印章的根证书可以读取。",
+        "log key": "日志公钥与证据包所声明的一致。",
+        "checkpoints": "各检查点（日志签名的树头）均由日志密钥签名，内容完整。",
+        "checkpoint": "检查点由日志密钥签名，签名有效。",
+        "consistency": "检查点之间的一致性证明成立：日志只追加，从未改写。",
+        "entries": "每个事件条目格式规范，并按顺序逐个相连，构成一条完整的链。",
+        "proofs": "每个事件都在所证明的检查点的默克尔树中（包含证明成立）。",
+        "envelope head": "日志对本合同最后一个事件的签名声明有效：证据包含有本合同的全部事件。",
+        "lifecycle": "按合同生命周期规则重放全部事件，得出的状态与记录一致。",
+        "openings": "参与方、标题等内容的加盐哈希承诺与日志中的承诺一致。",
+        "anchors": "检查点的 RFC 3161 可信时间戳有效：上述事件不晚于时间戳时间已经存在。",
+        "anchor": "这一 RFC 3161 可信时间戳有效，且其签发证书可追溯到受信任的根证书。",
+        "anchor renewal": "时间戳续期有效：在原时间戳的证书到期之前已重新加盖时间戳。",
+        "cosignatures": "见证方对检查点的联署签名有效。",
+        "documents": "证据包中的文件与日志登记的文件版本哈希一致。",
+        "document": "该文件与日志登记的版本哈希一致。",
+        "document seal": "文件上的电子印章完整、可信，加盖印章之后文件没有被改动。",
+        "document signatures": ("该文件版本中的电子签名（如有）完整、可信，签名之后没有不允许的改动；"
+                                "没有签名的版本以日志登记的哈希值核对。"),
+        "report": "报告文件可以读取和检查。",
+        "report manifest": "报告中内嵌的证据清单与证据包一致。",
+        "report seal": "报告上的电子印章完整、可信，并带有时间戳。",
+    },
+}
+# every check of a bundle has its words (the others are a copy page's: `verifier page`, not in a report)
+assert set(PASSED["zh-CN"]) == set(CHECKS["zh-CN"]) - {"events", "all events", "status", "parties", "timeline",
+                                                        "times", "this copy", "page"}
 
 STATUS: dict[str, dict[str, str]] = {
     "en": {

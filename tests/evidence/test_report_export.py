@@ -47,6 +47,11 @@ def test_the_exported_report_is_sealed_and_readable(world: World, tmp_path: Path
     text = text_of(pdf)
     assert verdict in text
     assert ("生命周期重放" in text) == (lang == "zh-CN"), "the self-check's names are in the reader's words"
+    # and what each check that passed establishes (the verifier's own detail follows, as it wrote it)
+    flat = "".join(text.split())
+    for said in ("按合同生命周期规则重放全部事件", "文件上的电子印章完整、可信", "证据包中的每个文件都与清单所列"):
+        assert (said in flat) == (lang == "zh-CN"), said
+    assert "replay" in text.lower(), "the verifier's own detail is there in both"
     for name in ("Zhang San", "Example Trading Co., Ltd.", "Li Si"):
         assert name in text, name
     # every event of the envelope, in the reader's words, with its log index
