@@ -8,6 +8,8 @@ import os
 import threading
 from pathlib import Path
 
+from notary.errors import StateError
+
 TEMP_MARK = ".tmp-"
 
 
@@ -34,6 +36,20 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def read_state(path: Path) -> bytes | None:
+    """A state file's bytes, or None if there is none yet.
+
+    Raises:
+        StateError: it is there but cannot be read.
+    """
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise StateError(f"cannot read {path}: {e}") from None
 
 
 def remove_temporaries(folder: Path) -> None:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
-from notary._files import make_folder, write_atomic
+from notary._files import make_folder, read_state, write_atomic
 from notary._http import LogClient
 from notary.errors import FetchError, ForkError, StateError
 from notary.tiles import fetch_tree
@@ -91,12 +91,9 @@ class Check:
 
     def _kept(self, key: Ed25519Verifier) -> SignedCheckpoint | None:
         path = self.state / CHECKPOINT_FILE
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        data = read_state(path)
+        if data is None:
             return None
-        except OSError as e:
-            raise StateError(f"cannot read {path}: {e}") from None
         try:
             return verify_checkpoint(data, key)
         except VerificationError as e:

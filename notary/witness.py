@@ -35,7 +35,7 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import quote
 
-from notary._files import make_folder, remove_temporaries, write_atomic
+from notary._files import make_folder, read_state, remove_temporaries, write_atomic
 from notary.errors import StateError
 from verifier.checkpoint import SignedCheckpoint, parse_checkpoint
 from verifier.errors import SignatureError, VerificationError
@@ -126,12 +126,9 @@ class Witness:
 
     def _load(self, origin: str) -> SignedCheckpoint | None:
         path = self._path(origin)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        data = read_state(path)
+        if data is None:
             return None
-        except OSError as e:
-            raise StateError(f"cannot read {path}: {e}") from None
         try:
             held = parse_checkpoint(data)
         except VerificationError as e:

@@ -21,21 +21,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar
 
 from ledger.errors import IntegrityError, StorageError
+from ledger.storage.files import fsync_dir
 
 if TYPE_CHECKING:
     from ledger.storage.engine import PgConnection
 
 CHUNK = 1 << 20  # bytes of a document in each blob_chunks row
 _T = TypeVar("_T")
-
-
-def sync_dir(folder: Path) -> None:
-    """fsync a folder, so that a file just linked into it survives a power loss."""
-    dfd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 class PgBlobs:
@@ -176,7 +168,7 @@ class PgBlobs:
                     os.link(tmp, dest)
                 except FileExistsError:
                     pass  # fetched by another thread meanwhile: the same bytes
-                sync_dir(dest.parent)
+                fsync_dir(dest.parent)
             finally:
                 try:
                     os.unlink(tmp)

@@ -26,9 +26,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from ledger.documents._blobdb import PgBlobs, sync_dir
+from ledger.documents._blobdb import PgBlobs
 from ledger.errors import NotFoundError, RefusedError, StorageError
 from ledger.storage.engine import is_postgresql
+from ledger.storage.files import fsync_dir
 
 _HEX = re.compile(r"[0-9a-f]{64}")
 _log = logging.getLogger("ledger.documents.blobs")
@@ -92,7 +93,7 @@ class Upload:
             if self.store.db is not None:  # the bytes sent, whatever file was under their hash already
                 src = open(self.tmp, "rb")  # noqa: SIM115 (closed below, once stored in the database)
             os.unlink(self.tmp)
-            sync_dir(dest.parent)
+            fsync_dir(dest.parent)
         except OSError as e:
             if src is not None:
                 src.close()

@@ -142,6 +142,24 @@ def _connect_pg(database: str, password: str | None, *, readonly: bool = False,
         raise StorageError(f"cannot connect to the database {redact(database)}: {e}", code="database_unavailable") from e
 
 
+def _pg_ledger(database: str, password: str | None, *, holds: bool, readonly: bool = False, role: str = "writer",
+               hint: str = "", status: int = 400) -> PgConnection:
+    """A session on the PostgreSQL database `database`, which holds a ledger (`holds`) or holds none (to make
+    one in it; else refused with `hint` and `status`); the session closed if it does not."""
+    conn = _connect_pg(database, password, readonly=readonly, role=role)
+    try:
+        if schema.pg_is_ledger(conn) != holds:
+            if holds:
+                raise NotFoundError(f"no ledger in the database {redact(database)}; run `ledger init "
+                                    "--database URL` first", code="no_ledger")
+            raise RefusedError(f"the database {redact(database)} already holds a ledger; refusing to overwrite "
+                               f"a log{hint}", code="exists", status=status)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def _read_text(path: Path) -> str | None:
     try:
         return path.read_text()
@@ -257,6 +275,20 @@ def _close_reader(readers: dict[int, Connection], lock: threading.Lock, key: int
         conn.close()
 
 
+def latest_checkpoint(conn: Connection) -> tuple[int, bytes, str] | None:
+    """The latest checkpoint the database holds, as `conn` sees it: (size, root, note); None before the first."""
+    row = conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+    return None if row is None else (int(row[0]), bytes(row[1]), str(row[2]))
+
+
+def _rollback(conn: Connection) -> None:
+    """End a read transaction (nothing to keep); a session that is gone has ended it already."""
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
 def load_tree(conn: Connection) -> _Tree:
     """The tree the edge tiles hold: its size and compact range (the interior nodes are left to the writer)."""
     rows = conn.execute("SELECT level, idx, hashes FROM tile_edge ORDER BY level").fetchall()
@@ -339,11 +371,8 @@ class TileLog:
         """A new, empty log: in the SQLite file `path`, or in the PostgreSQL database `database` (a URL)."""
         conn: Connection
         if database:
-            conn = pg = _connect_pg(database, password)
+            conn = pg = _pg_ledger(database, password, holds=False)
             try:
-                if schema.pg_is_ledger(pg):
-                    raise RefusedError(f"the database {redact(database)} already holds a ledger; refusing to "
-                                       "overwrite a log", code="exists")
                 schema.ensure_pg(pg)
                 pg.execute("INSERT INTO log_head(id, size, root) VALUES (1, 0, ?) ON CONFLICT DO NOTHING",
                            (EMPTY_ROOT,))
@@ -365,11 +394,8 @@ class TileLog:
              password: str | None = None) -> TileLog:
         conn: Connection
         if database:
-            conn = pg = _connect_pg(database, password)
+            conn = pg = _pg_ledger(database, password, holds=True)
             try:
-                if not schema.pg_is_ledger(pg):
-                    raise NotFoundError(f"no ledger in the database {redact(database)}; run `ledger init "
-                                        "--database URL` first", code="no_ledger")
                 added = schema.ensure_pg(pg)
             except BaseException:
                 pg.close()
@@ -399,14 +425,7 @@ class TileLog:
         It serves what the writer has published; `refresh()` picks up newer checkpoints.
         """
         if database:
-            conn = _connect_pg(database, password, readonly=True, role="reader")
-            try:
-                if not schema.pg_is_ledger(conn):
-                    raise NotFoundError(f"no ledger in the database {redact(database)}; run `ledger init "
-                                        "--database URL` first", code="no_ledger")
-            except BaseException:
-                conn.close()
-                raise
+            conn = _pg_ledger(database, password, holds=True, readonly=True, role="reader")
             return cls(path, None, conn, utc_now, database=database, password=password)
         if not path.exists():
             raise NotFoundError(f"no ledger database at {path}; run `ledger init` first", code="no_ledger")
@@ -415,13 +434,8 @@ class TileLog:
     @staticmethod
     def check_new(database: str, password: str | None) -> None:
         """Refuse, before anything is written, a PostgreSQL database that cannot be reached or holds a ledger."""
-        conn = _connect_pg(database, password, role="init")
-        try:
-            if schema.pg_is_ledger(conn):
-                raise RefusedError(f"the database {redact(database)} already holds a ledger; refusing to overwrite "
-                                   "a log (init a new ledger in an empty database)", code="exists", status=409)
-        finally:
-            conn.close()
+        _pg_ledger(database, password, holds=False, role="init",
+                   hint=" (init a new ledger in an empty database)", status=409).close()
 
     def newest_size(self, conn: Connection | None = None) -> int | None:
         """The largest tree size among the database's checkpoints, another process's included (None
@@ -431,26 +445,26 @@ class TileLog:
 
     def refresh(self) -> None:
         """Reader side: move to the latest published checkpoint (cheap; no tree state is rebuilt)."""
-        row = self._reader().execute("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
-        if row is not None and row[0] > self._published[0]:
-            self._published = (int(row[0]), bytes(row[1]), str(row[2]))
+        latest = latest_checkpoint(self._reader())
+        if latest is not None and latest[0] > self._published[0]:
+            self._published = latest
 
     def _load_tree(self) -> _Tree:
         return load_tree(self.conn)
 
     def _load_latest(self) -> tuple[int, bytes, str]:
-        row = self.conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
-        if row is None:
+        latest = latest_checkpoint(self.conn)
+        if latest is None:
             return (0, self._tree.root(), "")
-        size, root, note = row
+        size, root, _ = latest
         if self._signer is None:
-            return (int(size), bytes(root), str(note))
+            return latest
         if size != self._tree.size or root != self._tree.root():
             raise IntegrityError(
                 f"the tiles hold a tree of size {self._tree.size} but the last checkpoint is for size {size}; "
                 "the database is damaged (run `ledger audit`)"
             )
-        return (int(size), bytes(root), str(note))
+        return latest
 
     def _check_newest_tile(self) -> None:
         """Before a writer signs anything over this tree: the entries of the newest tile still hash to the
@@ -866,10 +880,7 @@ class TileLog:
             finally:
                 self._local.pinned = self._local.view = None
                 if conn.in_transaction:
-                    try:
-                        conn.execute("ROLLBACK")  # read only: nothing to keep
-                    except sqlite3.Error:
-                        pass
+                    _rollback(conn)  # read only: nothing to keep
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -882,37 +893,30 @@ class TileLog:
             raise StorageError("a snapshot is read by a log opened for reading only (open_reader)")
         self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ" if self.postgresql else "BEGIN")
         try:
-            row = self.conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+            self._local.view = latest_checkpoint(self.conn) or self._published
             self._local.pinned = self.conn
-            self._local.view = (int(row[0]), bytes(row[1]), str(row[2])) if row else self._published
             yield
         finally:
             self._local.pinned = self._local.view = None
-            try:
-                self.conn.execute("ROLLBACK")  # read only: nothing to keep
-            except sqlite3.Error:
-                pass
+            _rollback(self.conn)  # read only: nothing to keep
 
     def _choose(self, min_size: int, lent: ExitStack) -> tuple[Connection, tuple[int, bytes, str], bool]:
         """`reading()`'s connection and checkpoint, and whether they are the replica's: its latest if it is fit
         and recent enough (in a session of its pool, given back when `lent` closes), else ours."""
         if self.replica is not None and self.replica.usable():
-            row = None
+            latest = None
             session = ExitStack()
             try:
                 conn = session.enter_context(self.replica.pool(self._pool_size).session())
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-                row = conn.execute("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+                latest = latest_checkpoint(conn)
             except sqlite3.Error as e:
                 self.replica.failed(e)
-            if row is not None and int(row[0]) >= min_size:
+            if latest is not None and latest[0] >= min_size:
                 lent.push(session)
-                return conn, (int(row[0]), bytes(row[1]), str(row[2])), True
-            if row is not None:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass  # the pool makes the session again
+                return conn, latest, True
+            if latest is not None:
+                _rollback(conn)
             session.close()
         if self.postgresql:  # one of the pool's sessions for the request's reads (each statement's own otherwise)
             return lent.enter_context((self._pool or self._make_pool()).session()), self._published, False

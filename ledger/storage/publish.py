@@ -35,6 +35,7 @@ import threading
 from pathlib import Path
 
 from ledger.errors import IntegrityError, LedgerError, NotFoundError, StorageError
+from ledger.storage.files import fsync_dir
 from ledger.storage.log import TILE_WIDTH, TileLog
 from verifier.checkpoint import parse_checkpoint
 from verifier.errors import FormatError
@@ -62,14 +63,6 @@ def published_size(folder: Path) -> int:
         return 0
     lines = head.split(b"\n", 2)
     return int(lines[1]) if len(lines) > 2 and lines[1].isdigit() else 0
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Publisher:
@@ -170,10 +163,10 @@ class Publisher:
                 written += self._put(tile_path(level, want, width), self.log.tile(level, want, width)[0][: 32 * width])
             level += 1
         for d in sorted(self._dirty, key=lambda p: -len(p.parts)):  # deepest first: then the names of new folders
-            _fsync_dir(d)
+            fsync_dir(d)
         self._dirty.clear()
         written += self._put(CHECKPOINT, note.encode(), replace=True)
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
         self.size = size
         self._drop_partials(old, size)
         return written

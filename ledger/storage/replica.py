@@ -100,6 +100,9 @@ class Replica:
     def pool(self, size: int) -> ReadPool:
         """The pool the pages' reads borrow their sessions on the replica from (made at the first read; a read
         waits CONNECT_TIMEOUT_S for one, then the page reads the primary)."""
+        pool = self._pool
+        if pool is not None and pool.size == size:
+            return pool  # every page asks: no lock once it is made
         with self._pool_lock:
             if self._pool is None:
                 self._pool = ReadPool(self.url, password=self._password, size=size, role="replica-reader",
